@@ -1,0 +1,9 @@
+//! Node-API binding for kata-ts. Each module converts one native crate's types and errors;
+//! policy lives in the crates (Rust) or in `ts/` (TypeScript).
+//!
+//! Every synchronous export uses `catch_unwind` so a panic becomes a thrown JS error with code
+//! `PANIC` instead of aborting the process; async exports reject.
+
+mod diag;
+mod error;
+mod vcpu;

@@ -1,0 +1,103 @@
+use napi_derive::napi;
+use vcpu::{ceil_vcpus, container_vcpus, parse_decimal, sandbox_vcpus, ContainerCpu, CpuSet, VcpuError, Vcpus};
+
+use crate::error::{coded, guard, Result};
+
+fn to_js(err: VcpuError) -> napi::Error<crate::error::Code> {
+    let code = match err {
+        VcpuError::InvalidDecimal { .. } => "VCPU_INVALID_DECIMAL",
+        VcpuError::InvalidCpuSet { .. } => "VCPU_INVALID_CPUSET",
+        VcpuError::InvalidQuota { .. } => "VCPU_INVALID_QUOTA",
+        VcpuError::TooLarge { .. } => "VCPU_TOO_LARGE",
+    };
+    coded(code, err.to_string())
+}
+
+/// The CPU part of one container's OCI `linux.resources.cpu`.
+#[napi(object)]
+#[derive(Debug)]
+pub struct ContainerCpuInput {
+    /// CFS quota in µs; absent or negative means unlimited.
+    pub quota_us: Option<i64>,
+    /// CFS period in µs; absent or 0 means unset.
+    pub period_us: Option<i64>,
+    /// cpuset such as `0-3,6`.
+    pub cpus: Option<String>,
+}
+
+/// An exact vCPU amount and the whole vCPUs it rounds up to.
+#[napi(object)]
+#[derive(Debug)]
+pub struct VcpuAmount {
+    /// Numerator of the reduced fraction, in decimal.
+    pub numerator: String,
+    /// Denominator of the reduced fraction, in decimal (≥ 1).
+    pub denominator: String,
+    /// The reduced fraction as `p/q`.
+    pub exact: String,
+    /// The smallest whole number of vCPUs not below the amount.
+    pub ceil: u32,
+}
+
+fn amount(value: &Vcpus) -> Result<VcpuAmount> {
+    Ok(VcpuAmount {
+        numerator: value.numer().to_string(),
+        denominator: value.denom().to_string(),
+        exact: format!("{}/{}", value.numer(), value.denom()),
+        ceil: ceil_vcpus(value).map_err(to_js)?,
+    })
+}
+
+fn container(input: &ContainerCpuInput) -> Result<ContainerCpu> {
+    let period_us = match input.period_us {
+        None => None,
+        Some(p) => Some(u64::try_from(p).map_err(|_| {
+            to_js(VcpuError::InvalidQuota {
+                quota: input.quota_us.unwrap_or(-1),
+                period: p,
+                reason: "the period must not be negative".into(),
+            })
+        })?),
+    };
+    let cpus = match input.cpus.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<CpuSet>().map_err(to_js)?),
+    };
+    Ok(ContainerCpu {
+        quota_us: input.quota_us,
+        period_us,
+        cpus,
+    })
+}
+
+/// Exact vCPUs for a sandbox: `defaultVcpus` (decimal text such as "0.75") plus the containers'
+/// quota/period fractions, or the union of their cpusets when none has a quota.
+#[napi(catch_unwind)]
+pub fn calc_sandbox_vcpus(
+    default_vcpus: String,
+    containers: Vec<ContainerCpuInput>,
+) -> Result<VcpuAmount> {
+    guard(|| {
+        let default = parse_decimal(&default_vcpus).map_err(to_js)?;
+        let parsed = containers.iter().map(container).collect::<Result<Vec<_>>>()?;
+        amount(&sandbox_vcpus(&default, &parsed))
+    })
+}
+
+/// vCPUs one container asks for: quota/period, else its cpuset size, else null.
+#[napi(catch_unwind)]
+pub fn calc_container_vcpus(input: ContainerCpuInput) -> Result<Option<VcpuAmount>> {
+    guard(|| container_vcpus(&container(&input)?).as_ref().map(amount).transpose())
+}
+
+/// Parses a decimal vCPU amount exactly ("1.5" → 3/2).
+#[napi(catch_unwind)]
+pub fn parse_vcpu_decimal(text: String) -> Result<VcpuAmount> {
+    guard(|| amount(&parse_decimal(&text).map_err(to_js)?))
+}
+
+/// Parses a cpuset list (`0-3,6`) into ascending CPU numbers.
+#[napi(catch_unwind)]
+pub fn parse_cpuset(text: String) -> Result<Vec<u32>> {
+    guard(|| Ok(text.parse::<CpuSet>().map_err(to_js)?.iter().collect()))
+}

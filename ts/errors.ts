@@ -1,0 +1,36 @@
+// Errors are data: a discriminated union with the field path and the offending value; the
+// message is derived from them once, when the error is made.
+
+/** Where a problem is: a file plus a field path (`hypervisor.qemu.block_device_aio`). */
+export interface Problem {
+  /** `config`, `spec`, `annotation`, `mount`, `plan`, … */
+  readonly kind: string;
+  /** File or input the problem is in (config path, bundle dir, annotation key). */
+  readonly source: string;
+  /** Field path inside the source, e.g. `hypervisor.qemu.default_vcpus`. */
+  readonly field: string;
+  /** The offending value, as text (may be empty). */
+  readonly value: string;
+  /** Human-readable message naming the field. */
+  readonly message: string;
+}
+
+export function problem(kind: string, source: string, field: string, value: unknown, what: string): Problem {
+  const shown = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
+  return { kind, source, field, value: shown ?? '', message: `${field}: ${what}` };
+}
+
+/** One or more problems found while reading or planning; validation reports all of them. */
+export interface PlanError {
+  readonly kind: 'plan-error';
+  readonly problems: readonly Problem[];
+}
+
+export function planError(...problems: Problem[]): PlanError {
+  return { kind: 'plan-error', problems };
+}
+
+/** `kata-ts: <where>: <what>` lines, one per problem. */
+export function formatPlanError(e: PlanError): string[] {
+  return e.problems.map((p) => `kata-ts: ${p.source}: ${p.message}`);
+}
