@@ -31,6 +31,13 @@ export declare function calcContainerVcpus(input: ContainerCpuInput): VcpuAmount
  */
 export declare function calcSandboxVcpus(defaultVcpus: string, containers: Array<ContainerCpuInput>): VcpuAmount
 
+/**
+ * `calcSandboxVcpus` for quota/period-only containers passed as two parallel typed arrays
+ * (µs; a negative quota means unlimited). One buffer crossing instead of one property read per
+ * field; the benchmark compares both forms.
+ */
+export declare function calcSandboxVcpusPacked(defaultVcpus: string, quotaUs: Float64Array, periodUs: Float64Array): VcpuAmount
+
 /** The CPU part of one container's OCI `linux.resources.cpu`. */
 export interface ContainerCpuInput {
   /** CFS quota in µs; absent or negative means unlimited. */

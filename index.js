@@ -773,10 +773,11 @@ if (
   }
 }
 
-const { DiagEventSource, calcContainerVcpus, calcSandboxVcpus, diagEchoAsync, diagPanicAsync, diagPanicSync, parseCpuset, parseVcpuDecimal } = nativeBinding
+const { DiagEventSource, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusPacked, diagEchoAsync, diagPanicAsync, diagPanicSync, parseCpuset, parseVcpuDecimal } = nativeBinding
 export { DiagEventSource }
 export { calcContainerVcpus }
 export { calcSandboxVcpus }
+export { calcSandboxVcpusPacked }
 export { diagEchoAsync }
 export { diagPanicAsync }
 export { diagPanicSync }

@@ -52,13 +52,34 @@ export interface HypervisorConfig {
   readonly initdata: string;
   /** Confidential guest protection the host offers (`none`, `tdx`, `snp`, `cca`, `se`); a host fact, defaulted from config. */
   readonly confidentialGuest: boolean;
+  // Boot and machine settings the QEMU command line needs (Kata keys in parentheses).
+  /** Guest rootfs filesystem (`rootfs_type`): `ext4`, `xfs` or `erofs`. */
+  readonly rootfsType: string;
+  /** Driver attaching the guest image (`vm_rootfs_driver`), one of BLOCK_DRIVERS. */
+  readonly vmRootfsDriver: BlockDriver;
+  /** Firmware path (`firmware`); empty for QEMU's default. */
+  readonly firmware: string;
+  /** `-cpu` features (`cpu_features`), comma-separated, e.g. `pmu=off`. */
+  readonly cpuFeatures: string;
+  /** Extra `-machine` options (`machine_accelerators`), comma-separated. */
+  readonly machineAccelerators: string;
+  /** Host entropy source for virtio-rng (`entropy_source`). */
+  readonly entropySource: string;
+  /** Hypervisor and guest kernel debug output (`enable_debug` in the hypervisor section). */
+  readonly enableDebug: boolean;
+  /** Guest OCI hook directory (`guest_hook_path`); empty for none. */
+  readonly guestHookPath: string;
 }
 
 export interface AgentConfig {
   readonly name: string;
   readonly debug: boolean;
-  /** `dial_timeout` in seconds. */
+  /** `dial_timeout` in seconds (runtime-go key; the total time allowed to reach the agent). */
   readonly dialTimeoutSecs: number;
+  /** `dial_timeout_ms`: one connection attempt (runtime-rs key). */
+  readonly dialTimeoutMs: number;
+  /** `reconnect_timeout_ms`: retry budget for reaching the agent (runtime-rs key). */
+  readonly reconnectTimeoutMs: number;
   readonly requestTimeoutMs: number;
   readonly kernelModules: readonly string[];
   readonly enableTracing: boolean;

@@ -4,6 +4,9 @@
 //! Every synchronous export uses `catch_unwind` so a panic becomes a thrown JS error with code
 //! `PANIC` instead of aborting the process; async exports reject.
 
+// In test builds napi-derive does not register exports, so they look unused.
+#![cfg_attr(test, allow(dead_code))]
+
 mod diag;
 mod error;
 mod vcpu;

@@ -1,5 +1,9 @@
+use napi::bindgen_prelude::Float64Array;
 use napi_derive::napi;
-use vcpu::{ceil_vcpus, container_vcpus, parse_decimal, sandbox_vcpus, ContainerCpu, CpuSet, VcpuError, Vcpus};
+use vcpu::{
+    ceil_vcpus, container_vcpus, parse_decimal, sandbox_vcpus, ContainerCpu, CpuSet, VcpuError,
+    Vcpus,
+};
 
 use crate::error::{coded, guard, Result};
 
@@ -79,7 +83,10 @@ pub fn calc_sandbox_vcpus(
 ) -> Result<VcpuAmount> {
     guard(|| {
         let default = parse_decimal(&default_vcpus).map_err(to_js)?;
-        let parsed = containers.iter().map(container).collect::<Result<Vec<_>>>()?;
+        let parsed = containers
+            .iter()
+            .map(container)
+            .collect::<Result<Vec<_>>>()?;
         amount(&sandbox_vcpus(&default, &parsed))
     })
 }
@@ -87,7 +94,12 @@ pub fn calc_sandbox_vcpus(
 /// vCPUs one container asks for: quota/period, else its cpuset size, else null.
 #[napi(catch_unwind)]
 pub fn calc_container_vcpus(input: ContainerCpuInput) -> Result<Option<VcpuAmount>> {
-    guard(|| container_vcpus(&container(&input)?).as_ref().map(amount).transpose())
+    guard(|| {
+        container_vcpus(&container(&input)?)
+            .as_ref()
+            .map(amount)
+            .transpose()
+    })
 }
 
 /// Parses a decimal vCPU amount exactly ("1.5" → 3/2).
@@ -100,4 +112,52 @@ pub fn parse_vcpu_decimal(text: String) -> Result<VcpuAmount> {
 #[napi(catch_unwind)]
 pub fn parse_cpuset(text: String) -> Result<Vec<u32>> {
     guard(|| Ok(text.parse::<CpuSet>().map_err(to_js)?.iter().collect()))
+}
+
+/// `calcSandboxVcpus` for quota/period-only containers passed as two parallel typed arrays
+/// (µs; a negative quota means unlimited). One buffer crossing instead of one property read per
+/// field; the benchmark compares both forms.
+#[napi(catch_unwind)]
+pub fn calc_sandbox_vcpus_packed(
+    default_vcpus: String,
+    quota_us: Float64Array,
+    period_us: Float64Array,
+) -> Result<VcpuAmount> {
+    let quotas = quota_us.to_vec();
+    let periods = period_us.to_vec();
+    guard(move || {
+        if quotas.len() != periods.len() {
+            return Err(coded(
+                "VCPU_INVALID_QUOTA",
+                format!("{} quotas but {} periods", quotas.len(), periods.len()),
+            ));
+        }
+        let default = parse_decimal(&default_vcpus).map_err(to_js)?;
+        let containers = quotas
+            .iter()
+            .zip(&periods)
+            .map(|(&q, &p)| {
+                container(&ContainerCpuInput {
+                    quota_us: Some(exact_i64(q)?),
+                    period_us: Some(exact_i64(p)?),
+                    cpus: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        amount(&sandbox_vcpus(&default, &containers))
+    })
+}
+
+/// An f64 from a typed array as an exact integer (JS numbers are exact up to 2^53).
+fn exact_i64(value: f64) -> Result<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if value.fract() != 0.0 || !(-LIMIT..=LIMIT).contains(&value) {
+        return Err(coded(
+            "VCPU_INVALID_QUOTA",
+            format!("{value} is not an integer number of microseconds"),
+        ));
+    }
+    // Checked above: an integer within ±2^53, which i64 holds exactly.
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(value as i64)
 }

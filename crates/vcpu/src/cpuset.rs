@@ -55,7 +55,9 @@ fn parse_id(text: &str, item: &str, whole: &str) -> Result<u32, VcpuError> {
         .parse()
         .map_err(|_| err(format!("{text:?} is out of range")))?;
     if id > MAX_CPU_ID {
-        return Err(err(format!("{id} is above the maximum CPU number {MAX_CPU_ID}")));
+        return Err(err(format!(
+            "{id} is above the maximum CPU number {MAX_CPU_ID}"
+        )));
     }
     Ok(id)
 }
@@ -80,7 +82,9 @@ impl FromStr for CpuSet {
                     if first >= last {
                         return Err(VcpuError::InvalidCpuSet {
                             text: whole.to_string(),
-                            reason: format!("range {item:?} must go from a lower to a higher number"),
+                            reason: format!(
+                                "range {item:?} must go from a lower to a higher number"
+                            ),
                         });
                     }
                     set.extend(first..=last);
@@ -171,7 +175,10 @@ mod tests {
     #[test]
     fn displays_canonical_ranges() {
         assert_eq!("6,0-3,2-5".parse::<CpuSet>().unwrap().to_string(), "0-6");
-        assert_eq!("1,3,4,5,9".parse::<CpuSet>().unwrap().to_string(), "1,3-5,9");
+        assert_eq!(
+            "1,3,4,5,9".parse::<CpuSet>().unwrap().to_string(),
+            "1,3-5,9"
+        );
         assert_eq!(CpuSet::default().to_string(), "");
     }
 

@@ -69,7 +69,9 @@ mod tests {
 
     #[test]
     fn rejects_non_decimals() {
-        for text in ["", ".", "-1", "+1", "1e3", "1.2.3", "abc", " 1", "NaN", "inf", "1,5"] {
+        for text in [
+            "", ".", "-1", "+1", "1e3", "1.2.3", "abc", " 1", "NaN", "inf", "1,5",
+        ] {
             assert!(
                 matches!(parse_decimal(text), Err(VcpuError::InvalidDecimal { .. })),
                 "{text:?} should be rejected"

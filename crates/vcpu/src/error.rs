@@ -4,7 +4,9 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum VcpuError {
     /// A vCPU amount that is not a non-negative decimal number such as `1`, `0.75` or `1.5`.
-    #[error("invalid vCPU amount {text:?}: expected a non-negative decimal number such as 1 or 0.75")]
+    #[error(
+        "invalid vCPU amount {text:?}: expected a non-negative decimal number such as 1 or 0.75"
+    )]
     InvalidDecimal { text: String },
     /// A cpuset list such as `0-3,6` that does not parse.
     #[error("invalid cpuset {text:?}: {reason}")]

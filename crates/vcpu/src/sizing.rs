@@ -49,12 +49,13 @@ pub fn sandbox_vcpus(default_vcpus: &BigRational, containers: &[ContainerCpu]) -
     if containers.is_empty() {
         return default_vcpus.clone();
     }
-    // Group quotas by period so the common case (one period) costs a single division.
-    let mut quota_by_period: BTreeMap<u64, BigInt> = BTreeMap::new();
+    // Group quotas by period so the common case (one period) costs a single division. An i128
+    // sum of i64 quotas cannot overflow below 2^64 containers.
+    let mut quota_by_period: BTreeMap<u64, i128> = BTreeMap::new();
     let mut union = CpuSet::default();
     for cpu in containers {
         if let Some((q, p)) = cpu.quota_fraction() {
-            *quota_by_period.entry(p).or_insert_with(BigInt::zero) += q;
+            *quota_by_period.entry(p).or_insert(0) += i128::from(q);
         }
         if let Some(set) = &cpu.cpus {
             union.union_with(set);
@@ -63,7 +64,7 @@ pub fn sandbox_vcpus(default_vcpus: &BigRational, containers: &[ContainerCpu]) -
     let total = quota_by_period
         .into_iter()
         .fold(BigRational::zero(), |acc, (p, q)| {
-            acc + BigRational::new(q, p.into())
+            acc + BigRational::new(BigInt::from(q), p.into())
         });
     if total.is_zero() && !union.is_empty() {
         return BigRational::from_integer(union.len().into());
@@ -126,40 +127,122 @@ mod tests {
     #[test]
     fn reference_vectors() {
         let rows = vec![
-            Row { name: "rounding: ten 0.1-CPU containers", default: "0",
-                containers: vec![q(100_000, 1_000_000); 10], exact: r(1, 1), ceil: 1 },
-            Row { name: "big_1", default: "10",
-                containers: vec![q(32_000_000, 1_000_000), q(32_000_000, 1_000_000), q(64_000_000, 1_000_000)],
-                exact: r(138, 1), ceil: 138 },
-            Row { name: "big_2", default: "10",
-                containers: vec![q(33_000_000, 1_000_000), q(31_000_000, 1_000_000), q(77_000_011, 1_000_000)],
-                exact: r(151_000_011, 1_000_000), ceil: 152 },
-            Row { name: "big_3", default: "10", containers: vec![q(141_000_008, 1_000_000)],
-                exact: r(151_000_008, 1_000_000), ceil: 152 },
-            Row { name: "big_4", default: "10", containers: vec![q(17_000_001, 1_000_000); 4],
-                exact: r(78_000_004, 1_000_000), ceil: 79 },
-            Row { name: "divisible a", default: "3",
-                containers: vec![q(1_000_000, 1_000_000), q(1_000_000, 500_000)], exact: r(6, 1), ceil: 6 },
-            Row { name: "divisible b", default: "3",
-                containers: vec![q(3_000_000, 1_500_000), q(1_000_000, 500_000)], exact: r(7, 1), ceil: 7 },
-            Row { name: "indivisible a", default: "1",
-                containers: vec![q(1_000_000, 1_000_000), q(900_000, 300_000)], exact: r(5, 1), ceil: 5 },
-            Row { name: "indivisible b", default: "1",
+            Row {
+                name: "rounding: ten 0.1-CPU containers",
+                default: "0",
+                containers: vec![q(100_000, 1_000_000); 10],
+                exact: r(1, 1),
+                ceil: 1,
+            },
+            Row {
+                name: "big_1",
+                default: "10",
+                containers: vec![
+                    q(32_000_000, 1_000_000),
+                    q(32_000_000, 1_000_000),
+                    q(64_000_000, 1_000_000),
+                ],
+                exact: r(138, 1),
+                ceil: 138,
+            },
+            Row {
+                name: "big_2",
+                default: "10",
+                containers: vec![
+                    q(33_000_000, 1_000_000),
+                    q(31_000_000, 1_000_000),
+                    q(77_000_011, 1_000_000),
+                ],
+                exact: r(151_000_011, 1_000_000),
+                ceil: 152,
+            },
+            Row {
+                name: "big_3",
+                default: "10",
+                containers: vec![q(141_000_008, 1_000_000)],
+                exact: r(151_000_008, 1_000_000),
+                ceil: 152,
+            },
+            Row {
+                name: "big_4",
+                default: "10",
+                containers: vec![q(17_000_001, 1_000_000); 4],
+                exact: r(78_000_004, 1_000_000),
+                ceil: 79,
+            },
+            Row {
+                name: "divisible a",
+                default: "3",
+                containers: vec![q(1_000_000, 1_000_000), q(1_000_000, 500_000)],
+                exact: r(6, 1),
+                ceil: 6,
+            },
+            Row {
+                name: "divisible b",
+                default: "3",
+                containers: vec![q(3_000_000, 1_500_000), q(1_000_000, 500_000)],
+                exact: r(7, 1),
+                ceil: 7,
+            },
+            Row {
+                name: "indivisible a",
+                default: "1",
+                containers: vec![q(1_000_000, 1_000_000), q(900_000, 300_000)],
+                exact: r(5, 1),
+                ceil: 5,
+            },
+            Row {
+                name: "indivisible b",
+                default: "1",
                 containers: vec![q(1_000_000, 1_000_000), q(900_000, 299_999)],
-                exact: r(1, 1) + r(900_000, 299_999) + r(1, 1), ceil: 6 },
-            Row { name: "fractional a", default: "0.5", containers: vec![q(250_000, 1_000_000)],
-                exact: r(3, 4), ceil: 1 },
-            Row { name: "fractional b", default: "0.5", containers: vec![q(500_000, 1_000_000)],
-                exact: r(1, 1), ceil: 1 },
-            Row { name: "fractional c", default: "0.5", containers: vec![q(500_001, 1_000_000)],
-                exact: r(1_000_001, 1_000_000), ceil: 2 },
-            Row { name: "empty map returns the default", default: "1.5", containers: vec![],
-                exact: r(3, 2), ceil: 2 },
-            Row { name: "cpuset only: union, default not added", default: "1",
-                containers: vec![cpus("0-3"), cpus("2-5")], exact: r(6, 1), ceil: 6 },
-            Row { name: "no quota, no cpuset: at least one", default: "0",
-                containers: vec![ContainerCpu { quota_us: Some(-1), ..Default::default() }],
-                exact: r(1, 1), ceil: 1 },
+                exact: r(1, 1) + r(900_000, 299_999) + r(1, 1),
+                ceil: 6,
+            },
+            Row {
+                name: "fractional a",
+                default: "0.5",
+                containers: vec![q(250_000, 1_000_000)],
+                exact: r(3, 4),
+                ceil: 1,
+            },
+            Row {
+                name: "fractional b",
+                default: "0.5",
+                containers: vec![q(500_000, 1_000_000)],
+                exact: r(1, 1),
+                ceil: 1,
+            },
+            Row {
+                name: "fractional c",
+                default: "0.5",
+                containers: vec![q(500_001, 1_000_000)],
+                exact: r(1_000_001, 1_000_000),
+                ceil: 2,
+            },
+            Row {
+                name: "empty map returns the default",
+                default: "1.5",
+                containers: vec![],
+                exact: r(3, 2),
+                ceil: 2,
+            },
+            Row {
+                name: "cpuset only: union, default not added",
+                default: "1",
+                containers: vec![cpus("0-3"), cpus("2-5")],
+                exact: r(6, 1),
+                ceil: 6,
+            },
+            Row {
+                name: "no quota, no cpuset: at least one",
+                default: "0",
+                containers: vec![ContainerCpu {
+                    quota_us: Some(-1),
+                    ..Default::default()
+                }],
+                exact: r(1, 1),
+                ceil: 1,
+            },
         ];
         for row in rows {
             let default = parse_decimal(row.default).unwrap();
@@ -173,9 +256,17 @@ mod tests {
     #[test]
     fn container_vcpus_vectors() {
         assert_eq!(container_vcpus(&ContainerCpu::default()), None);
-        let c = ContainerCpu { quota_us: Some(1001), period_us: Some(100), cpus: Some("1,2,3".parse().unwrap()) };
+        let c = ContainerCpu {
+            quota_us: Some(1001),
+            period_us: Some(100),
+            cpus: Some("1,2,3".parse().unwrap()),
+        };
         assert_eq!(container_vcpus(&c), Some(r(1001, 100)));
-        let c = ContainerCpu { quota_us: Some(-1), period_us: Some(0), cpus: Some("1".parse().unwrap()) };
+        let c = ContainerCpu {
+            quota_us: Some(-1),
+            period_us: Some(0),
+            cpus: Some("1".parse().unwrap()),
+        };
         assert_eq!(container_vcpus(&c), Some(r(1, 1)));
     }
 

@@ -1,0 +1,64 @@
+# kata-ts build, test and benchmark entry points. Every target installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+NAPI_CRATE := kata-ts-napi
+NAPI_OUT := build/napi
+NODE_BIN := kata-ts.linux-x64-gnu.node
+APT_PACKAGES := protobuf-compiler
+NPM_STAMP := node_modules/.kata-ts-npm-stamp
+APT_STAMP := build/.apt-stamp
+
+.PHONY: build native ts deps apt npm test check bench demo pack types clean
+
+deps: apt npm
+
+# apt: only what is missing, once per machine (apt-get update needs network to Debian's mirror).
+apt: $(APT_STAMP)
+$(APT_STAMP):
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing apt packages:$$missing"; \
+	  sudo_cmd=""; [ "$$(id -u)" = 0 ] || sudo_cmd=sudo; \
+	  $$sudo_cmd apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo_cmd apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(dir $@) && touch $@
+
+npm: $(NPM_STAMP)
+$(NPM_STAMP): package-lock.json package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# The native addon: napi writes the .node, the JS loader and index.d.ts into build/napi; the
+# committed index.js / index.d.ts are checked against them by __test__/native/generated-types.spec.ts
+# (run `make types` after changing an export to refresh the committed copies).
+native: npm
+	npx napi build --platform --release -p $(NAPI_CRATE) --esm --output-dir $(NAPI_OUT)
+	cp $(NAPI_OUT)/$(NODE_BIN) ./$(NODE_BIN)
+
+types: native
+	cp $(NAPI_OUT)/index.d.ts $(NAPI_OUT)/index.js .
+
+ts: npm
+	rm -rf dist
+	npx tsc -p tsconfig.build.json
+
+build: deps native ts
+
+# The README's test command. Prints a final `N passed, N failed` line.
+test: build
+	bash scripts/run-tests.sh
+
+bench: build
+	npx tsx bench/run.ts
+
+# The main job on the bundled example (until the sandbox runs VMs: the planner).
+demo: build
+	node bin/kata-ts.js plan --config examples/configuration-qemu.toml --sandbox example-sandbox=examples/bundle
+
+# Main package + linux-x64-gnu platform package (prebuilt .node) as tarballs in build/pack.
+pack: build
+	bash scripts/pack.sh build/pack
+
+clean:
+	rm -rf build dist target $(NODE_BIN)
