@@ -32,6 +32,12 @@ export declare function calcContainerVcpus(input: ContainerCpuInput): VcpuAmount
 export declare function calcSandboxVcpus(defaultVcpus: string, containers: Array<ContainerCpuInput>): VcpuAmount
 
 /**
+ * Exact vCPUs after each container is added in order (element i covers containers 0..=i),
+ * in one pass: what sizing needs to replay a sandbox's container additions.
+ */
+export declare function calcSandboxVcpusAfterEach(defaultVcpus: string, containers: Array<ContainerCpuInput>): Array<VcpuAmount>
+
+/**
  * `calcSandboxVcpus` for quota/period-only containers passed as two parallel typed arrays
  * (µs; a negative quota means unlimited). One buffer crossing instead of one property read per
  * field; the benchmark compares both forms.

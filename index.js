@@ -773,10 +773,11 @@ if (
   }
 }
 
-const { DiagEventSource, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusPacked, diagEchoAsync, diagPanicAsync, diagPanicSync, parseCpuset, parseVcpuDecimal } = nativeBinding
+const { DiagEventSource, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, diagEchoAsync, diagPanicAsync, diagPanicSync, parseCpuset, parseVcpuDecimal } = nativeBinding
 export { DiagEventSource }
 export { calcContainerVcpus }
 export { calcSandboxVcpus }
+export { calcSandboxVcpusAfterEach }
 export { calcSandboxVcpusPacked }
 export { diagEchoAsync }
 export { diagPanicAsync }

@@ -35,7 +35,12 @@ function buildProgram(ctx: CommandContext): Command {
     .addOption(new Option('--log-level <level>', 'log level for JSON logs on stderr (env KATA_TS_LOG)').choices(LOG_LEVELS))
     .showHelpAfterError()
     .exitOverride()
-    .configureOutput({ writeOut: ctx.io.out, writeErr: ctx.io.err });
+    .configureOutput({
+      writeOut: ctx.io.out,
+      writeErr: ctx.io.err,
+      // Usage errors in the same `kata-ts: <where>: <what>` shape as input errors.
+      outputError: (text, write) => write(`kata-ts: ${text.replace(/^error: /, '')}`),
+    });
   registerPlanCommand(program, ctx);
   registerVcpusCommand(program, ctx);
   return program;

@@ -23,6 +23,10 @@ export interface HypervisorConfig {
   readonly defaultVcpus: string;
   /** 0 means "as many as the host has". */
   readonly defaultMaxVcpus: number;
+  /** Exact decimal text of `overhead_vcpus`, added to the request in static sizing. */
+  readonly overheadVcpus: string;
+  /** `overhead_memory` (MiB), added to the request in static sizing. */
+  readonly overheadMemoryMiB: number;
   readonly defaultMemoryMiB: number;
   /** 0 means "host memory". */
   readonly defaultMaxMemoryMiB: number;

@@ -1,8 +1,8 @@
 use napi::bindgen_prelude::Float64Array;
 use napi_derive::napi;
 use vcpu::{
-    ceil_vcpus, container_vcpus, parse_decimal, sandbox_vcpus, ContainerCpu, CpuSet, VcpuError,
-    Vcpus,
+    ceil_vcpus, container_vcpus, parse_decimal, sandbox_vcpus, sandbox_vcpus_after_each,
+    ContainerCpu, CpuSet, VcpuError, Vcpus,
 };
 
 use crate::error::{coded, guard, Result};
@@ -88,6 +88,26 @@ pub fn calc_sandbox_vcpus(
             .map(container)
             .collect::<Result<Vec<_>>>()?;
         amount(&sandbox_vcpus(&default, &parsed))
+    })
+}
+
+/// Exact vCPUs after each container is added in order (element i covers containers 0..=i),
+/// in one pass: what sizing needs to replay a sandbox's container additions.
+#[napi(catch_unwind)]
+pub fn calc_sandbox_vcpus_after_each(
+    default_vcpus: String,
+    containers: Vec<ContainerCpuInput>,
+) -> Result<Vec<VcpuAmount>> {
+    guard(|| {
+        let default = parse_decimal(&default_vcpus).map_err(to_js)?;
+        let parsed = containers
+            .iter()
+            .map(container)
+            .collect::<Result<Vec<_>>>()?;
+        sandbox_vcpus_after_each(&default, &parsed)
+            .iter()
+            .map(amount)
+            .collect()
     })
 }
 

@@ -13,7 +13,9 @@ mod sizing;
 pub use cpuset::CpuSet;
 pub use decimal::parse_decimal;
 pub use error::VcpuError;
-pub use sizing::{ceil_vcpus, container_vcpus, sandbox_vcpus, ContainerCpu};
+pub use sizing::{
+    ceil_vcpus, container_vcpus, sandbox_vcpus, sandbox_vcpus_after_each, ContainerCpu,
+};
 
 /// An exact amount of vCPUs.
 pub type Vcpus = num_rational::BigRational;

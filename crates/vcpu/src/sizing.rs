@@ -39,6 +39,69 @@ pub fn container_vcpus(cpu: &ContainerCpu) -> Option<BigRational> {
     }
 }
 
+/// Running totals for `sandbox_vcpus`, so the amount after each added container costs
+/// O(distinct periods) instead of a pass over every container added so far.
+#[derive(Debug, Default)]
+struct Totals {
+    quota_by_period: BTreeMap<u64, i128>,
+    union: CpuSet,
+    count: usize,
+}
+
+impl Totals {
+    fn add(&mut self, cpu: &ContainerCpu) {
+        // An i128 sum of i64 quotas cannot overflow below 2^64 containers.
+        if let Some((q, p)) = cpu.quota_fraction() {
+            *self.quota_by_period.entry(p).or_insert(0) += i128::from(q);
+        }
+        if let Some(set) = &cpu.cpus {
+            self.union.union_with(set);
+        }
+        self.count += 1;
+    }
+
+    fn amount(&self, default_vcpus: &BigRational) -> BigRational {
+        if self.count == 0 {
+            return default_vcpus.clone();
+        }
+        // One division per distinct period (usually one).
+        let total = self
+            .quota_by_period
+            .iter()
+            .fold(BigRational::zero(), |acc, (&p, &q)| {
+                acc + BigRational::new(BigInt::from(q), p.into())
+            });
+        if total.is_zero() && !self.union.is_empty() {
+            return BigRational::from_integer(self.union.len().into());
+        }
+        if total > BigRational::zero() {
+            return total + default_vcpus;
+        }
+        let one = BigRational::one();
+        if *default_vcpus > one {
+            default_vcpus.clone()
+        } else {
+            one
+        }
+    }
+}
+
+/// Exact vCPUs after each container is added in order: element `i` equals
+/// `sandbox_vcpus(default_vcpus, &containers[..=i])`, computed in one pass.
+pub fn sandbox_vcpus_after_each(
+    default_vcpus: &BigRational,
+    containers: &[ContainerCpu],
+) -> Vec<BigRational> {
+    let mut totals = Totals::default();
+    containers
+        .iter()
+        .map(|cpu| {
+            totals.add(cpu);
+            totals.amount(default_vcpus)
+        })
+        .collect()
+}
+
 /// Exact vCPUs a sandbox needs (runtime-rs `CpuResource::calc_cpu_resources`, HEAD semantics,
 /// without its floating point):
 /// - no containers: `default_vcpus`;
@@ -46,38 +109,9 @@ pub fn container_vcpus(cpu: &ContainerCpu) -> Option<BigRational> {
 /// - cpusets only: the size of their union (the default is not added, as in the reference);
 /// - neither: `max(default_vcpus, 1)`.
 pub fn sandbox_vcpus(default_vcpus: &BigRational, containers: &[ContainerCpu]) -> BigRational {
-    if containers.is_empty() {
-        return default_vcpus.clone();
-    }
-    // Group quotas by period so the common case (one period) costs a single division. An i128
-    // sum of i64 quotas cannot overflow below 2^64 containers.
-    let mut quota_by_period: BTreeMap<u64, i128> = BTreeMap::new();
-    let mut union = CpuSet::default();
-    for cpu in containers {
-        if let Some((q, p)) = cpu.quota_fraction() {
-            *quota_by_period.entry(p).or_insert(0) += i128::from(q);
-        }
-        if let Some(set) = &cpu.cpus {
-            union.union_with(set);
-        }
-    }
-    let total = quota_by_period
-        .into_iter()
-        .fold(BigRational::zero(), |acc, (p, q)| {
-            acc + BigRational::new(BigInt::from(q), p.into())
-        });
-    if total.is_zero() && !union.is_empty() {
-        return BigRational::from_integer(union.len().into());
-    }
-    if total > BigRational::zero() {
-        return total + default_vcpus;
-    }
-    let one = BigRational::one();
-    if *default_vcpus > one {
-        default_vcpus.clone()
-    } else {
-        one
-    }
+    let mut totals = Totals::default();
+    containers.iter().for_each(|cpu| totals.add(cpu));
+    totals.amount(default_vcpus)
 }
 
 /// Rounds an exact vCPU amount up to the whole vCPUs a hypervisor boots.
@@ -268,6 +302,26 @@ mod tests {
             cpus: Some("1".parse().unwrap()),
         };
         assert_eq!(container_vcpus(&c), Some(r(1, 1)));
+    }
+
+    #[test]
+    fn after_each_matches_prefix_sums() {
+        let default = parse_decimal("0.5").unwrap();
+        let containers = vec![
+            q(250_000, 1_000_000),
+            cpus("0-3"),
+            q(500_000, 500_000),
+            q(-1, 100),
+        ];
+        let after = sandbox_vcpus_after_each(&default, &containers);
+        for (i, got) in after.iter().enumerate() {
+            assert_eq!(
+                got,
+                &sandbox_vcpus(&default, &containers[..=i]),
+                "prefix {i}"
+            );
+        }
+        assert_eq!(after[0], r(3, 4));
     }
 
     #[test]

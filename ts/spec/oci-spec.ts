@@ -1,0 +1,166 @@
+// The OCI runtime spec (bundle config.json) as a typed subset. Fields kata-ts does not read are
+// kept as they are (loose objects), because the spec is later forwarded to the agent.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { err, ok, ResultAsync, type Result } from 'neverthrow';
+import { z } from 'zod';
+import { planError, problem, type PlanError, type Problem } from '../errors.js';
+
+const BEYOND_2_53 = 'is beyond ±2^53 and cannot be represented exactly';
+
+// JSON numbers become JS doubles, so int64/uint64 fields are exact only within ±2^53; larger
+// values are refused rather than silently rounded.
+const int64 = z
+  .number({ error: 'expected an integer' })
+  .refine(Number.isInteger, { error: 'expected an integer', abort: true })
+  .refine(Number.isSafeInteger, { error: BEYOND_2_53, abort: true });
+const uint64 = int64.refine((n) => n >= 0, { error: 'must not be negative' });
+const uint32 = uint64.refine((n) => n <= 4294967295, { error: 'must be at most 4294967295' });
+const text = z.string({ error: 'expected a string' });
+const flag = z.boolean({ error: 'expected a boolean' });
+const strings = z.array(text, { error: 'expected an array of strings' });
+const absolute = text.refine((p) => p.startsWith('/'), { error: 'must be an absolute path' });
+
+const User = z.looseObject({
+  uid: uint32,
+  gid: uint32,
+  additionalGids: z.array(uint32, { error: 'expected an array of integers' }).optional(),
+});
+
+const Process = z.looseObject({
+  terminal: flag.optional(),
+  user: User,
+  args: strings,
+  env: strings.optional(),
+  cwd: absolute,
+});
+
+const Root = z.looseObject({
+  path: text.refine((p) => p !== '', { error: 'must not be empty' }),
+  readonly: flag.optional(),
+});
+
+const Mount = z.looseObject({
+  destination: absolute,
+  type: text.optional(),
+  source: text.optional(),
+  options: strings.optional(),
+});
+
+const Cpu = z.looseObject({
+  shares: uint64.optional(),
+  quota: int64.optional(),
+  period: uint64.optional(),
+  cpus: text.optional(),
+  mems: text.optional(),
+});
+
+const Memory = z.looseObject({
+  limit: int64.optional(),
+  reservation: int64.optional(),
+  swap: int64.optional(),
+});
+
+const DeviceRule = z.looseObject({
+  allow: flag,
+  type: text.optional(),
+  major: int64.optional(),
+  minor: int64.optional(),
+  access: text.optional(),
+});
+
+const Resources = z.looseObject({
+  cpu: Cpu.optional(),
+  memory: Memory.optional(),
+  pids: z.looseObject({ limit: int64 }).optional(),
+  devices: z.array(DeviceRule, { error: 'expected an array' }).optional(),
+});
+
+const Device = z.looseObject({
+  path: absolute,
+  type: z.enum(['c', 'b', 'u', 'p'], { error: 'expected one of c, b, u, p' }),
+  major: int64,
+  minor: int64,
+  fileMode: uint32.optional(),
+  uid: uint32.optional(),
+  gid: uint32.optional(),
+});
+
+const Linux = z.looseObject({
+  cgroupsPath: text.optional(),
+  resources: Resources.default({}),
+  devices: z.array(Device, { error: 'expected an array' }).default([]),
+  namespaces: z.array(z.looseObject({ type: text, path: text.optional() }), { error: 'expected an array' }).optional(),
+  maskedPaths: strings.optional(),
+  readonlyPaths: strings.optional(),
+});
+
+const OciSpecSchema = z.looseObject({
+  ociVersion: text,
+  process: Process.optional(),
+  root: Root,
+  hostname: text.optional(),
+  mounts: z.array(Mount, { error: 'expected an array' }).default([]),
+  annotations: z.record(z.string(), text, { error: 'expected an object of strings' }).default({}),
+  linux: Linux.default({ resources: {}, devices: [] }),
+});
+
+/** A bundle's config.json: the fields kata-ts reads, typed; every other field kept as is. */
+export type OciSpec = z.output<typeof OciSpecSchema>;
+export type OciMount = OciSpec['mounts'][number];
+export type OciLinuxDevice = OciSpec['linux']['devices'][number];
+
+/** `mounts[2].destination` from a zod/JSON path. */
+function fieldPath(parts: readonly PropertyKey[]): string {
+  return parts.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc === '' ? String(p) : `${acc}.${String(p)}`), '');
+}
+
+function valueAt(root: unknown, parts: readonly PropertyKey[]): unknown {
+  return parts.reduce<unknown>((v, p) => (typeof v === 'object' && v !== null ? (v as Record<PropertyKey, unknown>)[p] : undefined), root);
+}
+
+/** Line and column (1-based) of a character offset. */
+function lineColumn(text: string, offset: number): string {
+  const before = text.slice(0, offset).split('\n');
+  return `${before.length}:${(before.at(-1)?.length ?? 0) + 1}`;
+}
+
+function parseJson(text: string, source: string): Result<unknown, PlanError> {
+  try {
+    return ok(JSON.parse(text) as unknown);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    const position = /at position (\d+)/.exec(message)?.[1];
+    const where = position === undefined ? 'json' : lineColumn(text, Number(position));
+    return err(planError(problem('spec', source, where, '', `invalid JSON: ${message}`)));
+  }
+}
+
+/** Parses a config.json text; `source` names the file in problems. Reports every problem found. */
+export function parseOciSpec(text: string, source: string): Result<OciSpec, PlanError> {
+  return parseJson(text, source).andThen((json) => {
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+      return err(planError(problem('spec', source, '(root)', '', 'expected a JSON object')));
+    }
+    const parsed = OciSpecSchema.safeParse(json);
+    if (parsed.success) return ok(parsed.data);
+    const problems: Problem[] = parsed.error.issues.map((issue) => {
+      const field = fieldPath(issue.path) || '(root)';
+      const value = valueAt(json, issue.path);
+      const what = value === undefined && issue.code === 'invalid_type' ? 'is required' : issue.message;
+      return problem('spec', source, field, value ?? '', what);
+    });
+    return err(planError(...problems));
+  });
+}
+
+/** Reads and parses `<dir>/config.json`; `bundleDir` is `dir` made absolute. */
+export function readOciBundle(dir: string): ResultAsync<{ spec: OciSpec; bundleDir: string }, PlanError> {
+  const bundleDir = path.resolve(dir);
+  const file = path.join(bundleDir, 'config.json');
+  return ResultAsync.fromPromise(readFile(file, 'utf8'), (e) => {
+    const code = (e as NodeJS.ErrnoException).code;
+    const what = code === 'ENOENT' ? `no config.json in bundle ${bundleDir}` : `cannot read ${file}: ${(e as Error).message}`;
+    return planError(problem('spec', file, 'config.json', file, what));
+  }).andThen((text) => parseOciSpec(text, file).map((spec) => ({ spec, bundleDir })));
+}
