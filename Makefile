@@ -5,11 +5,11 @@ SHELL := /bin/bash
 NAPI_CRATE := kata-ts-napi
 NAPI_OUT := build/napi
 NODE_BIN := kata-ts.linux-x64-gnu.node
-APT_PACKAGES := protobuf-compiler
+APT_PACKAGES := protobuf-compiler libprotobuf-dev
 NPM_STAMP := node_modules/.kata-ts-npm-stamp
 APT_STAMP := build/.apt-stamp
 
-.PHONY: build native ts deps apt npm test check bench demo pack types clean
+.PHONY: build native ts proto deps apt npm test check bench demo pack types clean
 
 deps: apt npm
 
@@ -38,6 +38,12 @@ native: npm
 
 types: native
 	cp $(NAPI_OUT)/index.d.ts $(NAPI_OUT)/index.js .
+
+# TypeScript protobuf code (committed; __test__/proto/generated-proto.spec.ts checks it is current).
+PROTOC_ES = protoc -I proto -I /usr/include --plugin=protoc-gen-es=node_modules/.bin/protoc-gen-es --es_opt=target=ts,import_extension=js
+proto: apt npm
+	rm -rf ts/gen && mkdir -p ts/gen
+	$(PROTOC_ES) --es_out=ts/gen proto/*.proto
 
 ts: npm
 	rm -rf dist
