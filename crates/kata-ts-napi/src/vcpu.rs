@@ -74,6 +74,19 @@ fn container(input: &ContainerCpuInput) -> Result<ContainerCpu> {
     })
 }
 
+/// The decimal default and the containers, converted for the vcpu crate.
+fn inputs(
+    default_vcpus: &str,
+    containers: &[ContainerCpuInput],
+) -> Result<(Vcpus, Vec<ContainerCpu>)> {
+    let default = parse_decimal(default_vcpus).map_err(to_js)?;
+    let parsed = containers
+        .iter()
+        .map(container)
+        .collect::<Result<Vec<_>>>()?;
+    Ok((default, parsed))
+}
+
 /// Exact vCPUs for a sandbox: `defaultVcpus` (decimal text such as "0.75") plus the containers'
 /// quota/period fractions, or the union of their cpusets when none has a quota.
 #[napi(catch_unwind)]
@@ -82,11 +95,7 @@ pub fn calc_sandbox_vcpus(
     containers: Vec<ContainerCpuInput>,
 ) -> Result<VcpuAmount> {
     guard(|| {
-        let default = parse_decimal(&default_vcpus).map_err(to_js)?;
-        let parsed = containers
-            .iter()
-            .map(container)
-            .collect::<Result<Vec<_>>>()?;
+        let (default, parsed) = inputs(&default_vcpus, &containers)?;
         amount(&sandbox_vcpus(&default, &parsed))
     })
 }
@@ -99,11 +108,7 @@ pub fn calc_sandbox_vcpus_after_each(
     containers: Vec<ContainerCpuInput>,
 ) -> Result<Vec<VcpuAmount>> {
     guard(|| {
-        let default = parse_decimal(&default_vcpus).map_err(to_js)?;
-        let parsed = containers
-            .iter()
-            .map(container)
-            .collect::<Result<Vec<_>>>()?;
+        let (default, parsed) = inputs(&default_vcpus, &containers)?;
         sandbox_vcpus_after_each(&default, &parsed)
             .iter()
             .map(amount)
