@@ -120,10 +120,11 @@ export function planCgroups(input: CgroupInput): Result<CgroupPlan, PlanError> {
     if (parsed.isErr()) return err(planError(problem('spec', input.source, field, raw, parsed.error)));
     systemd = parsed.value;
   } else {
-    // Leading '/' trimmed: the path is relative to each hierarchy's root.
-    path = raw.replace(/^\/+/, '');
-    const bad = checkFsPath(path, given ? field : 'sandbox id', given ? input.source : 'sandbox id');
+    // Relative to each hierarchy's root: leading '/' trimmed (as the reference), and empty
+    // components dropped so `a//b/` and `a/b` name the same cgroup.
+    const bad = checkFsPath(raw, given ? field : 'sandbox id', given ? input.source : 'sandbox id');
     if (bad) return err(planError(bad));
+    path = raw.split('/').filter((p) => p !== '').join('/');
   }
 
   const overhead = input.sandboxCgroupOnly ? null : overheadPath(systemdMode, input.sandboxId);
