@@ -235,3 +235,17 @@ test('the sandbox cgroup cpuset is the canonical union of the containers', async
   t.is(p.cgroups.mems, '0');
   t.deepEqual(p.containers.map((c: any) => c.vcpusAfter), [4, 6]);
 });
+
+test('the example sandbox and example container print the agent requests and copies', async (t) => {
+  const container = exampleBundle.replace(/bundle$/, 'container-bundle');
+  const p = await planJson(t, ['--config', exampleConfig, '--sandbox', `example-sandbox=${exampleBundle}`, '--container', `example-container=${container}`]);
+  t.like(p.createSandbox, { sandboxId: 'example-sandbox', hostname: 'example-sandbox' });
+  t.deepEqual(p.createSandbox.storages.map((s: any) => s.driver), ['virtio-fs', 'ephemeral']);
+  const [sb, c] = p.containers;
+  t.deepEqual(sb.copies, []);
+  t.like(sb.createContainer, { containerId: 'example-sandbox', OCI: { Root: { Path: '/run/kata-containers/shared/containers/passthrough/example-sandbox/rootfs' } } });
+  t.like(c.rootfs, { kind: 'guest-pull', guestPath: '/run/kata-containers/example-container/rootfs' });
+  t.like(c.createContainer.storages[0], { driver: 'image_guest_pull', source: 'docker.io/library/busybox:latest', fstype: 'overlay' });
+  t.is(c.createContainer.OCI.Annotations['io.katacontainers.pkg.oci.container_type'], 'pod_container');
+  t.is(c.createContainer.OCI.Annotations['io.katacontainers.pkg.oci.bundle_path'], container);
+});

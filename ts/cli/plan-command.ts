@@ -1,6 +1,7 @@
 // `kata-ts plan --config FILE --sandbox ID=DIR [--container ID=DIR]... [--host-facts FILE]`
 // Prints the ResourcePlan as one JSON document on stdout (exit 0), or one line per problem
 // `kata-ts: <where>: <what>` on stderr and nothing on stdout (exit 2).
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -8,10 +9,11 @@ import { err, ok, Result, ResultAsync } from 'neverthrow';
 import { z } from 'zod';
 import { parseKataConfig } from '../config/parse-config.js';
 import { formatPlanError, planError, problem, type PlanError } from '../errors.js';
-import { gatherHostFacts } from '../host/gather-host-facts.js';
+import { gatherHostFacts, gatherPathFacts } from '../host/gather-host-facts.js';
 import { createLogger } from '../log.js';
 import type { HostFacts } from '../plan/host-facts.js';
 import { plan, type BundleInput, type ResourcePlan } from '../plan/plan.js';
+import type { RootfsMount } from '../plan/rootfs.js';
 import { readOciBundle } from '../spec/oci-spec.js';
 import type { CommandContext } from './main.js';
 
@@ -43,7 +45,57 @@ const HostFactsSchema = z.strictObject({
   hostMemoryMiB: z.int().min(1),
   guestProtection: z.enum(['none', 'tdx', 'snp', 'cca', 'se']).default('none'),
   blockDevices: z.record(z.string().regex(/^\d+:\d+$/), z.strictObject({ path: z.string(), readOnly: z.boolean() })).default({}),
+  paths: z
+    .record(
+      z.string(),
+      z.strictObject({
+        kind: z.enum(['file', 'dir', 'block', 'char', 'fifo', 'socket', 'missing']),
+        mode: z.int().min(0),
+        uid: z.int().min(0),
+        gid: z.int().min(0),
+        ino: z.int().min(0).default(0),
+        rdev: z.strictObject({ major: z.int().min(0), minor: z.int().min(0) }).optional(),
+        realpath: z.string().optional(),
+        fsType: z.string().optional(),
+        fsSizeBytes: z.int().min(0).optional(),
+        fileCount: z.int().min(-1).optional(),
+      }),
+    )
+    .optional(),
 });
+
+/** containerd's Mount, as in a task-create request. */
+const RootfsMountsSchema = z.array(
+  z.strictObject({
+    type: z.string(),
+    source: z.string(),
+    target: z.string().optional(),
+    options: z.array(z.string()).default([]),
+  }),
+);
+
+/** `<bundle>/rootfs-mounts.json`, or [] when the bundle has none. */
+function readRootfsMounts(bundleDir: string, shownDir: string): ResultAsync<RootfsMount[], PlanError> {
+  const file = path.join(bundleDir, 'rootfs-mounts.json');
+  const shown = path.join(shownDir, 'rootfs-mounts.json');
+  return ResultAsync.fromPromise(readFile(file, 'utf8'), (e) => e as NodeJS.ErrnoException)
+    .orElse((e) =>
+      e.code === 'ENOENT' ? ok('[]') : err(planError(problem('input', shown, 'rootfs-mounts.json', file, `cannot read ${file}: ${e.code ?? e.message}`))),
+    )
+    .andThen((text) => {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch (e) {
+        return err(planError(problem('input', shown, 'json', '', `invalid JSON: ${(e as Error).message}`)));
+      }
+      const parsed = RootfsMountsSchema.safeParse(json);
+      if (parsed.success) return ok(parsed.data);
+      return err(
+        planError(...parsed.error.issues.map((i) => problem('input', shown, `rootfs-mounts${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}`, '', i.message))),
+      );
+    });
+}
 
 function readHostFacts(file: string): ResultAsync<HostFacts, PlanError> {
   return readText(file, '--host-facts').andThen((text) => {
@@ -74,10 +126,22 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
   for (const { id, dir } of [sandboxArg.value, ...containerArgs.value]) {
     const read = await readOciBundle(dir);
     if (read.isErr()) return err(read.error);
-    bundles.push({ id, bundleDir: path.relative(process.cwd(), read.value.bundleDir) || '.', spec: read.value.spec });
+    const shownDir = path.relative(process.cwd(), read.value.bundleDir) || '.';
+    const rootfsMounts = await readRootfsMounts(read.value.bundleDir, shownDir);
+    if (rootfsMounts.isErr()) return err(rootfsMounts.error);
+    bundles.push({ id, bundleDir: shownDir, bundlePath: read.value.bundleDir, spec: read.value.spec, rootfsMounts: rootfsMounts.value });
   }
 
-  const facts = opts.hostFacts ? await readHostFacts(opts.hostFacts) : ok(gatherHostFacts(bundles.map((b) => b.spec)));
+  const specs = bundles.map((b) => b.spec);
+  const pathRequest = { rootfsMounts: bundles.map((b) => b.rootfsMounts ?? []), kubeletRootDir: parsed.value.config.runtime.kubeletRootDir };
+  // A facts file without `paths` gets them from this machine (mount sources are real files).
+  const facts = opts.hostFacts
+    ? (await readHostFacts(opts.hostFacts)).map((f): HostFacts => {
+        if (f.paths !== undefined) return f;
+        const gathered = gatherPathFacts({ specs, ...pathRequest });
+        return { ...f, paths: gathered.paths, blockDevices: { ...gathered.blockDevices, ...f.blockDevices } };
+      })
+    : ok(gatherHostFacts(specs, pathRequest));
   if (facts.isErr()) return err(facts.error);
 
   const log = createLogger(ctx.logLevel());
@@ -88,6 +152,7 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
     sandbox: bundles[0]!,
     containers: bundles.slice(1),
     host: facts.value,
+    random: (bytes) => randomBytes(bytes).toString('hex'),
   }).map((p) => ({ ...p, warnings: [...parsed.value.warnings, ...p.warnings] }));
 }
 
@@ -98,7 +163,7 @@ export function registerPlanCommand(program: Command, ctx: CommandContext): void
     .requiredOption('--config <file>', "Kata configuration.toml")
     .requiredOption('--sandbox <id=dir>', 'sandbox id and its OCI bundle directory')
     .option('--container <id=dir>', 'a further container (repeatable, added in order)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--host-facts <file>', 'JSON host facts instead of reading this machine (cgroupVersion, hostCpus, hostMemoryMiB, …)')
+    .option('--host-facts <file>', 'JSON host facts instead of reading this machine (cgroupVersion, hostCpus, hostMemoryMiB, …; without "paths", path facts are read from this machine)')
     .action(async (opts: PlanOptions) => {
       const result = await buildPlan(opts, ctx);
       if (result.isErr()) {

@@ -1,5 +1,6 @@
 // The planner: `config + OCI specs + host facts → ResourcePlan`. Pure and synchronous: it reads
 // nothing and starts nothing; applying the plan is a separate layer.
+import { posix } from 'node:path';
 import { err, ok, type Result } from 'neverthrow';
 import type { KataConfig } from '../config/kata-config.js';
 import { planError, problem, type PlanError, type Problem } from '../errors.js';
@@ -7,19 +8,34 @@ import { hostPath } from '../paths.js';
 import { applyConfigAnnotations, CC_INIT_DATA_ANNOTATION } from '../spec/annotations.js';
 import { containerType, type ContainerType } from '../spec/container-type.js';
 import type { OciSpec } from '../spec/oci-spec.js';
+import type { JsonValue } from '@bufbuild/protobuf';
+import type { CopyStep } from './copy-volume.js';
 import { BlockDevicePlanner, type BlockDevice } from './devices.js';
 import { planCgroups, type CgroupPlan } from './cgroups.js';
 import { collectSandboxCpuset, formatCpuset } from './cpuset.js';
-import type { HostFacts } from './host-facts.js';
+import { pathFact, type HostFacts } from './host-facts.js';
 import { planInitdata, type InitdataPlan } from './initdata.js';
 import { planPorts, type Port } from './ports.js';
 import { planSizing, staticRequestFrom, type ContainerLimits } from './sizing.js';
+import { containerRequestJson, createContainerRequest, createSandboxRequest, sandboxRequestJson, sharedFsStorages } from './requests.js';
+import { forceGuestPullEnabled, planRootfs, type RootfsMount, type RootfsPlan } from './rootfs.js';
+import { sandboxShmSize, sandboxShmStorage } from './shm.js';
+import { VolumeManager, type CopiedVolume } from './volume-manager.js';
+import { planVolumes, type VolumeKind } from './volumes.js';
+import { containerDevice } from './volumes-block.js';
+import { sequentialHex, type RandomHex } from './volumes-paths.js';
+import { SharedFsVolumes, type SharedFsBind } from './volumes-shared-fs.js';
+import type { DeviceInit } from './volumes-storage.js';
 
 /** A container (or the sandbox's own container) as given: its id, bundle and parsed spec. */
 export interface BundleInput {
   readonly id: string;
   readonly bundleDir: string;
   readonly spec: OciSpec;
+  /** Absolute bundle path (the bundle_path annotation); defaults to `bundleDir`. */
+  readonly bundlePath?: string;
+  /** Rootfs mounts as a shim receives them (`rootfs-mounts.json`); absent or empty: root.path over the shared fs. */
+  readonly rootfsMounts?: readonly RootfsMount[];
 }
 
 export interface PlanInput {
@@ -30,6 +46,8 @@ export interface PlanInput {
   /** Further containers, in the order they are added. */
   readonly containers: readonly BundleInput[];
   readonly host: HostFacts;
+  /** Random name parts (16-hex copy names, 8-hex share names); default: a deterministic sequence. */
+  readonly random?: RandomHex;
 }
 
 export interface ContainerPlan {
@@ -37,7 +55,17 @@ export interface ContainerPlan {
   readonly type: ContainerType;
   readonly vcpusAfter: number;
   readonly memoryMiBAfter: number;
+  /** Hot-plugged for this container, in order: rootfs, volumes, linux.devices. */
   readonly blockDevices: readonly BlockDevice[];
+  readonly rootfs: RootfsPlan;
+  /** What each spec mount became, by index. */
+  readonly volumes: readonly { readonly destination: string; readonly kind: VolumeKind }[];
+  /** Host entries copied into the guest before the container starts (shared_fs = none). */
+  readonly copies: readonly CopyStep[];
+  /** Binds into the sandbox shared dir (shared_fs = virtio-fs). */
+  readonly sharedFsBinds: readonly SharedFsBind[];
+  /** CreateContainerRequest, proto3 canonical JSON. */
+  readonly createContainer: JsonValue;
 }
 
 export interface ResourcePlan {
@@ -53,6 +81,11 @@ export interface ResourcePlan {
   /** The sandbox's own container first, then the others in order. */
   readonly containers: readonly ContainerPlan[];
   readonly warnings: readonly string[];
+  readonly shmSizeBytes: number;
+  /** Copied directories after all containers were added (VolumeManager state). */
+  readonly copyVolumes: readonly CopiedVolume[];
+  /** CreateSandboxRequest, proto3 canonical JSON. */
+  readonly createSandbox: JsonValue;
 }
 
 /** containerd's id rule; ids become host path components and cgroup names. */
@@ -85,8 +118,13 @@ function limitsOf(spec: OciSpec): ContainerLimits {
 }
 
 /** Block devices of `linux.devices` (type `b`), resolved through host facts by major:minor. */
-function containerBlockDevices(b: BundleInput, host: HostFacts, devices: BlockDevicePlanner): Result<BlockDevice[], PlanError> {
-  const out: BlockDevice[] = [];
+function containerBlockDevices(
+  b: BundleInput,
+  host: HostFacts,
+  devices: BlockDevicePlanner,
+): Result<{ blocks: BlockDevice[]; agentDevices: DeviceInit[] }, PlanError> {
+  const blocks: BlockDevice[] = [];
+  const agentDevices: DeviceInit[] = [];
   const problems: Problem[] = [];
   b.spec.linux.devices.forEach((d, i) => {
     if (d.type !== 'b') return;
@@ -106,10 +144,90 @@ function containerBlockDevices(b: BundleInput, host: HostFacts, devices: BlockDe
       for (const p of dev.error.problems) {
         problems.push(problem('spec', `${b.bundleDir}/config.json`, field, fact.path, `cannot attach ${fact.path}: ${p.message}`));
       }
+    } else {
+      blocks.push(dev.value);
+      agentDevices.push(containerDevice(d, dev.value));
     }
-    else out.push(dev.value);
   });
-  return problems.length > 0 ? err(planError(...problems)) : ok(out);
+  return problems.length > 0 ? err(planError(...problems)) : ok({ blocks, agentDevices });
+}
+
+/** Sandbox-wide state the containers share while they are planned in order. */
+interface SandboxState {
+  readonly config: KataConfig;
+  readonly sandboxId: string;
+  readonly host: HostFacts;
+  readonly devices: BlockDevicePlanner;
+  readonly copies: VolumeManager;
+  readonly shared: SharedFsVolumes;
+  readonly random: RandomHex;
+}
+
+type ContainerParts = Omit<ContainerPlan, 'id' | 'type' | 'vcpusAfter' | 'memoryMiBAfter'>;
+
+/** Rootfs, then volumes, then devices (runtime-rs `Container::create` order), then the request. */
+function planContainer(b: BundleInput, type: ContainerType, s: SandboxState): Result<ContainerParts, PlanError> {
+  const specSource = `${b.bundleDir}/config.json`;
+  const bundlePath = b.bundlePath ?? b.bundleDir;
+  const rootfs = planRootfs({
+    containerId: b.id,
+    sandboxId: s.sandboxId,
+    bundlePath,
+    rootPath: b.spec.root.path,
+    mounts: b.rootfsMounts ?? [],
+    mountsSource: `${b.bundleDir}/rootfs-mounts.json`,
+    annotations: b.spec.annotations,
+    sharedFs: s.config.hypervisor.sharedFs,
+    forceGuestPull: forceGuestPullEnabled(s.config.runtime),
+    host: s.host,
+    devices: s.devices,
+  });
+  const volumes = planVolumes(b.spec, {
+    specSource,
+    containerId: b.id,
+    sharedFs: s.config.hypervisor.sharedFs,
+    kubeletRootDir: s.config.runtime.kubeletRootDir,
+    allowAnyCopyDirectory: s.config.runtime.allowAnyCopyDirectory,
+    host: s.host,
+    devices: s.devices,
+    copies: s.copies,
+    shared: s.shared,
+    random: s.random,
+  });
+  const devices = containerBlockDevices(b, s.host, s.devices);
+  const problems = [
+    ...(rootfs.isErr() ? [rootfs.error] : []),
+    ...(volumes.isErr() ? volumes.error.problems : []),
+    ...(devices.isErr() ? devices.error.problems : []),
+  ];
+  if (problems.length > 0) return err(planError(...problems));
+  const r = rootfs._unsafeUnwrap();
+  const v = volumes._unsafeUnwrap();
+  const d = devices._unsafeUnwrap();
+  const request = createContainerRequest({
+    containerId: b.id,
+    type,
+    bundlePath,
+    spec: b.spec,
+    rootfsGuestPath: r.guestPath,
+    rootfsStorages: r.storages,
+    volumeStorages: v.storages,
+    mounts: v.mounts,
+    devices: d.agentDevices,
+  });
+  return ok({
+    blockDevices: [...(r.blockDevice ? [r.blockDevice] : []), ...v.blockDevices, ...d.blocks],
+    rootfs: r,
+    volumes: b.spec.mounts.map((m, i) => ({ destination: m.destination, kind: v.kinds[i]! })),
+    copies: v.copies,
+    sharedFsBinds: v.sharedFsBinds,
+    createContainer: containerRequestJson(request),
+  });
+}
+
+/** Canonical host paths from realpath facts; lexical normalization when there is none. */
+function canonicalizer(host: HostFacts): (p: string) => string {
+  return (p) => pathFact(host, p).realpath ?? posix.resolve('/', p);
 }
 
 /** Plans a sandbox and its containers. */
@@ -173,19 +291,27 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
     const containers: ContainerPlan[] = [];
     const problems: Problem[] = [];
     const sized = sizing._unsafeUnwrap();
+    const state: SandboxState = {
+      config,
+      sandboxId: input.sandbox.id,
+      host: input.host,
+      devices,
+      copies: new VolumeManager(canonicalizer(input.host)),
+      shared: new SharedFsVolumes(input.sandbox.id),
+      random: input.random ?? sequentialHex(),
+    };
     all.forEach((b, i) => {
-      const blocks = containerBlockDevices(b, input.host, devices);
-      if (blocks.isErr()) problems.push(...blocks.error.problems);
+      const type = i === 0 ? sandboxType : containerType(b.spec.annotations).type;
+      const parts = planContainer(b, type, state);
+      if (parts.isErr()) {
+        problems.push(...parts.error.problems);
+        return;
+      }
       const after = sized.containers[i]!;
-      containers.push({
-        id: b.id,
-        type: i === 0 ? sandboxType : containerType(b.spec.annotations).type,
-        vcpusAfter: after.vcpusAfter,
-        memoryMiBAfter: after.memoryMiBAfter,
-        blockDevices: blocks.unwrapOr([]),
-      });
+      containers.push({ id: b.id, type, vcpusAfter: after.vcpusAfter, memoryMiBAfter: after.memoryMiBAfter, ...parts.value });
     });
     if (problems.length > 0) return err(planError(...problems));
+    const shmSizeBytes = sandboxShmSize(input.sandbox.spec, input.host);
 
     return ok({
       sandboxId: input.sandbox.id,
@@ -198,6 +324,18 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
       initdata: initdata.value,
       containers,
       warnings: [...warnings, ...ports._unsafeUnwrap().warnings],
+      shmSizeBytes,
+      copyVolumes: state.copies.volumes(),
+      createSandbox: sandboxRequestJson(
+        createSandboxRequest({
+          sandboxId: input.sandbox.id,
+          hostname: input.sandbox.spec.hostname ?? '',
+          dns: [],
+          storages: [...sharedFsStorages(h.sharedFs), sandboxShmStorage(shmSizeBytes)],
+          guestHookPath: h.guestHookPath,
+          kernelModules: config.agent.kernelModules,
+        }),
+      ),
     });
   });
 }

@@ -1,0 +1,102 @@
+// The agent requests a sandbox and its containers start with (reference §26), built with the
+// generated protobuf schemas from the plan's data: CreateSandboxRequest (share-fs storages, shm
+// storage) and CreateContainerRequest (rootfs storages, volume storages in mount order, devices,
+// the converted OCI spec).
+import { create, toJson, type JsonValue } from '@bufbuild/protobuf';
+import {
+  CreateContainerRequestSchema,
+  CreateSandboxRequestSchema,
+  type CreateContainerRequest,
+  type CreateSandboxRequest,
+} from '../gen/agent_pb.js';
+import type { SharedFs } from '../config/kata-config.js';
+import { STRIPPED_ANNOTATIONS } from '../spec/annotations.js';
+import type { ContainerType } from '../spec/container-type.js';
+import type { OciMount, OciSpec } from '../spec/oci-spec.js';
+import { toAgentSpec } from './requests-oci.js';
+import { GUEST_SHARE_DIR_STORAGE } from './volumes-paths.js';
+import type { DeviceInit, StorageInit } from './volumes-storage.js';
+
+export const CONTAINER_TYPE_ANNOTATION = 'io.katacontainers.pkg.oci.container_type';
+export const BUNDLE_PATH_ANNOTATION = 'io.katacontainers.pkg.oci.bundle_path';
+
+/** The virtio-fs share the agent mounts at the guest share dir (runtime-rs `get_storages`). */
+export const VIRTIO_FS_STORAGE: StorageInit = {
+  driver: 'virtio-fs',
+  source: 'kataShared',
+  fstype: 'virtiofs',
+  options: ['nodev'],
+  mountPoint: GUEST_SHARE_DIR_STORAGE,
+};
+
+/** Storages the sandbox's shared fs needs in CreateSandboxRequest (none without virtio-fs). */
+export function sharedFsStorages(sharedFs: SharedFs): StorageInit[] {
+  return sharedFs === 'virtio-fs' || sharedFs === 'virtio-fs-nydus' ? [VIRTIO_FS_STORAGE] : [];
+}
+
+const storage = (s: StorageInit) => ({ ...s, driverOptions: [...(s.driverOptions ?? [])], options: [...s.options] });
+
+export interface SandboxRequestInput {
+  readonly sandboxId: string;
+  readonly hostname: string;
+  readonly dns: readonly string[];
+  readonly storages: readonly StorageInit[];
+  readonly guestHookPath: string;
+  /** `[agent.kata] kernel_modules` entries: `name param=value …`. */
+  readonly kernelModules: readonly string[];
+}
+
+export function createSandboxRequest(i: SandboxRequestInput): CreateSandboxRequest {
+  return create(CreateSandboxRequestSchema, {
+    hostname: i.hostname,
+    dns: [...i.dns],
+    storages: i.storages.map(storage),
+    sandboxPidns: false,
+    sandboxId: i.sandboxId,
+    guestHookPath: i.guestHookPath,
+    kernelModules: i.kernelModules.map((m) => {
+      const [name = '', ...parameters] = m.trim().split(/\s+/);
+      return { name, parameters };
+    }),
+  });
+}
+
+export interface ContainerRequestInput {
+  readonly containerId: string;
+  readonly type: ContainerType;
+  /** Absolute bundle path, for the bundle_path annotation. */
+  readonly bundlePath: string;
+  readonly spec: OciSpec;
+  readonly rootfsGuestPath: string;
+  readonly rootfsStorages: readonly StorageInit[];
+  readonly volumeStorages: readonly StorageInit[];
+  readonly mounts: readonly OciMount[];
+  readonly devices: readonly DeviceInit[];
+}
+
+/** Spec annotations for the agent: STRIPPED_ANNOTATIONS removed, container type and bundle path added. */
+export function agentAnnotations(annotations: Readonly<Record<string, string>>, type: ContainerType, bundlePath: string): Record<string, string> {
+  const out = Object.fromEntries(Object.entries(annotations).filter(([k]) => !STRIPPED_ANNOTATIONS.includes(k)));
+  out[CONTAINER_TYPE_ANNOTATION] = type;
+  out[BUNDLE_PATH_ANNOTATION] = bundlePath;
+  return out;
+}
+
+export function createContainerRequest(i: ContainerRequestInput): CreateContainerRequest {
+  return create(CreateContainerRequestSchema, {
+    containerId: i.containerId,
+    execId: '',
+    devices: i.devices.map((d) => ({ ...d })),
+    storages: [...i.rootfsStorages, ...i.volumeStorages].map(storage),
+    OCI: toAgentSpec(i.spec, {
+      rootPath: i.rootfsGuestPath,
+      mounts: i.mounts,
+      annotations: agentAnnotations(i.spec.annotations, i.type, i.bundlePath),
+    }),
+    sandboxPidns: false,
+  });
+}
+
+/** proto3 canonical JSON (default values omitted), as `kata-ts plan` prints it. */
+export const sandboxRequestJson = (r: CreateSandboxRequest): JsonValue => toJson(CreateSandboxRequestSchema, r);
+export const containerRequestJson = (r: CreateContainerRequest): JsonValue => toJson(CreateContainerRequestSchema, r);
