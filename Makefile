@@ -60,7 +60,7 @@ bench: build
 
 # The main job on the bundled example (until the sandbox runs VMs: the planner).
 demo: build
-	node bin/kata-ts.js plan --config examples/configuration-qemu.toml --sandbox example-sandbox=examples/bundle
+	node bin/kata-ts.js plan --config examples/configuration-qemu.toml --sandbox example-sandbox=examples/bundle --container example-app=examples/container-bundle
 
 # Main package + linux-x64-gnu platform package (prebuilt .node) as tarballs in build/pack.
 pack: build
