@@ -5,11 +5,11 @@ SHELL := /bin/bash
 NAPI_CRATE := kata-ts-napi
 NAPI_OUT := build/napi
 NODE_BIN := kata-ts.linux-x64-gnu.node
-APT_PACKAGES := protobuf-compiler libprotobuf-dev
+APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-linux
 NPM_STAMP := node_modules/.kata-ts-npm-stamp
 APT_STAMP := build/.apt-stamp
 
-.PHONY: build native ts proto deps apt npm test check bench demo pack types clean
+.PHONY: build native agent ts proto deps apt npm test check bench demo pack types clean
 
 deps: apt npm
 
@@ -32,9 +32,14 @@ $(NPM_STAMP): package-lock.json package.json
 # The native addon: napi writes the .node, the JS loader and index.d.ts into build/napi; the
 # committed index.js / index.d.ts are checked against them by __test__/native/generated-types.spec.ts
 # (run `make types` after changing an export to refresh the committed copies).
-native: npm
+native: apt npm
 	npx napi build --platform --release -p $(NAPI_CRATE) --esm --output-dir $(NAPI_OUT)
 	cp $(NAPI_OUT)/$(NODE_BIN) ./$(NODE_BIN)
+
+# The guest agent (ttrpc server; build.rs runs ttrpc-codegen on proto/ with protoc from apt).
+AGENT_BIN := target/x86_64-unknown-linux-gnu/release/kata-ts-agent
+agent: apt
+	cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
 
 types: native
 	cp $(NAPI_OUT)/index.d.ts $(NAPI_OUT)/index.js .
@@ -49,7 +54,7 @@ ts: npm
 	rm -rf dist
 	npx tsc -p tsconfig.build.json
 
-build: deps native ts
+build: deps native agent ts
 
 # The README's test command. Prints a final `N passed, N failed` line.
 test: build

@@ -10,6 +10,60 @@
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * One ttrpc connection to the agent. Like a socket it must be closed; dropping it (or the
+ * environment going away) closes it too.
+ */
+export declare class AgentConnection {
+  /**
+   * Calls `service/method` with an encoded request; resolves with the encoded response.
+   * `timeoutMs` is sent as `timeout_nano` and enforced locally; 0 waits forever.
+   */
+  call(service: string, method: string, payload: Buffer, timeoutMs: number): Promise<Buffer>
+  /** Closes the connection; pending calls reject with TRANSPORT_CLOSED. Idempotent. */
+  close(): void
+  /** True once closed or lost. */
+  get closed(): boolean
+  /** Calls waiting for a response. */
+  get pending(): number
+  /** The dialed address, e.g. `hvsock:///run/kata/<sid>/root/kata.hvsock:1024`. */
+  get address(): string
+}
+
+/** One cgroup of the sandbox, managed through cgroupfs or systemd. */
+export declare class CgroupManager {
+  /** A cgroupfs manager (nothing is created until `create`). */
+  static cgroupfs(options: CgroupfsOptions): CgroupManager
+  /** A systemd scope manager (the bus is contacted on first use). */
+  static systemd(options: SystemdScopeOptions): CgroupManager
+  /** Creates the cgroup and places `pids` in it. */
+  create(pids: Array<number>): void
+  /** Moves a whole process in. */
+  addProcess(pid: number): void
+  /** Moves one thread in (v1 cgroupfs); other drivers move its whole process. */
+  addThread(tid: number): void
+  /** Sets or updates limits. */
+  setResources(resources: CgroupResources): void
+  /** Reads limits back from the cgroup files. */
+  readResources(): CgroupResources
+  /** Process ids (tgids) in the cgroup. */
+  procs(): Array<number>
+  /** Moves remaining processes to the root and removes the cgroup; idempotent. */
+  delete(): void
+  /** `create` on a blocking thread. */
+  createAsync(pids: Array<number>): Promise<void>
+  /** `addProcess` on a blocking thread. */
+  addProcessAsync(pid: number): Promise<void>
+  /** `addThread` on a blocking thread. */
+  addThreadAsync(tid: number): Promise<void>
+  /** `setResources` on a blocking thread. */
+  setResourcesAsync(resources: CgroupResources): Promise<void>
+  /** `readResources` on a blocking thread. */
+  readResourcesAsync(): Promise<CgroupResources>
+  /** `delete` on a blocking thread. */
+  deleteAsync(): Promise<void>
+}
+
+/**
  * A native handle that delivers numbered events from a Rust thread to a JS callback.
  * `count` 0 means "until closed". Like `fs.watch`, an open source keeps node alive;
  * `close()` stops it (idempotent) and environment teardown stops it too.
@@ -20,6 +74,20 @@ export declare class DiagEventSource {
   close(): void
   /** True once `close()` was called. */
   get closed(): boolean
+}
+
+/** How to reach the agent. */
+export interface AgentDialOptions {
+  /** `unix` (QEMU virtio-serial chardev or a test agent), `hybrid-vsock` or `vsock`. */
+  kind: string
+  /** Socket path for `unix` and `hybrid-vsock`. */
+  path?: string
+  /** Guest vsock port for `hybrid-vsock` and `vsock` (Kata: 1024). */
+  port?: number
+  /** Guest CID for `vsock`. */
+  cid?: number
+  /** Keep retrying for this long before giving up. */
+  timeoutMs: number
 }
 
 /** vCPUs one container asks for: quota/period, else its cpuset size, else null. */
@@ -44,6 +112,36 @@ export declare function calcSandboxVcpusAfterEach(defaultVcpus: string, containe
  */
 export declare function calcSandboxVcpusPacked(defaultVcpus: string, quotaUs: Float64Array, periodUs: Float64Array): VcpuAmount
 
+/** A cgroupfs cgroup. */
+export interface CgroupfsOptions {
+  /** `v1` (controller hierarchies below `root`) or `v2` (`root` is the cgroup2 mount). */
+  version: string
+  /** Hierarchy root; default `/sys/fs/cgroup`. */
+  root?: string
+  /** Path below each hierarchy root, e.g. `kata_sandboxed_pod/s1`. */
+  path: string
+  /** v1 only: the hierarchies to use (directory names); default all. */
+  controllers?: Array<string>
+}
+
+/** Limits of a cgroup; absent fields are left alone (or, read back, not available here). */
+export interface CgroupResources {
+  /** CFS quota in µs per period; -1 unlimited. */
+  quotaUs?: number
+  /** CFS period in µs. */
+  periodUs?: number
+  /** v1 cpu.shares (v2: converted to cpu.weight). */
+  shares?: number
+  /** cpuset CPUs, e.g. `0-1`. */
+  cpus?: string
+  /** cpuset memory nodes, e.g. `0`. */
+  mems?: string
+  /** Memory limit in bytes; -1 unlimited. */
+  memoryBytes?: number
+  /** Maximum tasks; -1 unlimited. */
+  pidsMax?: number
+}
+
 /** The CPU part of one container's OCI `linux.resources.cpu`. */
 export interface ContainerCpuInput {
   /** CFS quota in µs; absent or negative means unlimited. */
@@ -54,6 +152,12 @@ export interface ContainerCpuInput {
   cpus?: string
 }
 
+/**
+ * The host's cgroup layout (`v1`, `hybrid` or `v2`) from a mountinfo file
+ * (default `/proc/self/mountinfo`).
+ */
+export declare function detectCgroupLayout(mountinfo?: string | undefined | null): string
+
 /** Resolves with `value` after `delayMs`, computed off the main thread. */
 export declare function diagEchoAsync(value: number, delayMs: number): Promise<number>
 
@@ -63,11 +167,37 @@ export declare function diagPanicAsync(message: string): Promise<number>
 /** Panics; the binding must turn this into a thrown JS error. */
 export declare function diagPanicSync(message: string): void
 
+/** Dials the agent, retrying until `timeoutMs`, and starts a ttrpc client on the stream. */
+export declare function dialAgent(options: AgentDialOptions): Promise<AgentConnection>
+
 /** Parses a cpuset list (`0-3,6`) into ascending CPU numbers. */
 export declare function parseCpuset(text: string): Array<number>
 
 /** Parses a decimal vCPU amount exactly ("1.5" → 3/2). */
 export declare function parseVcpuDecimal(text: string): VcpuAmount
+
+/** A systemd transient scope. */
+export interface SystemdScopeOptions {
+  /** `v1` (legacy/hybrid) or `v2` (unified): where systemd writes limits. */
+  version: string
+  /** D-Bus address; default the system bus. */
+  busAddress?: string
+  /** Slice, e.g. `system.slice`. */
+  slice: string
+  /** Scope unit name, e.g. `kata-s1.scope`. */
+  unit: string
+  /** cgroup mount root as seen from here; default `/sys/fs/cgroup`. */
+  cgroupRoot?: string
+  /** systemd's cgroup root below each hierarchy (for a systemd in a cgroup namespace). */
+  cgroupBase?: string
+  /** systemd runs in a nested pid namespace: translate pids into it. */
+  pidNamespace?: boolean
+  /** Wait for start/stop jobs at most this long (default 30000 ms). */
+  timeoutMs?: number
+}
+
+/** The process (tgid) a thread belongs to, from `/proc/<tid>/status`. */
+export declare function threadGroupOf(tid: number): number
 
 /** An exact vCPU amount and the whole vCPUs it rounds up to. */
 export interface VcpuAmount {

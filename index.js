@@ -773,15 +773,20 @@ if (
   }
 }
 
-const { DiagEventSource, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, diagEchoAsync, diagPanicAsync, diagPanicSync, parseCpuset, parseVcpuDecimal } = nativeBinding
+const { AgentConnection, CgroupManager, DiagEventSource, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, parseCpuset, parseVcpuDecimal, threadGroupOf } = nativeBinding
+export { AgentConnection }
+export { CgroupManager }
 export { DiagEventSource }
 export { calcContainerVcpus }
 export { calcSandboxVcpus }
 export { calcSandboxVcpusAfterEach }
 export { calcSandboxVcpusPacked }
+export { detectCgroupLayout }
 export { diagEchoAsync }
 export { diagPanicAsync }
 export { diagPanicSync }
+export { dialAgent }
 export { parseCpuset }
 export { parseVcpuDecimal }
+export { threadGroupOf }
 export const __napiBindingTarget = __napiLoadedBindingTarget

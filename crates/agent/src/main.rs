@@ -1,1 +1,137 @@
-fn main() {}
+//! kata-ts-agent: a minimal Kata-compatible guest agent. Serves `grpc.AgentService` and
+//! `grpc.Health` with ttrpc-rust (what the Kata agent uses) so kata-ts's client can be tested
+//! against the real ttrpc implementation now and run inside the guest later.
+//!
+//! Usage: kata-ts-agent --listen <unix:PATH|hvsock:PATH[:PORT]|serial:PATH|vsock:PORT>
+//!        [--root DIR] [--record FILE] [--delay-method METHOD:MS]...
+
+mod copy_file;
+mod listen;
+mod protocols;
+mod record;
+mod service;
+mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::listen::ListenAddr;
+use crate::record::Recorder;
+use crate::service::Agent;
+
+/// Parsed command line.
+#[derive(Debug)]
+struct Args {
+    listen: ListenAddr,
+    root: PathBuf,
+    record: Option<PathBuf>,
+    delays: HashMap<String, Duration>,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut listen = None;
+    let mut root = PathBuf::from("/");
+    let mut record = None;
+    let mut delays = HashMap::new();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => listen = Some(ListenAddr::parse(&value()?)?),
+            "--root" => root = PathBuf::from(value()?),
+            "--record" => record = Some(PathBuf::from(value()?)),
+            "--delay-method" => {
+                let v = value()?;
+                let (m, ms) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("--delay-method {v:?}: want METHOD:MS"))?;
+                let ms: u64 = ms
+                    .parse()
+                    .map_err(|e| format!("--delay-method {v:?}: {e}"))?;
+                delays.insert(m.to_string(), Duration::from_millis(ms));
+            }
+            "--help" | "-h" => return Err(String::new()),
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    let listen = listen.ok_or("--listen is required")?;
+    Ok(Args {
+        listen,
+        root,
+        record,
+        delays,
+    })
+}
+
+const USAGE: &str =
+    "usage: kata-ts-agent --listen <unix:PATH|hvsock:PATH[:PORT]|serial:PATH|vsock:PORT> \
+[--root DIR] [--record FILE] [--delay-method METHOD:MS]...";
+
+async fn serve(args: Args) -> Result<(), String> {
+    let recorder = match &args.record {
+        Some(p) => Some(Recorder::open(p).map_err(|e| format!("--record {}: {e}", p.display()))?),
+        None => None,
+    };
+    let agent = Arc::new(Agent::new(args.root, recorder, args.delays));
+    let listener = args
+        .listen
+        .listen()
+        .map_err(|e| format!("listen {:?}: {e}", args.listen))?;
+    let mut server = ttrpc::r#async::Server::new()
+        .register_service(service::services(agent))
+        .add_listener(listener);
+    server
+        .start()
+        .await
+        .map_err(|e| format!("start ttrpc server: {e}"))?;
+    eprintln!("kata-ts-agent: listening on {:?}", args.listen);
+
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    server
+        .shutdown()
+        .await
+        .map_err(|e| format!("shutdown: {e}"))?;
+    if let ListenAddr::Unix(p) | ListenAddr::HybridVsock { path: p, .. } = &args.listen {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("kata-ts-agent: {e}");
+            }
+            eprintln!("{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kata-ts-agent: tokio runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kata-ts-agent: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

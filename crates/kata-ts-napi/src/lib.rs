@@ -7,6 +7,8 @@
 // In test builds napi-derive does not register exports, so they look unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod cgroups;
 mod diag;
 mod error;
+mod transport;
 mod vcpu;

@@ -1,1 +1,13 @@
-//! (stub: filled in by its issue)
+//! The agent channel of kata-ts: dialers for vsock, hybrid vsock and unix streams, and a ttrpc
+//! client speaking the framing and envelope of containerd/ttrpc (what the Kata agent serves).
+//! No Node dependency; the binding crate exposes it to TypeScript.
+
+pub mod client;
+pub mod dial;
+pub mod frame;
+pub mod wire;
+
+pub use client::{CallError, Client};
+pub use dial::{dial, dial_once, Address, BoxStream, DialError, DialStep};
+pub use frame::{FrameError, MESSAGE_LENGTH_MAX};
+pub use wire::code_name;
