@@ -9,7 +9,7 @@ APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-l
 NPM_STAMP := node_modules/.kata-ts-npm-stamp
 APT_STAMP := build/.apt-stamp
 
-.PHONY: build native agent ts proto deps apt npm test check bench demo pack types clean
+.PHONY: build native agent guest ts proto deps apt npm test check bench demo pack types clean
 
 deps: apt npm
 
@@ -41,6 +41,11 @@ AGENT_BIN := target/x86_64-unknown-linux-gnu/release/kata-ts-agent
 agent: apt
 	cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
 
+# Test guest for __test__/qemu/guest.spec.ts and the boot benchmark: a Debian kernel and its virtio
+# modules (apt-get download, never installed on the host) and a busybox initramfs, cached in build/guest.
+guest: apt
+	bash ts/guest/build-guest.sh build/guest
+
 types: native
 	cp $(NAPI_OUT)/index.d.ts $(NAPI_OUT)/index.js .
 
@@ -57,10 +62,10 @@ ts: npm
 build: deps native agent ts
 
 # The README's test command. Prints a final `N passed, N failed` line.
-test: build
+test: build guest
 	bash scripts/run-tests.sh
 
-bench: build
+bench: build guest
 	npx tsx bench/run.ts
 
 # The main job on the bundled example (until the sandbox runs VMs: the planner).

@@ -1,0 +1,226 @@
+// Starting and supervising one QEMU process (and its virtiofsd): stdout/stderr to a log file,
+// QMP connected before the VM is handed out, exit detected and reported with the log's tail.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { ResultAsync, errAsync, okAsync } from 'neverthrow';
+import { QmpClient, type QmpError } from './qmp-client.js';
+
+export type VmError =
+  | { readonly kind: 'vm-spawn'; readonly binary: string; readonly message: string }
+  | { readonly kind: 'vm-exited'; readonly code: number | null; readonly signal: string | null; readonly log: string; readonly message: string }
+  | QmpError;
+
+/** How a supervised process ended. */
+export interface ProcessExit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+export interface VmSpawnOptions {
+  /** QEMU binary, e.g. `/usr/bin/qemu-system-x86_64`. */
+  readonly binary: string;
+  readonly args: readonly string[];
+  /** QEMU stdout and stderr go here (appended). */
+  readonly logPath: string;
+  readonly qmpSocket: string;
+  /** Budget for QEMU to start and QMP to negotiate (default 15 s; a loaded machine is slow). */
+  readonly startTimeoutMs?: number;
+  /** Called once when QEMU exits, whatever the cause. */
+  readonly onExit?: (exit: ProcessExit, logTail: string) => void;
+}
+
+export interface VirtiofsdOptions {
+  readonly binary?: string;
+  readonly socketPath: string;
+  readonly sharedDir: string;
+  readonly logPath: string;
+  readonly extraArgs?: readonly string[];
+}
+
+/** The C virtiofsd that ships with QEMU 7.2. */
+export const DEFAULT_VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+
+/** Last `bytes` of a log, for error messages. */
+export function logTail(logPath: string, bytes = 2000): string {
+  try {
+    const text = readFileSync(logPath, 'utf8');
+    return text.slice(-bytes).trim();
+  } catch {
+    return '';
+  }
+}
+
+/** A child process with its exit as a promise; killed only by its own pid. */
+class Supervised {
+  readonly child: ChildProcess;
+  readonly exited: Promise<ProcessExit>;
+  #exit: ProcessExit | null = null;
+  /** Why spawn failed (ENOENT, EACCES), if it did. */
+  spawnError: string | null = null;
+
+  constructor(binary: string, args: readonly string[], logPath: string) {
+    const fd = openSync(logPath, 'a');
+    try {
+      this.child = spawn(binary, [...args], { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    this.exited = new Promise((resolve) => {
+      this.child.once('exit', (code, signal) => {
+        this.#exit = { code, signal };
+        resolve(this.#exit);
+      });
+      this.child.once('error', (e) => {
+        this.spawnError = e.message;
+        this.#exit = { code: null, signal: null };
+        resolve(this.#exit);
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  get exit(): ProcessExit | null {
+    return this.#exit;
+  }
+
+  /** SIGKILL by pid unless already gone; resolves when the process is reaped. */
+  async kill(): Promise<ProcessExit> {
+    if (this.#exit === null && this.child.pid !== undefined) {
+      try {
+        process.kill(this.child.pid, 'SIGKILL');
+      } catch {
+        // ESRCH: it exited between the check and the kill.
+      }
+    }
+    return this.exited;
+  }
+}
+
+/** A running virtiofsd for one VM (it exits by itself when QEMU disconnects). */
+export class Virtiofsd {
+  readonly #proc: Supervised;
+  readonly socketPath: string;
+
+  private constructor(proc: Supervised, socketPath: string) {
+    this.#proc = proc;
+    this.socketPath = socketPath;
+  }
+
+  get pid(): number | undefined {
+    return this.#proc.pid;
+  }
+
+  get exited(): Promise<ProcessExit> {
+    return this.#proc.exited;
+  }
+
+  /** Starts virtiofsd and waits for its socket (QEMU connects to it at startup). */
+  static start(o: VirtiofsdOptions, timeoutMs = 10_000): ResultAsync<Virtiofsd, VmError> {
+    const binary = o.binary ?? DEFAULT_VIRTIOFSD;
+    const args = [`--socket-path=${o.socketPath}`, '-o', `source=${o.sharedDir}`, '-o', 'cache=auto', ...(o.extraArgs ?? [])];
+    const proc = new Supervised(binary, args, o.logPath);
+    const wait = async (): Promise<Virtiofsd> => {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        if (proc.exit !== null) break;
+        if (existsSync(o.socketPath)) return new Virtiofsd(proc, o.socketPath);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const exit = proc.exit ?? (await proc.kill());
+      const log = logTail(o.logPath);
+      throw { kind: 'vm-exited', code: exit.code, signal: exit.signal, log, message: `virtiofsd did not create ${o.socketPath}: ${log || 'no output'}` } satisfies VmError;
+    };
+    return ResultAsync.fromPromise(wait(), (e) => e as VmError);
+  }
+
+  kill(): Promise<ProcessExit> {
+    return this.#proc.kill();
+  }
+}
+
+/** A started QEMU with its QMP connection. */
+export class Vm {
+  readonly #proc: Supervised;
+  readonly qmp: QmpClient;
+  readonly logPath: string;
+  readonly qmpSocket: string;
+  /** ms from spawn until QMP negotiated. */
+  readonly startMs: number;
+
+  private constructor(proc: Supervised, qmp: QmpClient, o: VmSpawnOptions, startMs: number) {
+    this.#proc = proc;
+    this.qmp = qmp;
+    this.logPath = o.logPath;
+    this.qmpSocket = o.qmpSocket;
+    this.startMs = startMs;
+  }
+
+  /** Spawns QEMU and connects QMP; an early exit is reported with QEMU's own error text. */
+  static spawn(o: VmSpawnOptions): ResultAsync<Vm, VmError> {
+    const started = performance.now();
+    let proc: Supervised;
+    try {
+      proc = new Supervised(o.binary, o.args, o.logPath);
+    } catch (e) {
+      return errAsync({ kind: 'vm-spawn', binary: o.binary, message: `cannot start ${o.binary}: ${e instanceof Error ? e.message : String(e)}` });
+    }
+    void proc.exited.then((exit) => o.onExit?.(exit, logTail(o.logPath)));
+    const exitedEarly = async (): Promise<VmError> => {
+      const exit = await proc.exited;
+      const log = logTail(o.logPath);
+      if (proc.spawnError !== null) return { kind: 'vm-spawn', binary: o.binary, message: `cannot start ${o.binary}: ${proc.spawnError}` };
+      const how = exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
+      return { kind: 'vm-exited', code: exit.code, signal: exit.signal, log, message: `QEMU exited (${how}) during startup: ${log || 'no output'}` };
+    };
+    return QmpClient.connect(o.qmpSocket, { timeoutMs: o.startTimeoutMs ?? 15_000, abandon: proc.exited })
+      .orElse((qmpErr) => {
+        // QEMU closes the socket a moment before it exits: give the exit a chance to arrive so
+        // the error is QEMU's own text. A VM without QMP is unusable, so one still running is killed.
+        const settle = async (): Promise<VmError> => {
+          const exitedSoon = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000).unref())]);
+          if (exitedSoon) return exitedEarly();
+          await proc.kill();
+          return qmpErr;
+        };
+        return ResultAsync.fromSafePromise(settle()).andThen((e) => errAsync<QmpClient, VmError>(e));
+      })
+      .andThen((qmp) => okAsync(new Vm(proc, qmp, o, performance.now() - started)));
+  }
+
+  get pid(): number {
+    return this.#proc.pid!;
+  }
+
+  /** Resolves when QEMU exits, with how. */
+  get exited(): Promise<ProcessExit> {
+    return this.#proc.exited;
+  }
+
+  get running(): boolean {
+    return this.#proc.exit === null;
+  }
+
+  /** QMP `quit`, then wait up to `timeoutMs` for the exit; SIGKILL by pid if it does not come. */
+  async quit(timeoutMs = 5_000): Promise<ProcessExit> {
+    if (this.#proc.exit !== null) return this.#proc.exit;
+    await this.qmp.execute('quit', undefined, { timeoutMs });
+    const timer = new Promise<null>((r) => setTimeout(() => r(null), timeoutMs).unref());
+    const exit = await Promise.race([this.#proc.exited, timer]);
+    this.qmp.close();
+    return exit ?? this.#proc.kill();
+  }
+
+  /** SIGKILL by pid and wait for the reap; safe to call twice. */
+  async kill(): Promise<ProcessExit> {
+    this.qmp.close();
+    return this.#proc.kill();
+  }
+
+  /** Removes a socket path QEMU left behind (QEMU unlinks its server sockets on clean exit only). */
+  static removeSocket(path: string): void {
+    rmSync(path, { force: true });
+  }
+}
