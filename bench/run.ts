@@ -11,7 +11,7 @@ const files = readdirSync(dir)
   .filter((f) => only.size === 0 || only.has(f.replace(/\.bench\.ts$/, '')))
   .sort();
 
-const resultsFile = `${dir}/results.json`;
+const resultsFile = `${dir}results.json`;
 // Keep figures of benchmarks not run this time (a partial run updates only its own keys).
 const results: Metrics = existsSync(resultsFile) && only.size > 0 ? JSON.parse(readFileSync(resultsFile, 'utf8')) : {};
 
