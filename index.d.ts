@@ -76,6 +76,25 @@ export declare class DiagEventSource {
   get closed(): boolean
 }
 
+/**
+ * A running live sync of one host source to its guest destinations. Like `fs.watch`, an open
+ * sync keeps node alive; `close()` stops it.
+ */
+export declare class VolumeSync {
+  /** Adds a destination and copies the whole tree to it; resolves with that sync's summary. */
+  addDestination(guestPath: string): Promise<VolumeSyncEvent>
+  /** Stops syncing to a destination (its copy stays in the guest). */
+  removeDestination(guestPath: string): void
+  /** Stops the watcher; safe to call more than once. */
+  close(): void
+  /** True once `close()` was called. */
+  get closed(): boolean
+  /** Kernel thread id of the watcher thread (`/proc/<pid>/task/<tid>/stat`). */
+  get threadId(): number
+  /** The initial sync's summary. */
+  get initial(): VolumeSyncEvent
+}
+
 /** How to reach the agent. */
 export interface AgentDialOptions {
   /** `unix` (QEMU virtio-serial chardev or a test agent), `hybrid-vsock` or `vsock`. */
@@ -176,6 +195,12 @@ export declare function parseCpuset(text: string): Array<number>
 /** Parses a decimal vCPU amount exactly ("1.5" → 3/2). */
 export declare function parseVcpuDecimal(text: string): VcpuAmount
 
+/**
+ * Copies `source` to every destination, then (unless `watch: false`) watches it and re-copies
+ * what changed; resolves once the initial copy is complete.
+ */
+export declare function startVolumeSync(options: VolumeSyncOptions, callback: (event: VolumeSyncEvent) => void): Promise<VolumeSync>
+
 /** A systemd transient scope. */
 export interface SystemdScopeOptions {
   /** `v1` (legacy/hybrid) or `v2` (unified): where systemd writes limits. */
@@ -209,4 +234,39 @@ export interface VcpuAmount {
   exact: string
   /** The smallest whole number of vCPUs not below the amount. */
   ceil: number
+}
+
+/** One sync's summary (`kind: "synced"`) or a watcher error (`kind: "error"`, `message`). */
+export interface VolumeSyncEvent {
+  kind: string
+  /** `initial`, `events`, `overflow` or `destination`. */
+  reason?: string
+  /** Every entry was sent (initial, new destination, overflow). */
+  full?: boolean
+  entries?: number
+  bytes?: number
+  destinations?: number
+  skipped?: number
+  failed?: number
+  durationUs?: number
+  /** Directories watched. */
+  watchedDirs?: number
+  /** Time to set up the recursive watch (initial sync only). */
+  watchSetupUs?: number
+  message?: string
+}
+
+/** What to sync. */
+export interface VolumeSyncOptions {
+  /** Canonical host source: a directory (watched) or, with `watch: false`, a file. */
+  source: string
+  /** Guest paths under /run/kata-containers/shared/containers/. */
+  destinations: Array<string>
+  agent: AgentDialOptions
+  /** Quiet time after the last event before syncing; default 500. */
+  debounceMs?: number
+  /** Timeout of each CopyFile call; default 30000. */
+  callTimeoutMs?: number
+  /** False: copy once and stop. Default true. */
+  watch?: boolean
 }

@@ -773,10 +773,11 @@ if (
   }
 }
 
-const { AgentConnection, CgroupManager, DiagEventSource, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, parseCpuset, parseVcpuDecimal, threadGroupOf } = nativeBinding
+const { AgentConnection, CgroupManager, DiagEventSource, VolumeSync, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, parseCpuset, parseVcpuDecimal, startVolumeSync, threadGroupOf } = nativeBinding
 export { AgentConnection }
 export { CgroupManager }
 export { DiagEventSource }
+export { VolumeSync }
 export { calcContainerVcpus }
 export { calcSandboxVcpus }
 export { calcSandboxVcpusAfterEach }
@@ -788,5 +789,6 @@ export { diagPanicSync }
 export { dialAgent }
 export { parseCpuset }
 export { parseVcpuDecimal }
+export { startVolumeSync }
 export { threadGroupOf }
 export const __napiBindingTarget = __napiLoadedBindingTarget

@@ -22,6 +22,11 @@ export type NativeCode =
   | 'TTRPC_TIMEOUT'
   | 'TTRPC_TOO_LARGE'
   | 'TTRPC_STATUS'
+  | 'WATCH_INVALID'
+  | 'WATCH_DIAL'
+  | 'WATCH_START'
+  | 'WATCH_COPY'
+  | 'WATCH_CLOSED'
   | 'PANIC'
   | 'CANCELLED'
   | 'NAPI_ERROR'
@@ -46,6 +51,11 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<NativeCode>([
   'TTRPC_TIMEOUT',
   'TTRPC_TOO_LARGE',
   'TTRPC_STATUS',
+  'WATCH_INVALID',
+  'WATCH_DIAL',
+  'WATCH_START',
+  'WATCH_COPY',
+  'WATCH_CLOSED',
   'PANIC',
   'CANCELLED',
   'NAPI_ERROR',

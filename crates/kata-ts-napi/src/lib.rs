@@ -12,3 +12,4 @@ mod diag;
 mod error;
 mod transport;
 mod vcpu;
+mod watch;

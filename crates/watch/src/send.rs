@@ -1,0 +1,173 @@
+//! Sends a [`Plan`] to the agent as `grpc.AgentService/CopyFile` calls on the transport crate's
+//! ttrpc client, several at once within a phase: directories one depth at a time, then files
+//! (each file's chunks in offset order, since the agent's offset-0 chunk resets the temp file),
+//! then symlinks. Parallel calls keep the connection busy while a file is being read.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use transport::{CallError, Client};
+
+use crate::request::{Plan, Step, CHUNK_BYTES};
+
+const SERVICE: &str = "grpc.AgentService";
+const METHOD: &str = "CopyFile";
+/// Files in flight at once.
+const PARALLEL: usize = 32;
+
+/// Why one entry could not be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Reading the host file failed (it may be changing; the watcher resends it).
+    #[error("read {path:?}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The agent call failed.
+    #[error("CopyFile {guest}: {source}")]
+    Call { guest: String, source: CallError },
+}
+
+/// What sending a plan did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Entries copied completely.
+    pub entries: u64,
+    /// Bytes of `data` sent.
+    pub bytes: u64,
+    /// Entries that failed (relative host paths); the first error's text.
+    pub failed: Vec<PathBuf>,
+    pub error: Option<String>,
+}
+
+impl Sent {
+    fn add(&mut self, rel: PathBuf, r: Result<u64, SendError>) {
+        match r {
+            Ok(bytes) => {
+                self.entries += 1;
+                self.bytes += bytes;
+            }
+            Err(e) => {
+                self.failed.push(rel);
+                self.error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+async fn call(
+    client: &Client,
+    step: &Step,
+    offset: u64,
+    data: &[u8],
+    t: Duration,
+) -> Result<(), SendError> {
+    let payload = step.request.encode(offset, data);
+    client
+        .call(SERVICE, METHOD, &payload, Some(t))
+        .await
+        .map(drop)
+        .map_err(|source| SendError::Call {
+            guest: step.request.path.to_string(),
+            source,
+        })
+}
+
+fn open_nofollow(path: &Path) -> std::io::Result<File> {
+    // The entry was a regular file at scan time; never follow a symlink swapped in since.
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
+/// Sends one regular file in ≤ 1 MiB chunks; the size is taken when the file is opened.
+async fn send_file(
+    client: &Client,
+    host: &Path,
+    mut step: Step,
+    t: Duration,
+) -> Result<u64, SendError> {
+    let read_err = |source| SendError::Read {
+        path: host.to_path_buf(),
+        source,
+    };
+    let file = open_nofollow(host).map_err(read_err)?;
+    let size = file.metadata().map_err(read_err)?.len();
+    step.request.file_size = size;
+    if size == 0 {
+        call(client, &step, 0, &[], t).await?;
+        return Ok(0);
+    }
+    let mut buf = vec![0u8; usize::try_from(size.min(CHUNK_BYTES)).unwrap_or(1 << 20)];
+    let mut offset = 0u64;
+    while offset < size {
+        let n = usize::try_from((size - offset).min(CHUNK_BYTES)).unwrap_or(buf.len());
+        file.read_exact_at(&mut buf[..n], offset)
+            .map_err(read_err)?;
+        call(client, &step, offset, &buf[..n], t).await?;
+        offset += CHUNK_BYTES;
+    }
+    Ok(size)
+}
+
+fn host_path(root: &Path, rel: &Path) -> PathBuf {
+    if rel.as_os_str().is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    }
+}
+
+/// Sends `plan` for the tree at `root`. Failures are collected, not fatal: the rest still goes.
+pub async fn send_plan(client: &Arc<Client>, root: &Path, plan: &Plan, timeout: Duration) -> Sent {
+    let mut out = Sent::default();
+    let mut set: JoinSet<(PathBuf, Result<u64, SendError>)> = JoinSet::new();
+    // Phases run one after the other: each depth of directories (parents exist before their
+    // children), then files, then links (see the module comment of `request`).
+    let mut phases: Vec<Vec<(&Step, bool)>> = Vec::new();
+    let mut depth = None;
+    for d in &plan.dirs {
+        let n = d.rel.components().count();
+        if depth != Some(n) {
+            phases.push(Vec::new());
+            depth = Some(n);
+        }
+        if let Some(p) = phases.last_mut() {
+            p.push((d, false));
+        }
+    }
+    phases.push(plan.files.iter().map(|s| (s, true)).collect());
+    phases.push(plan.links.iter().map(|s| (s, false)).collect());
+    for steps in phases {
+        for (s, is_file) in steps {
+            while set.len() >= PARALLEL {
+                if let Some(Ok((rel, r))) = set.join_next().await {
+                    out.add(rel, r);
+                }
+            }
+            let (client, step, host) = (client.clone(), s.clone(), host_path(root, &s.rel));
+            set.spawn(async move {
+                let rel = step.rel.clone();
+                let r = if is_file {
+                    send_file(&client, &host, step, timeout).await
+                } else {
+                    let data = step.link.clone().unwrap_or_default();
+                    call(&client, &step, 0, &data, timeout).await.map(|()| 0)
+                };
+                (rel, r)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            if let Ok((rel, r)) = joined {
+                out.add(rel, r);
+            }
+        }
+    }
+    out
+}
