@@ -47,13 +47,9 @@ pub struct AgentDialOptions {
     pub timeout_ms: u32,
 }
 
-fn address(o: &AgentDialOptions) -> Result<Address> {
-    let need = |what: &str| {
-        coded(
-            "TRANSPORT_INVALID",
-            format!("dial kind {:?} needs {what}", o.kind),
-        )
-    };
+/// The transport address for dial options; invalid options get `code` (the caller's concern).
+pub(crate) fn address(o: &AgentDialOptions, code: &'static str) -> Result<Address> {
+    let need = |what: &str| coded(code, format!("dial kind {:?} needs {what}", o.kind));
     let path = || {
         o.path
             .as_ref()
@@ -71,7 +67,7 @@ fn address(o: &AgentDialOptions) -> Result<Address> {
             port: o.port.ok_or_else(|| need("port"))?,
         }),
         other => Err(coded(
-            "TRANSPORT_INVALID",
+            code,
             format!("unknown dial kind {other:?} (unix, hybrid-vsock, vsock)"),
         )),
     }
@@ -90,7 +86,7 @@ pub struct AgentConnection {
 #[napi]
 pub async fn dial_agent(options: AgentDialOptions) -> napi::Result<AgentConnection> {
     guard_async(async move {
-        let addr = address(&options)?;
+        let addr = address(&options, "TRANSPORT_INVALID")?;
         let stream = transport::dial(&addr, Duration::from_millis(u64::from(options.timeout_ms)))
             .await
             .map_err(dial_error)?;

@@ -10,11 +10,10 @@ use std::time::Duration;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
-use transport::Address;
 use watch::{Config, Event, GuestPath, Reason, Report, WatchError, Watcher};
 
 use crate::error::{coded, guard_async, Code, Result};
-use crate::transport::AgentDialOptions;
+use crate::transport::{address, AgentDialOptions};
 
 /// What to sync.
 #[napi(object)]
@@ -115,37 +114,6 @@ fn guest(path: &str) -> Result<GuestPath> {
     GuestPath::new(path).map_err(|e| coded("WATCH_INVALID", e.to_string()))
 }
 
-// Dial options as in `transport.rs` (kept private there).
-fn address(o: &AgentDialOptions) -> Result<Address> {
-    let need = |what: &str| {
-        coded(
-            "WATCH_INVALID",
-            format!("agent kind {:?} needs {what}", o.kind),
-        )
-    };
-    let path = || {
-        o.path
-            .as_ref()
-            .map(PathBuf::from)
-            .ok_or_else(|| need("path"))
-    };
-    match o.kind.as_str() {
-        "unix" => Ok(Address::Unix { path: path()? }),
-        "hybrid-vsock" => Ok(Address::HybridVsock {
-            path: path()?,
-            port: o.port.ok_or_else(|| need("port"))?,
-        }),
-        "vsock" => Ok(Address::Vsock {
-            cid: o.cid.ok_or_else(|| need("cid"))?,
-            port: o.port.ok_or_else(|| need("port"))?,
-        }),
-        other => Err(coded(
-            "WATCH_INVALID",
-            format!("unknown agent kind {other:?}"),
-        )),
-    }
-}
-
 type SyncCallback = ThreadsafeFunction<VolumeSyncEvent, (), VolumeSyncEvent, Status, false>;
 
 /// A running live sync of one host source to its guest destinations. Like `fs.watch`, an open
@@ -178,7 +146,7 @@ pub async fn start_volume_sync(
                 Duration::from_millis(u64::from(ms))
             }),
             dial_timeout: Duration::from_millis(u64::from(options.agent.timeout_ms)),
-            agent: address(&options.agent)?,
+            agent: address(&options.agent, "WATCH_INVALID")?,
             call_timeout: Duration::from_millis(u64::from(
                 options.call_timeout_ms.unwrap_or(30_000),
             )),
