@@ -88,15 +88,20 @@ function decode<O extends DescMessage>(output: O, method: string, bytes: Uint8Ar
   }
 }
 
-/** Dials the agent and returns a connected client. */
-export function connectAgent(target: AgentTarget, options: AgentClientOptions = {}): ResultAsync<AgentClient, AgentError> {
-  const dial = {
+/** Native dial options for an agent target (the vsock port defaults to Kata's 1024). */
+export function dialOptions(target: AgentTarget, dialTimeoutMs = 10_000) {
+  return {
     kind: target.kind,
     path: 'path' in target ? target.path : undefined,
     cid: 'cid' in target ? target.cid : undefined,
     port: target.kind === 'unix' ? undefined : (target.port ?? AGENT_VSOCK_PORT),
-    timeoutMs: options.dialTimeoutMs ?? 10_000,
+    timeoutMs: dialTimeoutMs,
   };
+}
+
+/** Dials the agent and returns a connected client. */
+export function connectAgent(target: AgentTarget, options: AgentClientOptions = {}): ResultAsync<AgentClient, AgentError> {
+  const dial = dialOptions(target, options.dialTimeoutMs);
   return callAsync((n) => n.dialAgent(dial))
     .mapErr((e) => fromNative(e, 'dial'))
     .map((conn) => new AgentClient(conn, options));

@@ -4,7 +4,7 @@
 // one summary per sync, never per-file events or file bytes.
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import type { VolumeSync, VolumeSyncEvent } from '../../index.js';
-import { AGENT_VSOCK_PORT, type AgentTarget } from '../agent/client.js';
+import { dialOptions, type AgentTarget } from '../agent/client.js';
 import { call, callAsync, type NativeError } from '../native.js';
 import type { GuestPath } from '../paths.js';
 
@@ -112,14 +112,7 @@ export class LiveSync {
 
 /** Copies `source` to every destination and, unless `watch: false`, keeps them in sync. */
 export function startLiveSync(options: LiveSyncOptions, onEvent: (e: SyncEvent) => void = () => {}): ResultAsync<LiveSync, NativeError> {
-  const t = options.agent;
-  const agent = {
-    kind: t.kind,
-    path: 'path' in t ? t.path : undefined,
-    cid: 'cid' in t ? t.cid : undefined,
-    port: t.kind === 'unix' ? undefined : (t.port ?? AGENT_VSOCK_PORT),
-    timeoutMs: options.dialTimeoutMs ?? 10_000,
-  };
+  const agent = dialOptions(options.agent, options.dialTimeoutMs);
   return callAsync((n) =>
     n.startVolumeSync(
       {
