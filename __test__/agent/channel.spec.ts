@@ -24,6 +24,9 @@ for (const listen of ['unix', 'hybrid-vsock'] as const satisfies readonly Listen
     t.is((await c.writeStdin('c1', '', Buffer.from('hello\n')))._unsafeUnwrap(), 6);
     t.is(Buffer.from((await c.readStdout('c1', '', 1024))._unsafeUnwrap()).toString(), 'hello\n');
     const waiting = c.waitProcess('c1');
+    // Signal only once the agent holds the WaitProcess, so the recorded order is deterministic
+    // and the wait really is blocked until the signal ends the process.
+    for (let i = 0; i < 500 && !agent.records().some((r) => r.method === 'WaitProcess'); i++) await new Promise((r) => setTimeout(r, 10));
     (await c.signalProcess('c1', '', 9))._unsafeUnwrap();
     t.is((await waiting)._unsafeUnwrap(), 137);
     t.is((await c.readStderr('c1', '', 1024))._unsafeUnwrap().length, 0, 'EOF after exit');

@@ -31,10 +31,11 @@ test('a panicking async task rejects with PANIC instead of hanging', async (t) =
 test('async exports run off the main thread', async (t) => {
   let ticks = 0;
   const timer = setInterval(() => (ticks += 1), 5);
-  const value = (await callAsync((n) => n.diagEchoAsync(42, 200)))._unsafeUnwrap();
+  const value = (await callAsync((n) => n.diagEchoAsync(42, 400)))._unsafeUnwrap();
   clearInterval(timer);
   t.is(value, 42);
-  t.true(ticks >= 10, `event loop kept turning while native work ran (${ticks} ticks)`);
+  // A blocked main thread would give 0 ticks; a loaded machine still gives a few.
+  t.true(ticks >= 3, `event loop kept turning while native work ran (${ticks} ticks)`);
 });
 
 test('a threadsafe callback delivers 10k events in order', async (t) => {
