@@ -195,6 +195,33 @@ export declare function parseCpuset(text: string): Array<number>
 /** Parses a decimal vCPU amount exactly ("1.5" → 3/2). */
 export declare function parseVcpuDecimal(text: string): VcpuAmount
 
+/** Starts `path` as `uid`/`gid` with exactly `groups`; returns its pid once it has exec'd. */
+export declare function spawnAsUser(options: SpawnAsUserOptions): number
+
+/** A process to start with dropped privileges. */
+export interface SpawnAsUserOptions {
+  /** Absolute path of the executable. */
+  path: string
+  args: Array<string>
+  uid: number
+  gid: number
+  /** Exact supplementary groups (e.g. the kvm group); empty clears them. */
+  groups: Array<number>
+  /** Appended to; /dev/null when absent. */
+  stdout?: string
+  stderr?: string
+}
+
+/** How a `spawnAsUser` process ended; null for a pid it did not start. */
+export declare function spawnedExit(pid: number): SpawnedExit | null
+
+/** How a process started by `spawnAsUser` ended; `running` while it has not. */
+export interface SpawnedExit {
+  running: boolean
+  code?: number
+  signal?: number
+}
+
 /**
  * Copies `source` to every destination, then (unless `watch: false`) watches it and re-copies
  * what changed; resolves once the initial copy is complete.

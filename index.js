@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { AgentConnection, CgroupManager, DiagEventSource, VolumeSync, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, parseCpuset, parseVcpuDecimal, startVolumeSync, threadGroupOf } = nativeBinding
+const { AgentConnection, CgroupManager, DiagEventSource, VolumeSync, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, parseCpuset, parseVcpuDecimal, spawnAsUser, spawnedExit, startVolumeSync, threadGroupOf } = nativeBinding
 export { AgentConnection }
 export { CgroupManager }
 export { DiagEventSource }
@@ -789,6 +789,8 @@ export { diagPanicSync }
 export { dialAgent }
 export { parseCpuset }
 export { parseVcpuDecimal }
+export { spawnAsUser }
+export { spawnedExit }
 export { startVolumeSync }
 export { threadGroupOf }
 export const __napiBindingTarget = __napiLoadedBindingTarget

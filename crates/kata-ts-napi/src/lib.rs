@@ -10,6 +10,7 @@
 mod cgroups;
 mod diag;
 mod error;
+mod rootless;
 mod transport;
 mod vcpu;
 mod watch;
