@@ -5,7 +5,7 @@ SHELL := /bin/bash
 NAPI_CRATE := kata-ts-napi
 NAPI_OUT := build/napi
 NODE_BIN := kata-ts.linux-x64-gnu.node
-APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-linux qemu-system-x86 qemu-utils busybox-static cpio xz-utils
+APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-linux qemu-system-x86 qemu-utils busybox-static cpio xz-utils rsync
 NPM_STAMP := node_modules/.kata-ts-npm-stamp
 APT_STAMP := build/.apt-stamp
 

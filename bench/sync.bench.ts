@@ -148,7 +148,27 @@ async function watchSetup(dir: string, target: AgentTarget): Promise<{ setup: Me
   };
 }
 
-async function treeCopy(dir: string, target: AgentTarget, root: string): Promise<Metric> {
+/** ms until chokidar reports `ready` and until @parcel/watcher's subscription resolves, best of 2. */
+async function popularWatchers(host: string): Promise<{ chokidarMs: number; parcelMs: number }> {
+  const { watch } = await import('chokidar');
+  const parcel = await import('@parcel/watcher');
+  const chokidar: number[] = [];
+  const parcelMs: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    const c0 = process.hrtime.bigint();
+    const w = watch(host, { persistent: true, ignoreInitial: true });
+    await new Promise<void>((r) => w.once('ready', () => r()));
+    chokidar.push(Number(process.hrtime.bigint() - c0) / 1e6);
+    await w.close();
+    const p0 = process.hrtime.bigint();
+    const sub = await parcel.subscribe(host, () => {});
+    parcelMs.push(Number(process.hrtime.bigint() - p0) / 1e6);
+    await sub.unsubscribe();
+  }
+  return { chokidarMs: Math.min(...chokidar), parcelMs: Math.min(...parcelMs) };
+}
+
+async function treeCopy(dir: string, target: AgentTarget, root: string): Promise<Metric[]> {
   const host = join(dir, 'tree');
   let bytes = 0;
   for (let d = 0; d < 40; d++) {
@@ -161,6 +181,7 @@ async function treeCopy(dir: string, target: AgentTarget, root: string): Promise
   }
   const ours: number[] = [];
   const cp: number[] = [];
+  const rsync: number[] = [];
   for (let i = 0; i < 3; i++) {
     const d = dest(`bench-tree-${i}`);
     const start = process.hrtime.bigint();
@@ -173,14 +194,18 @@ async function treeCopy(dir: string, target: AgentTarget, root: string): Promise
     if (r.status !== 0) throw new Error(`cp -a failed: ${r.stderr}`);
     cp.push(Number(process.hrtime.bigint() - c0) / 1e9);
     rmSync(join(dir, `cp-${i}`), { recursive: true, force: true });
+    const r0 = process.hrtime.bigint();
+    const rs = spawnSync('rsync', ['-a', `${host}/`, join(dir, `rsync-${i}`)]);
+    if (rs.status !== 0) throw new Error(`rsync -a failed: ${rs.stderr}`);
+    rsync.push(Number(process.hrtime.bigint() - r0) / 1e9);
+    rmSync(join(dir, `rsync-${i}`), { recursive: true, force: true });
   }
   const mb = bytes / 1e6;
-  return higherIsBetter(
-    round(mb / pct(ours, 50), 1),
-    round(mb / pct(cp, 50), 1),
-    'MB/s',
-    `${round(mb, 1)} MB in 2000 files / 40 dirs: full copy through CopyFile into the agent (dial, scan, read, send, agent write+rename) vs cp -a of the same tree; median of 3; goal ratio ≥ 0.8; rsync not installed`,
-  );
+  const what = `${round(mb, 1)} MB in 2000 files / 40 dirs: full copy through CopyFile into the agent (dial, scan, read, send, agent write+rename)`;
+  return [
+    higherIsBetter(round(mb / pct(ours, 50), 1), round(mb / pct(cp, 50), 1), 'MB/s', `${what} vs cp -a of the same tree; median of 3; goal ratio ≥ 0.8`),
+    higherIsBetter(round(mb / pct(ours, 50), 1), round(mb / pct(rsync, 50), 1), 'MB/s', `${what} vs rsync -a of the same tree; median of 3`),
+  ];
 }
 
 export async function run(): Promise<Metrics> {
@@ -194,9 +219,14 @@ export async function run(): Promise<Metrics> {
     phase('latency');
     const { setup, idle } = await watchSetup(dir, agent.target);
     metrics['sync.watch_setup_10k_dirs'] = setup;
+    const peers = await popularWatchers(join(dir, 'dirs'));
+    metrics['sync.watch_setup_10k_dirs.chokidar'] = lowerIsBetter(setup.ours, round(peers.chokidarMs), 'ms', 'recursive watch of the same 10k dirs: ours (watch first, then list) vs chokidar 4 until `ready`, best of 2');
+    metrics['sync.watch_setup_10k_dirs.parcel'] = lowerIsBetter(setup.ours, round(peers.parcelMs), 'ms', 'recursive watch of the same 10k dirs: ours vs @parcel/watcher 2 subscribe() resolved, best of 2');
     metrics['sync.idle_cpu'] = idle;
     phase('watch setup + idle');
-    metrics['sync.tree_copy'] = await treeCopy(dir, agent.target, agent.root);
+    const [vsCp, vsRsync] = await treeCopy(dir, agent.target, agent.root);
+    metrics['sync.tree_copy'] = vsCp!;
+    metrics['sync.tree_copy.rsync'] = vsRsync!;
     phase('tree copy');
     return metrics;
   } finally {
