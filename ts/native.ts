@@ -120,8 +120,3 @@ export function callAsync<T>(fn: (native: NativeAddon) => Promise<T>): ResultAsy
     toNativeError,
   );
 }
-
-/** Ok when the native addon loaded. */
-export function nativeLoaded(): Result<true, NativeError> {
-  return loaded.map(() => true as const);
-}
