@@ -4,12 +4,19 @@
 //!
 //! Usage: kata-ts-agent --listen <unix:PATH|hvsock:PATH[:PORT]|serial:PATH|vsock:PORT>
 //!        [--root DIR] [--record FILE] [--delay-method METHOD:MS]...
+//!        [--guest [--device-timeout-ms MS] [--poweroff-on-destroy]]
+//!
+//! By default the sandbox is modelled (nothing is mounted or run; tests of the host side rely
+//! on that). `--guest` carries requests out for real (see `guest/`); it is how the agent runs
+//! inside the VM (`--guest --listen serial:/dev/vportNpM --root /`).
 
 mod copy_file;
+mod guest;
 mod listen;
 mod protocols;
 mod record;
 mod service;
+mod service_guest;
 mod state;
 
 use std::collections::HashMap;
@@ -19,6 +26,8 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use crate::guest::guest_root::GuestRoot;
+use crate::guest::GuestConfig;
 use crate::listen::ListenAddr;
 use crate::record::Recorder;
 use crate::service::Agent;
@@ -30,6 +39,9 @@ struct Args {
     root: PathBuf,
     record: Option<PathBuf>,
     delays: HashMap<String, Duration>,
+    guest: bool,
+    device_timeout: Duration,
+    poweroff_on_destroy: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -37,6 +49,9 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut root = PathBuf::from("/");
     let mut record = None;
     let mut delays = HashMap::new();
+    let mut guest = false;
+    let mut device_timeout = guest::DEFAULT_DEVICE_TIMEOUT;
+    let mut poweroff_on_destroy = false;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -53,6 +68,15 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--delay-method {v:?}: {e}"))?;
                 delays.insert(m.to_string(), Duration::from_millis(ms));
             }
+            "--guest" => guest = true,
+            "--poweroff-on-destroy" => poweroff_on_destroy = true,
+            "--device-timeout-ms" => {
+                let v = value()?;
+                let ms: u64 = v
+                    .parse()
+                    .map_err(|e| format!("--device-timeout-ms {v:?}: {e}"))?;
+                device_timeout = Duration::from_millis(ms);
+            }
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown argument {flag:?}")),
         }
@@ -63,25 +87,39 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         root,
         record,
         delays,
+        guest,
+        device_timeout,
+        poweroff_on_destroy,
     })
 }
 
 const USAGE: &str =
     "usage: kata-ts-agent --listen <unix:PATH|hvsock:PATH[:PORT]|serial:PATH|vsock:PORT> \
-[--root DIR] [--record FILE] [--delay-method METHOD:MS]...";
+[--root DIR] [--record FILE] [--delay-method METHOD:MS]... \
+[--guest [--device-timeout-ms MS] [--poweroff-on-destroy]]";
 
 async fn serve(args: Args) -> Result<(), String> {
     let recorder = match &args.record {
         Some(p) => Some(Recorder::open(p).map_err(|e| format!("--record {}: {e}", p.display()))?),
         None => None,
     };
-    let agent = Arc::new(Agent::new(args.root, recorder, args.delays));
+    let mut agent = Agent::new(args.root.clone(), recorder, args.delays);
+    if args.guest {
+        agent = agent
+            .into_guest(GuestConfig {
+                root: GuestRoot::new(args.root),
+                device_timeout: args.device_timeout,
+                poweroff_on_destroy: args.poweroff_on_destroy,
+            })
+            .map_err(|e| format!("guest mode: {e}"))?;
+    }
+    let agent = Arc::new(agent);
     let listener = args
         .listen
         .listen()
         .map_err(|e| format!("listen {:?}: {e}", args.listen))?;
     let mut server = ttrpc::r#async::Server::new()
-        .register_service(service::services(agent))
+        .register_service(service::services(agent.clone()))
         .add_listener(listener);
     server
         .start()
@@ -95,6 +133,7 @@ async fn serve(args: Args) -> Result<(), String> {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+    agent.shutdown().await;
     server
         .shutdown()
         .await
@@ -106,6 +145,9 @@ async fn serve(args: Args) -> Result<(), String> {
 }
 
 fn main() -> std::process::ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(guest::spawn::HELPER_FLAG) {
+        guest::container_init::run();
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

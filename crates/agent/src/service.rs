@@ -1,4 +1,5 @@
-//! `grpc.AgentService` and `grpc.Health` on top of [`Sandbox`] and [`copy_file`].
+//! `grpc.AgentService` and `grpc.Health` on top of [`Sandbox`] and [`copy_file`]; with
+//! `--guest`, the calls that act on the guest go to `service_guest.rs` ([`GuestSandbox`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +14,8 @@ use ttrpc::r#async::TtrpcContext;
 use ttrpc::{Code, Error as TtrpcError};
 
 use crate::copy_file::{copy_file, CopyFileError};
+use crate::guest::storage::STORAGE_DRIVERS;
+use crate::guest::{process_io, reaper, GuestConfig, GuestSandbox};
 use crate::protocols::{agent, agent_ttrpc, health, health_ttrpc};
 use crate::record::Recorder;
 use crate::state::{Sandbox, StateError, Stream};
@@ -20,20 +23,30 @@ use crate::state::{Sandbox, StateError, Stream};
 /// Agent version reported by Health/Version and GetGuestDetails.
 pub const AGENT_VERSION: &str = concat!("kata-ts-agent ", env!("CARGO_PKG_VERSION"));
 
+/// What carries the requests out.
+#[derive(Debug)]
+pub enum Backend {
+    /// The default: [`Sandbox`] models processes and nothing is mounted.
+    Modelled,
+    /// `--guest`: real mounts, namespaces and processes.
+    Guest(Arc<GuestSandbox>),
+}
+
 /// The service state shared by every connection.
 #[derive(Debug)]
 pub struct Agent {
     root: PathBuf,
-    sandbox: Mutex<Sandbox>,
+    pub(crate) sandbox: Arc<Mutex<Sandbox>>,
     recorder: Option<Recorder>,
     delays: HashMap<String, Duration>,
+    backend: Backend,
 }
 
-fn status(code: Code, msg: impl Into<String>) -> TtrpcError {
+pub(crate) fn status(code: Code, msg: impl Into<String>) -> TtrpcError {
     TtrpcError::RpcStatus(ttrpc::get_status(code, msg.into()))
 }
 
-fn state_err(e: StateError) -> TtrpcError {
+pub(crate) fn state_err(e: StateError) -> TtrpcError {
     // Codes as in the Kata agent's `sandbox_err_to_ttrpc`; the rest are INTERNAL there.
     let code = match e {
         StateError::InvalidContainerId(_) => Code::INVALID_ARGUMENT,
@@ -61,9 +74,28 @@ impl Agent {
     ) -> Self {
         Agent {
             root,
-            sandbox: Mutex::new(Sandbox::default()),
+            sandbox: Arc::new(Mutex::new(Sandbox::default())),
             recorder,
             delays,
+            backend: Backend::Modelled,
+        }
+    }
+
+    /// Switches to guest mode: starts the child reaper and the exit recorder (needs the
+    /// tokio runtime).
+    pub fn into_guest(mut self, cfg: GuestConfig) -> std::io::Result<Self> {
+        let guest = Arc::new(GuestSandbox::new(cfg));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        reaper::start(guest.table(), tx)?;
+        process_io::record_exits(self.sandbox.clone(), rx);
+        self.backend = Backend::Guest(guest);
+        Ok(self)
+    }
+
+    pub(crate) fn guest(&self) -> Option<&Arc<GuestSandbox>> {
+        match &self.backend {
+            Backend::Guest(g) => Some(g),
+            Backend::Modelled => None,
         }
     }
 
@@ -113,6 +145,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::CreateSandboxRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "CreateSandbox", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_create_sandbox(g, req).await;
+        }
         self.sandbox
             .lock()
             .await
@@ -127,6 +162,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::DestroySandboxRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "DestroySandbox", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_destroy_sandbox(g).await;
+        }
         self.sandbox.lock().await.destroy_sandbox();
         Ok(Empty::new())
     }
@@ -137,6 +175,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::CreateContainerRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "CreateContainer", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_create_container(g, req).await;
+        }
         self.sandbox
             .lock()
             .await
@@ -151,6 +192,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::StartContainerRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "StartContainer", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_start_container(g, &req.container_id).await;
+        }
         self.sandbox
             .lock()
             .await
@@ -165,6 +209,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::RemoveContainerRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "RemoveContainer", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_remove_container(g, &req).await;
+        }
         self.sandbox
             .lock()
             .await
@@ -179,6 +226,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::ExecProcessRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "ExecProcess", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_exec_process(g, req).await;
+        }
         self.sandbox
             .lock()
             .await
@@ -193,6 +243,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::SignalProcessRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "SignalProcess", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_signal_process(g, &req).await;
+        }
         self.sandbox
             .lock()
             .await
@@ -247,6 +300,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::UpdateEphemeralMountsRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "UpdateEphemeralMounts", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_update_ephemeral_mounts(g, req).await;
+        }
         Ok(Empty::new())
     }
 
@@ -256,6 +312,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::WriteStreamRequest,
     ) -> ttrpc::Result<agent::WriteStreamResponse> {
         self.enter(ctx, "WriteStdin", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_write_stdin(g, &req).await;
+        }
         let n = self
             .sandbox
             .lock()
@@ -292,6 +351,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::CloseStdinRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "CloseStdin", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_close_stdin(g, &req).await;
+        }
         self.sandbox
             .lock()
             .await
@@ -320,6 +382,9 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::OnlineCPUMemRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "OnlineCPUMem", &req).await;
+        if let Some(g) = self.guest() {
+            return self.guest_online_cpu_mem(g, &req).await;
+        }
         Ok(Empty::new())
     }
 
@@ -337,7 +402,10 @@ impl agent_ttrpc::AgentService for Agent {
         let details = agent::AgentDetails {
             version: AGENT_VERSION.to_string(),
             init_daemon: std::process::id() == 1,
-            storage_handlers: vec!["local".into(), "ephemeral".into()],
+            storage_handlers: match self.backend {
+                Backend::Guest(_) => STORAGE_DRIVERS.iter().map(|d| (*d).to_string()).collect(),
+                Backend::Modelled => vec!["local".into(), "ephemeral".into()],
+            },
             ..Default::default()
         };
         Ok(agent::GuestDetailsResponse {

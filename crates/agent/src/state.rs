@@ -1,6 +1,9 @@
 //! The sandbox as this agent models it: containers and their processes, without running
 //! anything. A process "exits" when signalled; its stdout echoes what was written to its stdin
 //! (a `cat`), so the stdio calls have something to return.
+//!
+//! In guest mode (`--guest`) the same bookkeeping serves real processes: their pipes append
+//! output, the reaper records exit statuses (see the `impl` block for guest mode).
 
 use std::collections::HashMap;
 
@@ -35,6 +38,11 @@ pub struct Process {
     pub exit_status: Option<i32>,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Guest mode: output arrives through pipes, and a stream ends at its pipe's EOF (a
+    /// background child may hold it open past the exit) rather than at the exit.
+    pub piped: bool,
+    pub stdout_closed: bool,
+    pub stderr_closed: bool,
 }
 
 /// One container.
@@ -189,13 +197,17 @@ impl Sandbox {
         len: usize,
     ) -> Result<Option<Vec<u8>>, StateError> {
         let p = self.process(cid, eid)?;
-        let exited = p.exit_status.is_some();
+        let ended = match (p.piped, stream) {
+            (false, _) => p.exit_status.is_some(),
+            (true, Stream::Stdout) => p.stdout_closed,
+            (true, Stream::Stderr) => p.stderr_closed,
+        };
         let buf = match stream {
             Stream::Stdout => &mut p.stdout,
             Stream::Stderr => &mut p.stderr,
         };
         if buf.is_empty() {
-            return Ok(exited.then(Vec::new));
+            return Ok(ended.then(Vec::new));
         }
         let n = if len == 0 {
             buf.len()
@@ -203,6 +215,55 @@ impl Sandbox {
             len.min(buf.len())
         };
         Ok(Some(buf.drain(..n).collect()))
+    }
+}
+
+/// Guest mode: real processes feed the same bookkeeping.
+impl Sandbox {
+    /// Marks the process's output as coming from pipes.
+    pub fn attach_pipes(&mut self, cid: &str, eid: &str) -> Result<(), StateError> {
+        self.process(cid, eid)?.piped = true;
+        Ok(())
+    }
+
+    /// Appends output read from a pipe; false when the process is gone (stop reading).
+    pub fn append_output(&mut self, cid: &str, eid: &str, stream: Stream, data: &[u8]) -> bool {
+        let Ok(p) = self.process(cid, eid) else {
+            return false;
+        };
+        match stream {
+            Stream::Stdout => p.stdout.extend_from_slice(data),
+            Stream::Stderr => p.stderr.extend_from_slice(data),
+        }
+        self.notify();
+        true
+    }
+
+    /// The pipe of `stream` reached EOF.
+    pub fn close_output(&mut self, cid: &str, eid: &str, stream: Stream) {
+        if let Ok(p) = self.process(cid, eid) {
+            match stream {
+                Stream::Stdout => p.stdout_closed = true,
+                Stream::Stderr => p.stderr_closed = true,
+            }
+            self.notify();
+        }
+    }
+
+    /// Records a real exit status (first one wins).
+    pub fn set_exit(&mut self, cid: &str, eid: &str, status: i32) {
+        if let Ok(p) = self.process(cid, eid) {
+            p.exit_status.get_or_insert(status);
+            self.notify();
+        }
+    }
+
+    /// Forgets a process that could not be started.
+    pub fn remove_process(&mut self, cid: &str, eid: &str) {
+        if let Ok(c) = self.container(cid) {
+            c.processes.remove(eid);
+        }
+        self.notify();
     }
 }
 
