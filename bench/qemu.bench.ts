@@ -16,7 +16,7 @@ import { AGENT_PORT_NAME, qemuOpts } from '../ts/qemu/cmdline.js';
 import { hotplugBlock, unplugBlock } from '../ts/qemu/hotplug.js';
 import { Vm } from '../ts/qemu/vm.js';
 import { hostPath } from '../ts/paths.js';
-import { FAST_BOOT_PARAMS, GuestShell, guestImage, type GuestImage } from '../ts/guest/guest-shell.js';
+import { SHELL_BOOT_PARAMS, GuestShell, guestImage, type GuestImage } from '../ts/guest/guest-shell.js';
 import type { BlockDevice } from '../ts/plan/block-devices.js';
 
 const ROUNDS = 30;
@@ -125,7 +125,7 @@ async function bootGuestToAgent(image: GuestImage, n: number): Promise<{ agentMs
     const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-bench-'));
     const args = [
       ...baseArgs('tcg', dir).filter((a) => a !== '-S'),
-      '-smp', '1', '-kernel', image.kernel, '-initrd', image.initrd, '-append', FAST_BOOT_PARAMS, '-serial', 'none',
+      '-smp', '1', '-kernel', image.kernel, '-initrd', image.initrd, '-append', SHELL_BOOT_PARAMS, '-serial', 'none',
     ];
     const started = performance.now();
     const vm = await Vm.spawn({ binary: DEFAULT_QEMU, args, logPath: path.join(dir, 'qemu.log'), qmpSocket: path.join(dir, 'qmp.sock') });

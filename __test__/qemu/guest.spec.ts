@@ -4,7 +4,7 @@
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { hostPath } from '../../ts/paths.js';
-import { FAST_BOOT_PARAMS, GuestShell, guestImage } from '../../ts/guest/guest-shell.js';
+import { SHELL_BOOT_PARAMS, GuestShell, guestImage } from '../../ts/guest/guest-shell.js';
 import { hotplugBlock, pciPathOf, unplugBlock } from '../../ts/qemu/hotplug.js';
 import { logTail } from '../../ts/qemu/vm.js';
 import type { HypervisorConfig } from '../../ts/config/kata-config.js';
@@ -37,7 +37,7 @@ async function bootGuest(t: ExecutionContext, plan: ResourcePlan, hv: Hypervisor
     pcieNativeHotplug: false,
     kernel: image!.kernel,
     initrd: image!.initrd,
-    extraKernelParams: FAST_BOOT_PARAMS,
+    extraKernelParams: SHELL_BOOT_PARAMS,
     consoleLog: path.join(dir, 'console.log'),
   });
   const agentSocket = path.join(started.dir, 'agent.sock');

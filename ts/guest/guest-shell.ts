@@ -1,6 +1,6 @@
-// Host end of the test guest's shell (ts/guest/build-guest.sh /init): one command per line on
-// the agent virtio-serial port, output then `__END__ <rc>`. Stands in for the agent in device
-// tests, where what matters is what the guest kernel sees.
+// Host end of the test guest's shell (ts/guest/guest-init.sh booted with SHELL_BOOT_PARAMS): one
+// command per line on the agent virtio-serial port, output then `__END__ <rc>`. Stands in for the
+// agent in device tests, where what matters is what the guest kernel sees.
 import net from 'node:net';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
@@ -25,6 +25,9 @@ export interface GuestImage {
 /** Kernel args that make a TCG boot quick (peers.md). */
 export const FAST_BOOT_PARAMS =
   'console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check';
+
+/** Kernel args that make the guest's /init serve this shell instead of starting the agent. */
+export const SHELL_BOOT_PARAMS = `${FAST_BOOT_PARAMS} katats.init=shell`;
 
 /** The built guest under `dir`, or null when `make guest` has not run. */
 export function guestImage(dir: string): GuestImage | null {
