@@ -31,8 +31,19 @@ async function planError(t: any, args: string[]) {
 
 test('the bundled example plans with the documented top-level shape', async (t) => {
   const p = await planJson(t, ['--config', exampleConfig, '--sandbox', `example-sandbox=${exampleBundle}`]);
-  t.deepEqual(Object.keys(p).slice(0, 9), ['sandboxId', 'vcpus', 'memoryMiB', 'maxMemoryMiB', 'cgroups', 'ports', 'coldplugDevices', 'initdata', 'containers']);
+  t.deepEqual(Object.keys(p).slice(0, 11), ['sandboxId', 'rootlessDir', 'hostDirs', 'vcpus', 'memoryMiB', 'maxMemoryMiB', 'cgroups', 'ports', 'coldplugDevices', 'initdata', 'containers']);
   t.is(p.sandboxId, 'example-sandbox');
+  t.is(p.rootlessDir, null);
+  t.deepEqual(p.hostDirs, {
+    vm: '/run/kata/example-sandbox',
+    jailerRoot: '/run/kata/example-sandbox/root',
+    sharedSandbox: '/run/kata-containers/shared/sandboxes/example-sandbox',
+    sharedRw: '/run/kata-containers/shared/sandboxes/example-sandbox/rw',
+    sharedRo: '/run/kata-containers/shared/sandboxes/example-sandbox/ro',
+    initdata: '/run/kata-containers/shared/initdata/example-sandbox',
+    persist: '/run/kata/example-sandbox',
+    directVolumes: '/run/kata-containers/shared/direct-volumes',
+  });
   t.deepEqual(p.vcpus, { boot: 1, max: 8, exact: '1/1' });
   t.is(p.memoryMiB, 2048);
   t.like(p.cgroups, { driver: 'cgroupfs', path: 'kata-ts-example/sandbox', overheadPath: null, vcpuPlacement: 'none' });

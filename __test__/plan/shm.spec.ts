@@ -69,7 +69,8 @@ test('an ephemeral volume without source is refused naming the mount', (t) => {
 });
 
 test('guest shm and ephemeral paths are never rootless-prefixed', (t) => {
-  const p = planOf({ config: kataConfig({ rootless: true }), host: hostFacts({ '/tmp/vol1': dirFact('/tmp/vol1') }), containers: [{ id: 'c1', spec: containerSpec([{ destination: '/c', type: 'ephemeral', source: '/tmp/vol1' }]) }] })._unsafeUnwrap();
+  const p = planOf({ config: kataConfig({ rootless: true }), host: { ...hostFacts({ '/tmp/vol1': dirFact('/tmp/vol1') }), rootlessDir: '/run/user/1000' }, containers: [{ id: 'c1', spec: containerSpec([{ destination: '/c', type: 'ephemeral', source: '/tmp/vol1' }]) }] })._unsafeUnwrap();
+  t.is<string | null, string | null>(p.rootlessDir, '/run/user/1000');
   t.true(JSON.stringify(p.createSandbox).includes('"/run/kata-containers/sandbox/shm"'));
   t.is((p.containers[1]!.createContainer as any).storages.at(-1).mountPoint, '/run/kata-containers/sandbox/ephemeral/vol1');
 });

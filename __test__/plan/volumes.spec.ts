@@ -3,6 +3,8 @@
 import test from 'ava';
 import { buildBindMountOptions, filterBlockStorageOptions } from '../../ts/plan/volumes-block.js';
 import { SharedFsVolumes } from '../../ts/plan/volumes-shared-fs.js';
+import { planHostDirs } from '../../ts/plan/host-dirs.js';
+import { NOT_ROOTLESS } from '../../ts/rootless/host-paths.js';
 import { sequentialHex } from '../../ts/plan/volumes-paths.js';
 import { blockFact, containerSpec, dirFact, hostFacts, kataConfig, ociSpec, planMessages, planOf } from './plan-builders.js';
 
@@ -91,7 +93,7 @@ test('containers sharing a virtio-fs volume reuse one bind; a rw user upgrades a
 });
 
 test('SharedFsVolumes counts ro and rw users and says when to downgrade and unmount', (t) => {
-  const s = new SharedFsVolumes('sb');
+  const s = new SharedFsVolumes(planHostDirs('sb', NOT_ROOTLESS)._unsafeUnwrap());
   const random = sequentialHex();
   s.acquire('/src', true, random);
   s.acquire('/src', false, random);

@@ -62,6 +62,7 @@ const HostFactsSchema = z.strictObject({
       }),
     )
     .optional(),
+  rootlessDir: z.string().optional(),
 });
 
 /** containerd's Mount, as in a task-create request. */
@@ -143,6 +144,9 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
       })
     : ok(gatherHostFacts(specs, pathRequest));
   if (facts.isErr()) return err(facts.error);
+  // runtime-rs reads the rootless dir from XDG_RUNTIME_DIR; a facts file may name it instead.
+  const xdg = process.env['XDG_RUNTIME_DIR'];
+  const host = facts.value.rootlessDir === undefined && xdg !== undefined && xdg !== '' ? { ...facts.value, rootlessDir: xdg } : facts.value;
 
   const log = createLogger(ctx.logLevel());
   for (const w of parsed.value.warnings) log.warn({ source: opts.config }, w);
@@ -151,7 +155,7 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
     configSource: opts.config,
     sandbox: bundles[0]!,
     containers: bundles.slice(1),
-    host: facts.value,
+    host,
     random: (bytes) => randomBytes(bytes).toString('hex'),
   }).map((p) => ({ ...p, warnings: [...parsed.value.warnings, ...p.warnings] }));
 }

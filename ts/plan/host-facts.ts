@@ -47,6 +47,11 @@ export interface HostFacts {
    * by the path exactly as written in the input. A path with no entry is treated as missing.
    */
   readonly paths?: Readonly<Record<string, PathFact>>;
+  /**
+   * The rootless dir: `XDG_RUNTIME_DIR` of the rootless VMM user (`/run/user/<uid>`). Required
+   * when rootless is on (config or annotation); every host dir of the plan moves below it.
+   */
+  readonly rootlessDir?: string;
 }
 
 /** The fact for `p`, or a `missing` fact. */

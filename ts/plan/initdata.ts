@@ -6,6 +6,7 @@ import { planError, problem, type PlanError } from '../errors.js';
 import type { BlockDriver, HypervisorConfig } from '../config/kata-config.js';
 import { hostPath, joinHost, type HostPath } from '../paths.js';
 import type { BlockDevice, BlockDevicePlanner } from './block-devices.js';
+import { HOST_INITDATA_DIR } from './host-dirs.js';
 import {
   CONFIG_INITDATA_ORIGIN,
   initdataDigest,
@@ -23,7 +24,7 @@ export * from './initdata-image.js';
 export const INITDATA_ANNOTATION = 'io.katacontainers.config.hypervisor.cc_init_data';
 
 /** Host directory of initdata images, below the rootless dir when rootless. */
-export const INITDATA_HOST_DIR = '/run/kata-containers/shared/initdata';
+export const INITDATA_HOST_DIR = HOST_INITDATA_DIR;
 export const INITDATA_IMAGE_NAME = 'initdata.image';
 
 export interface InitdataPlan {
@@ -45,6 +46,8 @@ export interface InitdataOptions {
   readonly origin?: InitdataOrigin;
   /** Rootless runtime dir (`/run/user/<uid>`) that prefixes host paths. */
   readonly rootlessDir?: HostPath;
+  /** The sandbox's initdata dir (`HostDirs.initdata`); wins over `rootlessDir`. */
+  readonly dir?: HostPath;
 }
 
 /** `<rootless dir>/run/kata-containers/shared/initdata/<sid>/initdata.image`. */
@@ -73,7 +76,10 @@ export function planInitdata(
   if (parsed.isErr()) return err(parsed.error);
   const image = buildInitdataImage(raw);
   if (image === null) return ok(null);
-  const where = initdataHostPath(sandboxId, options.rootlessDir);
+  const where =
+    options.dir !== undefined
+      ? joinHost(options.dir, INITDATA_IMAGE_NAME).mapErr((e) => planError(problem('plan', 'sandbox', 'sandbox id', sandboxId, e.message)))
+      : initdataHostPath(sandboxId, options.rootlessDir);
   if (where.isErr()) return err(where.error);
   const device = devices.allocate({ pathOnHost: where.value, readOnly: true, hotplug: false });
   if (device.isErr()) return err(device.error);

@@ -4,8 +4,8 @@ import { posix } from 'node:path';
 import { err, ok, type Result } from 'neverthrow';
 import type { KataConfig } from '../config/kata-config.js';
 import { planError, problem, type PlanError, type Problem } from '../errors.js';
-import { hostPath } from '../paths.js';
-import { applyConfigAnnotations, CC_INIT_DATA_ANNOTATION } from '../spec/annotations.js';
+import { hostPath, type HostPath } from '../paths.js';
+import { applyConfigAnnotations, CC_INIT_DATA_ANNOTATION, HYPERVISOR_PREFIX } from '../spec/annotations.js';
 import { containerType, type ContainerType } from '../spec/container-type.js';
 import type { OciSpec } from '../spec/oci-spec.js';
 import type { JsonValue } from '@bufbuild/protobuf';
@@ -14,6 +14,7 @@ import { BlockDevicePlanner, type BlockDevice } from './devices.js';
 import { planCgroups, type CgroupPlan } from './cgroups.js';
 import { collectSandboxCpuset, formatCpuset } from './cpuset.js';
 import { pathFact, type HostFacts } from './host-facts.js';
+import { planHostDirs, planRootlessContext, type HostDirs, type SharedMountPoint } from './host-dirs.js';
 import { planInitdata, type InitdataPlan } from './initdata.js';
 import { planPorts, type Port } from './ports.js';
 import { planSizing, staticRequestFrom, type ContainerLimits } from './sizing.js';
@@ -64,12 +65,18 @@ export interface ContainerPlan {
   readonly copies: readonly CopyStep[];
   /** Binds into the sandbox shared dir (shared_fs = virtio-fs). */
   readonly sharedFsBinds: readonly SharedFsBind[];
+  /** Block-volume mount points created in `hostDirs.sharedRw` before the agent mounts them. */
+  readonly sharedMountPoints: readonly SharedMountPoint[];
   /** CreateContainerRequest, proto3 canonical JSON. */
   readonly createContainer: JsonValue;
 }
 
 export interface ResourcePlan {
   readonly sandboxId: string;
+  /** The rootless dir prefixing every host dir when the VMM runs rootless; null otherwise. */
+  readonly rootlessDir: HostPath | null;
+  /** The sandbox's host directories (rootless-prefixed when rootless). */
+  readonly hostDirs: HostDirs;
   readonly vcpus: { readonly boot: number; readonly max: number; readonly exact: string };
   readonly memoryMiB: number;
   readonly maxMemoryMiB: number;
@@ -161,6 +168,7 @@ interface SandboxState {
   readonly copies: VolumeManager;
   readonly shared: SharedFsVolumes;
   readonly random: RandomHex;
+  readonly hostDirs: HostDirs;
 }
 
 type ContainerParts = Omit<ContainerPlan, 'id' | 'type' | 'vcpusAfter' | 'memoryMiBAfter'>;
@@ -171,7 +179,7 @@ function planContainer(b: BundleInput, type: ContainerType, s: SandboxState): Re
   const bundlePath = b.bundlePath ?? b.bundleDir;
   const rootfs = planRootfs({
     containerId: b.id,
-    sandboxId: s.sandboxId,
+    sharedRw: s.hostDirs.sharedRw,
     bundlePath,
     rootPath: b.spec.root.path,
     mounts: b.rootfsMounts ?? [],
@@ -193,6 +201,7 @@ function planContainer(b: BundleInput, type: ContainerType, s: SandboxState): Re
     copies: s.copies,
     shared: s.shared,
     random: s.random,
+    hostDirs: s.hostDirs,
   });
   const devices = containerBlockDevices(b, s.host, s.devices);
   const problems = [
@@ -221,6 +230,7 @@ function planContainer(b: BundleInput, type: ContainerType, s: SandboxState): Re
     volumes: b.spec.mounts.map((m, i) => ({ destination: m.destination, kind: v.kinds[i]! })),
     copies: v.copies,
     sharedFsBinds: v.sharedFsBinds,
+    sharedMountPoints: v.sharedMountPoints,
     createContainer: containerRequestJson(request),
   });
 }
@@ -228,6 +238,24 @@ function planContainer(b: BundleInput, type: ContainerType, s: SandboxState): Re
 /** Canonical host paths from realpath facts; lexical normalization when there is none. */
 function canonicalizer(host: HostFacts): (p: string) => string {
   return (p) => pathFact(host, p).realpath ?? posix.resolve('/', p);
+}
+
+/**
+ * Rootless (config or its allowed annotation) with the dir from host facts, and the host dirs of
+ * the sandbox below it. A problem names the setting that turned rootless on.
+ */
+function sandboxHostDirs(input: PlanInput, config: KataConfig, annotations: Readonly<Record<string, string>>): Result<{ rootlessDir: HostPath | null; hostDirs: HostDirs }, PlanError> {
+  const h = config.hypervisor;
+  const key = `${HYPERVISOR_PREFIX}rootless`;
+  const origin =
+    (annotations[key] ?? '') !== '' && h.rootless !== input.config.hypervisor.rootless
+      ? { source: `${input.sandbox.bundleDir}/config.json`, field: key }
+      : { source: input.configSource, field: `hypervisor.${h.name}.rootless` };
+  const ctx = planRootlessContext(h.rootless, input.host.rootlessDir);
+  if (ctx.isErr()) return err(planError(problem('plan', origin.source, origin.field, h.rootless, ctx.error)));
+  return planHostDirs(input.sandbox.id, ctx.value)
+    .map((hostDirs) => ({ rootlessDir: ctx.value.rootless ? ctx.value.dir : null, hostDirs }))
+    .mapErr((e) => planError(problem('plan', input.sandbox.bundleDir, 'id', input.sandbox.id, e.message)));
 }
 
 /** Plans a sandbox and its containers. */
@@ -278,12 +306,17 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
     const firstPass = [sizing, cgroups, ports].flatMap((r) => (r.isErr() ? r.error.problems : []));
     if (firstPass.length > 0) return err(planError(...firstPass));
 
+    const dirs = sandboxHostDirs(input, config, annotations);
+    if (dirs.isErr()) return err(dirs.error);
+    const { rootlessDir, hostDirs } = dirs.value;
+
     const devices = new BlockDevicePlanner(h, ports._unsafeUnwrap(), input.configSource);
     const fromAnnotation = (annotations[CC_INIT_DATA_ANNOTATION] ?? '') !== '' && h.initdata !== input.config.hypervisor.initdata;
     const initdata = planInitdata(h, input.host.guestProtection, devices, input.sandbox.id, {
       origin: fromAnnotation
         ? { field: CC_INIT_DATA_ANNOTATION, source: sandboxSource }
         : { field: `hypervisor.${h.name}.initdata`, source: input.configSource },
+      dir: hostDirs.initdata,
     });
     if (initdata.isErr()) return err(initdata.error);
     const coldplugDevices = devices.devices();
@@ -297,8 +330,9 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
       host: input.host,
       devices,
       copies: new VolumeManager(canonicalizer(input.host)),
-      shared: new SharedFsVolumes(input.sandbox.id),
+      shared: new SharedFsVolumes(hostDirs),
       random: input.random ?? sequentialHex(),
+      hostDirs,
     };
     all.forEach((b, i) => {
       const type = i === 0 ? sandboxType : containerType(b.spec.annotations).type;
@@ -315,6 +349,8 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
 
     return ok({
       sandboxId: input.sandbox.id,
+      rootlessDir,
+      hostDirs,
       vcpus: sized.vcpus,
       memoryMiB: sized.memoryMiB,
       maxMemoryMiB: sized.maxMemoryMiB,

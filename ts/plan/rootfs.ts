@@ -14,7 +14,7 @@ import { hostPath, joinGuest, joinHost, type GuestPath, type HostPath } from '..
 import { storageSource, type BlockDevice, type BlockDevicePlanner } from './devices.js';
 import { pathFact, type HostFacts } from './host-facts.js';
 import { decodeVirtualVolume, FORCE_GUEST_PULL_OPTION, KATA_VIRTUAL_VOLUME_PREFIX, planVirtualVolumeRootfs, virtualVolumeOption } from './virtual-volume.js';
-import { GUEST_SHARE_DIR, HOST_SHARED_DIR, PASSTHROUGH } from './volumes-paths.js';
+import { GUEST_SHARE_DIR, PASSTHROUGH } from './volumes-paths.js';
 import type { StorageInit } from './volumes-storage.js';
 
 /** A containerd Mount as in a task-create request (`rootfs-mounts.json`). */
@@ -45,7 +45,8 @@ export interface RootfsPlan {
 
 export interface RootfsContext {
   readonly containerId: string;
-  readonly sandboxId: string;
+  /** The sandbox's rw shared dir (`HostDirs.sharedRw`, rootless-prefixed when rootless). */
+  readonly sharedRw: HostPath;
   /** Absolute bundle directory. */
   readonly bundlePath: string;
   /** Spec root.path (relative to the bundle or absolute). */
@@ -66,7 +67,7 @@ const XFS = 'xfs';
 function sharedRootfs(ctx: RootfsContext, source: string, hostMount: RootfsPlan['hostMount'], fail: (v: unknown, w: string) => Result<RootfsPlan, Problem>): Result<RootfsPlan, Problem> {
   if (ctx.sharedFs === 'none') return fail(ctx.sharedFs, 'share fs is unavailable: shared_fs = none needs a block, virtual-volume or guest-pull rootfs');
   const src = hostPath(source);
-  const rw = joinHost(HOST_SHARED_DIR, ctx.sandboxId, 'rw', PASSTHROUGH, ctx.containerId, ROOTFS);
+  const rw = joinHost(ctx.sharedRw, PASSTHROUGH, ctx.containerId, ROOTFS);
   const guest = joinGuest(GUEST_SHARE_DIR, PASSTHROUGH, ctx.containerId, ROOTFS);
   if (src.isErr()) return fail(source, src.error.message);
   if (rw.isErr()) return fail(ctx.containerId, rw.error.message);

@@ -169,7 +169,10 @@ export function planSizing(input: SizingInput): Result<SizingPlan, PlanError> {
         if (!fixed) {
           current = resizeVcpus(current, wholeVcpus(totals.value[i]!), 'add', max);
           containerMemory += limitMiB(c.limits);
-          memory = Math.min(Math.max(memory, input.defaultMemoryMiB + containerMemory), maxMemoryMiB);
+          // Capped by the maximum but never below what the VM has: when the boot memory is already
+          // above the maximum (default_memory over a small host), adding a container must not
+          // shrink it (runtime-rs resize_memory cannot unplug).
+          memory = Math.max(memory, Math.min(input.defaultMemoryMiB + containerMemory, maxMemoryMiB));
         }
         after.push({ id: c.id, vcpusAfter: current, memoryMiBAfter: memory });
       });

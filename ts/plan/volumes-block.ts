@@ -6,6 +6,7 @@ import type { Problem } from '../errors.js';
 import { hostPath, joinGuest } from '../paths.js';
 import type { OciLinuxDevice, OciMount } from '../spec/oci-spec.js';
 import { agentDeviceId, storageSource, type BlockDevice, type BlockDevicePlanner } from './devices.js';
+import { sharedMountPoint, type HostDirs, type SharedMountPoint } from './host-dirs.js';
 import type { HostFacts } from './host-facts.js';
 import { pathFact } from './host-facts.js';
 import type { DeviceInit, StorageInit } from './volumes-storage.js';
@@ -36,6 +37,8 @@ export interface BlockVolume {
   readonly device: BlockDevice;
   readonly storage: StorageInit;
   readonly mount: OciMount;
+  /** The mount point made on the host in the rw shared dir (runtime-rs `generate_shared_path`). */
+  readonly sharedMountPoint: SharedMountPoint;
 }
 
 /** Attaches the device and mounts it in the guest under the share dir's `passthrough/`. */
@@ -46,6 +49,7 @@ export function planBlockVolume(
   host: HostFacts,
   devices: BlockDevicePlanner,
   random: RandomHex,
+  dirs: Pick<HostDirs, 'sharedRw'>,
 ): Result<BlockVolume, Problem[]> {
   const field = `mounts[${index}]`;
   const fail = (value: unknown, what: string) => err([mountProblem(specSource, field, value, what)]);
@@ -63,8 +67,11 @@ export function planBlockVolume(
   if (dev.isErr()) return err(dev.error.problems.map((p) => mountProblem(specSource, field, source, `cannot attach ${source}: ${p.message}`)));
   const src = storageSource(dev.value.agentDriver, dev.value);
   if (src.isErr()) return fail(source, src.error.message);
-  const mountPoint = joinGuest(GUEST_SHARE_DIR, PASSTHROUGH, `${dev.value.id.slice(0, 10)}-${random(4)}-${name.value}`);
+  const mountName = `${dev.value.id.slice(0, 10)}-${random(4)}-${name.value}`;
+  const mountPoint = joinGuest(GUEST_SHARE_DIR, PASSTHROUGH, mountName);
   if (mountPoint.isErr()) return fail(m.destination, mountPoint.error.message);
+  const onHost = sharedMountPoint(dirs, PASSTHROUGH, mountName, m.destination);
+  if (onHost.isErr()) return fail(m.destination, onHost.error.message);
 
   const options = filterBlockStorageOptions(ociOptions);
   if (readOnly && !options.includes('ro')) options.push('ro');
@@ -73,6 +80,7 @@ export function planBlockVolume(
     device: dev.value,
     storage: { driver: dev.value.agentDriver, source: src.value, fstype: toDev ? 'bind' : DEFAULT_VOLUME_FS_TYPE, options, mountPoint: mountPoint.value },
     mount: { ...m, type: 'bind', source: mountPoint.value, options: buildBindMountOptions([], ociOptions) },
+    sharedMountPoint: onHost.value,
   });
 }
 

@@ -1,12 +1,11 @@
-// Fixed host and guest locations of volumes and rootfs (reference-runtime-rs.md §0), and the
+// Fixed guest locations of volumes and rootfs (reference-runtime-rs.md §0; host dirs: host-dirs.ts), and the
 // name generators that put per-container entries below them.
 import path from 'node:path';
 import { err, ok, type Result } from 'neverthrow';
 import { problem, type Problem } from '../errors.js';
-import { guestConst, hostConst, joinGuest, joinHost, type GuestPath, type HostPath } from '../paths.js';
+import { guestConst, joinGuest, joinHost, type GuestPath, type HostPath } from '../paths.js';
+import type { HostDirs } from './host-dirs.js';
 
-/** Host root of the per-sandbox shared directories (`<sid>/rw`, `<sid>/ro`). */
-export const HOST_SHARED_DIR = hostConst('/run/kata-containers/shared/sandboxes');
 /** Guest share dir: the virtio-fs mount point and the only place CopyFile may write. */
 export const GUEST_SHARE_DIR = guestConst('/run/kata-containers/shared/containers');
 /** The reference spells the share dir with a trailing slash in Storage.mount_point. */
@@ -42,9 +41,9 @@ export function copyGuestPath(containerId: string, dest: string, random: RandomH
 }
 
 /** Host and guest paths of a sandbox-scoped shared-fs volume named `name`. */
-export function sharedVolumePaths(sandboxId: string, name: string): Result<{ rw: HostPath; ro: HostPath; guest: GuestPath }, string> {
-  const rw = joinHost(HOST_SHARED_DIR, sandboxId, 'rw', PASSTHROUGH, name);
-  const ro = joinHost(HOST_SHARED_DIR, sandboxId, 'ro', PASSTHROUGH, name);
+export function sharedVolumePaths(dirs: Pick<HostDirs, 'sharedRw' | 'sharedRo'>, name: string): Result<{ rw: HostPath; ro: HostPath; guest: GuestPath }, string> {
+  const rw = joinHost(dirs.sharedRw, PASSTHROUGH, name);
+  const ro = joinHost(dirs.sharedRo, PASSTHROUGH, name);
   const guest = joinGuest(GUEST_SHARE_DIR, PASSTHROUGH, name);
   if (rw.isErr()) return err(rw.error.message);
   if (ro.isErr()) return err(ro.error.message);

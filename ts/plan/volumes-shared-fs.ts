@@ -6,7 +6,10 @@
 import path from 'node:path';
 import { err, ok, type Result } from 'neverthrow';
 import type { GuestPath, HostPath } from '../paths.js';
+import type { HostDirs } from './host-dirs.js';
 import { sharedVolumePaths, type RandomHex } from './volumes-paths.js';
+
+type SharedDirs = Pick<HostDirs, 'sharedRw' | 'sharedRo'>;
 
 /** What the host must do for one acquire: a new bind, nothing, or a remount read-write. */
 export type SharedBindAction = 'bind' | 'reuse' | 'upgrade-rw';
@@ -35,11 +38,12 @@ interface Mounted {
 }
 
 export class SharedFsVolumes {
-  readonly #sandboxId: string;
+  readonly #dirs: SharedDirs;
   readonly #mounted = new Map<string, Mounted>();
 
-  constructor(sandboxId: string) {
-    this.#sandboxId = sandboxId;
+  /** `dirs`: the sandbox's rw and ro shared dirs (`HostDirs`, rootless-prefixed when rootless). */
+  constructor(dirs: SharedDirs) {
+    this.#dirs = dirs;
   }
 
   /** One more user of `canonicalSource`, read-only or not. */
@@ -52,7 +56,7 @@ export class SharedFsVolumes {
       return ok({ hostSource: canonicalSource, ...this.#paths(known), readOnly, action: upgrade ? 'upgrade-rw' : 'reuse' });
     }
     const base = path.posix.basename(canonicalSource) || 'root';
-    const paths = sharedVolumePaths(this.#sandboxId, `sandbox-${random(4)}-${base}`);
+    const paths = sharedVolumePaths(this.#dirs, `sandbox-${random(4)}-${base}`);
     if (paths.isErr()) return err(paths.error);
     const entry: Mounted = { hostPath: paths.value.rw, hostReadOnlyPath: paths.value.ro, guestPath: paths.value.guest, ro: readOnly ? 1 : 0, rw: readOnly ? 0 : 1 };
     this.#mounted.set(canonicalSource, entry);

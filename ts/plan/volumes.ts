@@ -8,6 +8,7 @@ import { planError, type PlanError, type Problem } from '../errors.js';
 import type { OciMount, OciSpec } from '../spec/oci-spec.js';
 import { planCopyVolume, type CopyStep } from './copy-volume.js';
 import type { BlockDevice, BlockDevicePlanner } from './devices.js';
+import type { HostDirs, SharedMountPoint } from './host-dirs.js';
 import { pathFact, type HostFacts } from './host-facts.js';
 import { isEphemeralMount, isShmMount, planEphemeralVolume, shmMount } from './shm.js';
 import type { VolumeManager } from './volume-manager.js';
@@ -30,6 +31,7 @@ export interface VolumeContext {
   readonly copies: VolumeManager;
   readonly shared: SharedFsVolumes;
   readonly random: RandomHex;
+  readonly hostDirs: Pick<HostDirs, 'sharedRw'>;
 }
 
 export interface VolumePlan {
@@ -42,6 +44,8 @@ export interface VolumePlan {
   readonly blockDevices: readonly BlockDevice[];
   readonly copies: readonly CopyStep[];
   readonly sharedFsBinds: readonly SharedFsBind[];
+  /** Block-volume mount points to create in the rw shared dir, in mount order. */
+  readonly sharedMountPoints: readonly SharedMountPoint[];
 }
 
 /** runtime-rs `is_system_mount`: `/sys`, `/proc`, or a path containing `/sys/` or `/proc/` (sic: any depth). */
@@ -69,6 +73,7 @@ interface Acc {
   blockDevices: BlockDevice[];
   copies: CopyStep[];
   sharedFsBinds: SharedFsBind[];
+  sharedMountPoints: SharedMountPoint[];
 }
 
 function planSharedFsVolume(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Problem | null {
@@ -107,11 +112,12 @@ function planOne(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Prob
     return [];
   }
   if (isBlockVolume(m, ctx.host)) {
-    const v = planBlockVolume(m, index, ctx.specSource, ctx.host, ctx.devices, ctx.random);
+    const v = planBlockVolume(m, index, ctx.specSource, ctx.host, ctx.devices, ctx.random, ctx.hostDirs);
     if (v.isErr()) return v.error;
     acc.blockDevices.push(v.value.device);
     acc.storages.push(v.value.storage);
     acc.mounts.push(v.value.mount);
+    acc.sharedMountPoints.push(v.value.sharedMountPoint);
     acc.kinds.push('block');
     return [];
   }
@@ -134,7 +140,7 @@ function planOne(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Prob
 
 /** Plans every mount of one container; reports every bad mount. */
 export function planVolumes(spec: OciSpec, ctx: VolumeContext): Result<VolumePlan, PlanError> {
-  const acc: Acc = { mounts: [], kinds: [], storages: [], blockDevices: [], copies: [], sharedFsBinds: [] };
+  const acc: Acc = { mounts: [], kinds: [], storages: [], blockDevices: [], copies: [], sharedFsBinds: [], sharedMountPoints: [] };
   const problems = spec.mounts.flatMap((m, i) => planOne(m, i, ctx, acc));
   return problems.length > 0 ? err(planError(...problems)) : ok(acc);
 }

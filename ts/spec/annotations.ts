@@ -77,6 +77,12 @@ export function replaceKernelParams(current: string, update: string): string {
   return [...kept, ...added].join(' ');
 }
 
+/**
+ * Decompressed initdata cap. The reference has none, so a small gzip bomb in one annotation
+ * (~1000:1) made the planner allocate hundreds of MiB; initdata documents are a few KiB.
+ */
+export const MAX_INITDATA_BYTES = 4 * 1024 * 1024;
+
 const BASE64_STANDARD = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
@@ -89,8 +95,9 @@ export function decodeInitdataAnnotation(value: string): rules.Rule<string> {
   if (!BASE64_STANDARD.test(value)) return err('base64 decode: not padded standard base64');
   let gz: Buffer;
   try {
-    gz = gunzipSync(Buffer.from(value, 'base64'));
+    gz = gunzipSync(Buffer.from(value, 'base64'), { maxOutputLength: MAX_INITDATA_BYTES });
   } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return err(`gz decoder failed: initdata larger than ${MAX_INITDATA_BYTES} bytes once decompressed`);
     return err(`gz decoder failed: ${e instanceof Error ? e.message : String(e)}`);
   }
   try {
@@ -107,16 +114,58 @@ function annotationVcpus(value: string): rules.Rule<string> {
   return rules.vcpuDecimalText(v);
 }
 
-/** glob(3)-style match of a hypervisor path annotation against `valid_hypervisor_paths`. */
-function globMatches(pattern: string, value: string): boolean {
-  const re = pattern.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]');
-  return new RegExp(`^${re}$`).test(value);
+const escapeOutside = (c: string) => c.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&');
+const escapeInside = (c: string) => c.replace(/[\\\]\[^-]/g, '\\$&');
+
+/** `[...]` / `[!...]` starting at `open` → a regex class and the index after `]`; Err when unclosed or a range is reversed. */
+function globClass(chars: readonly string[], open: number): rules.Rule<{ regex: string; next: number }> {
+  let j = open + 1;
+  const negate = chars[j] === '!' || chars[j] === '^';
+  if (negate) j++;
+  const start = j;
+  if (chars[j] === ']') j++; // a leading `]` is literal, as in glob(3)
+  while (j < chars.length && chars[j] !== ']') j++;
+  if (j >= chars.length) return err('unclosed character class');
+  const body = chars.slice(start, j);
+  let cls = '';
+  for (let k = 0; k < body.length; k++) {
+    if (body[k + 1] === '-' && k + 2 < body.length) {
+      if (body[k]!.codePointAt(0)! > body[k + 2]!.codePointAt(0)!) return err(`reversed range ${body[k]}-${body[k + 2]}`);
+      cls += `${escapeInside(body[k]!)}-${escapeInside(body[k + 2]!)}`;
+      k += 2;
+    } else cls += escapeInside(body[k]!);
+  }
+  return ok({ regex: negate ? `[^/${cls}]` : `[${cls}]`, next: j + 1 });
+}
+
+/**
+ * glob(3)-style pattern (`*`, `?`, `[a-z]`, `[!x]`) → anchored RegExp. Err for a pattern glob
+ * refuses (an unclosed `[`, a reversed range): such a pattern allows nothing, as in kata-types
+ * `validate_path_pattern`, instead of throwing while the regex is built.
+ */
+export function globToRegExp(pattern: string): rules.Rule<RegExp> {
+  const chars = [...pattern];
+  let re = '';
+  for (let i = 0; i < chars.length; ) {
+    const c = chars[i]!;
+    if (c === '[') {
+      const cls = globClass(chars, i);
+      if (cls.isErr()) return err(`invalid glob pattern ${JSON.stringify(pattern)}: ${cls.error}`);
+      re += cls.value.regex;
+      i = cls.value.next;
+      continue;
+    }
+    re += c === '*' ? '[^/]*' : c === '?' ? '[^/]' : escapeOutside(c);
+    i++;
+  }
+  return ok(new RegExp(`^${re}$`, 'u'));
 }
 
 function allowedPath(d: Draft, value: string): rules.Rule<void> {
-  return d.hv.validHypervisorPaths.some((p) => globMatches(p, value))
-    ? ok(undefined)
-    : err(`${value} is not allowed by valid_hypervisor_paths [${d.hv.validHypervisorPaths.join(', ')}]`);
+  const patterns = d.hv.validHypervisorPaths.map(globToRegExp);
+  if (patterns.some((p) => p.isOk() && p.value.test(value))) return ok(undefined);
+  const invalid = patterns.flatMap((p) => (p.isErr() ? [`; ${p.error}`] : [])).join('');
+  return err(`${value} is not allowed by valid_hypervisor_paths [${d.hv.validHypervisorPaths.join(', ')}]${invalid}`);
 }
 
 const HYPERVISOR_KEYS: Readonly<Record<string, Apply>> = {
