@@ -41,5 +41,9 @@ if [ $ava_rc -ne 0 ] && [ "$af" -eq 0 ]; then af=1; tail -n 40 "$logs/ava.stderr
 echo "ava: $ap passed, $af failed"
 passed=$((passed + ap)); failed=$((failed + af))
 
+# libFuzzer smoke (issue 13): every cargo-fuzz target for a few seconds, no sanitizer (the
+# build is the cost); `make fuzz` is the longer run that records figures in bench/results.json.
+check fuzz-smoke env FUZZ_SECONDS=5 FUZZ_SANITIZER=none FUZZ_RESULTS= bash scripts/fuzz.sh
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

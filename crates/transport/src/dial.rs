@@ -74,6 +74,9 @@ pub enum DialError {
     /// The hybrid-vsock peer answered something other than `OK …`.
     #[error("dial {addr}: hybrid-vsock handshake refused: reply {reply:?}")]
     Handshake { addr: String, reply: String },
+    /// The hybrid-vsock peer's reply line did not end within [`HANDSHAKE_REPLY_MAX`] bytes.
+    #[error("dial {addr}: hybrid-vsock reply longer than {HANDSHAKE_REPLY_MAX} bytes without a line end (starts {start:?})")]
+    HandshakeTooLong { addr: String, start: String },
     /// The dial timeout ran out; `last` is the last attempt's error.
     #[error(
         "dial {addr}: gave up after {attempts} attempt(s) in {elapsed_ms} ms; last error: {last}"
@@ -103,13 +106,17 @@ impl DialError {
     }
 }
 
-const HANDSHAKE_REPLY_MAX: usize = 256;
+/// Longest hybrid-vsock reply line accepted, without its `\n`.
+pub const HANDSHAKE_REPLY_MAX: usize = 256;
 
-async fn hybrid_handshake(
-    mut s: UnixStream,
+/// Runs the hybrid-vsock handshake on a connected stream: sends `connect <port>\n` and reads the
+/// peer's reply line, which must start with `OK`. Bytes after the reply line stay in the stream.
+/// Generic over the stream so the reply reader can be fed from memory (tests, `fuzz/`).
+pub async fn hybrid_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
     addr: &Address,
     port: u32,
-) -> Result<UnixStream, DialError> {
+) -> Result<S, DialError> {
     let io_err = |step| {
         move |source| DialError::Io {
             addr: addr.to_string(),
@@ -132,8 +139,15 @@ async fn hybrid_handshake(
             let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed before replying");
             return Err(io_err(DialStep::HandshakeRead)(eof));
         }
-        if byte[0] == b'\n' || reply.len() >= HANDSHAKE_REPLY_MAX {
+        if byte[0] == b'\n' {
             break;
+        }
+        // Stopping short of the line end would hand the rest of the line to the ttrpc reader.
+        if reply.len() == HANDSHAKE_REPLY_MAX {
+            return Err(DialError::HandshakeTooLong {
+                addr: addr.to_string(),
+                start: String::from_utf8_lossy(&reply[..16]).into_owned(),
+            });
         }
         reply.push(byte[0]);
     }

@@ -5,9 +5,11 @@
 pub mod client;
 pub mod dial;
 pub mod frame;
+pub mod replay;
+pub mod server;
 pub mod wire;
 
 pub use client::{CallError, Client};
-pub use dial::{dial, dial_once, Address, BoxStream, DialError, DialStep};
+pub use dial::{dial, dial_once, hybrid_handshake, Address, BoxStream, DialError, DialStep};
 pub use frame::{FrameError, MESSAGE_LENGTH_MAX};
 pub use wire::code_name;

@@ -78,7 +78,8 @@ async fn call(
         })
 }
 
-fn open_nofollow(path: &Path) -> std::io::Result<File> {
+/// Opens a host file for reading as the copy engine does: never through a final symlink.
+pub fn open_nofollow(path: &Path) -> std::io::Result<File> {
     // The entry was a regular file at scan time; never follow a symlink swapped in since.
     OpenOptions::new()
         .read(true)
@@ -116,7 +117,8 @@ async fn send_file(
     Ok(size)
 }
 
-fn host_path(root: &Path, rel: &Path) -> PathBuf {
+/// The host path the copy engine reads for the entry at `rel` of the tree at `root`.
+pub fn host_path(root: &Path, rel: &Path) -> PathBuf {
     if rel.as_os_str().is_empty() {
         root.to_path_buf()
     } else {
