@@ -8,6 +8,7 @@ import {
   launchAsRootlessUser,
   prefixWithRootlessDir,
   teardownRootlessUser,
+  vmmGroups,
 } from '../../ts/rootless/index.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
@@ -42,7 +43,7 @@ const runnable = process.geteuid?.() === 0 && existsSync(QEMU);
   })._unsafeUnwrap();
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   t.regex(status, new RegExp(`^Uid:\\s+${user.uid}\\s+${user.uid}\\s`, 'm'));
-  t.regex(status, new RegExp(`^Groups:\\s+${user.kvmGid}\\s*$`, 'm'));
+  t.regex(status, new RegExp(`^Groups:\\s*${vmmGroups(user).join(' ')}\\s*$`, 'm'));
   const connected = await QmpClient.connect(socket, { timeoutMs: 20_000 });
   if (connected.isErr()) t.fail(`${connected.error.message}\n${existsSync(log) ? readFileSync(log, 'utf8') : ''}`);
   qmp = connected._unsafeUnwrap();

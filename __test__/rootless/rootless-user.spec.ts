@@ -15,6 +15,7 @@ import {
   startRootless,
   teardownRootlessUser,
   userExists,
+  vmmGroups,
   type RootlessUser,
 } from '../../ts/rootless/index.js';
 
@@ -100,6 +101,7 @@ rootOnly('the launched process has the user uid/gid and exactly the kvm group', 
   t.is(status(pid, 'Uid'), `${user.uid} ${user.uid} ${user.uid} ${user.uid}`);
   t.is(status(pid, 'Gid'), `${user.gid} ${user.gid} ${user.gid} ${user.gid}`);
   t.is(status(pid, 'Groups'), `${user.kvmGid}`);
+  t.deepEqual(vmmGroups(user), [user.kvmGid]);
   process.kill(pid, 'SIGKILL');
 });
 

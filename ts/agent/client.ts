@@ -31,7 +31,7 @@ import { CheckRequestSchema, HealthCheckResponseSchema, VersionCheckResponseSche
 import { callAsync, type NativeAddon } from '../native.js';
 import { fromNative, type AgentError } from './errors.js';
 
-type AgentConnection = Awaited<ReturnType<NativeAddon['dialAgent']>>;
+export type AgentConnection = Awaited<ReturnType<NativeAddon['dialAgent']>>;
 
 export const AGENT_SERVICE = 'grpc.AgentService';
 export const HEALTH_SERVICE = 'grpc.Health';
@@ -123,6 +123,11 @@ export class AgentClient {
   /** The dialed address. */
   get address(): string {
     return this.conn.address;
+  }
+
+  /** The native connection, for native code that shares it (live sync over virtio-serial). */
+  get connection(): AgentConnection {
+    return this.conn;
   }
 
   /** True once closed or the connection was lost. */

@@ -4,6 +4,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { createLogger, LOG_LEVELS, levelFromEnv, type LogLevel } from '../log.js';
 import { registerPlanCommand } from './plan-command.js';
 import { registerVcpusCommand } from './vcpus-command.js';
+import { registerRunCommand } from './run-command.js';
+import { registerSandboxCommands } from './sandbox-commands.js';
+import { registerShimCommands } from './shim-commands.js';
 
 export interface CliIo {
   readonly out: (text: string) => void;
@@ -43,6 +46,9 @@ function buildProgram(ctx: CommandContext): Command {
     });
   registerPlanCommand(program, ctx);
   registerVcpusCommand(program, ctx);
+  registerRunCommand(program, ctx);
+  registerSandboxCommands(program, ctx);
+  registerShimCommands(program, ctx);
   return program;
 }
 

@@ -1,12 +1,12 @@
 // One sandbox VM from its plan: sockets in a run dir, virtiofsd first when the plan shares a
 // directory over virtio-fs, then QEMU with QMP connected. `stop()` undoes all of it, whatever
 // state the start reached.
-import { accessSync, constants, mkdirSync, rmSync } from 'node:fs';
+import { accessSync, chownSync, constants, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { errAsync, okAsync, ResultAsync } from 'neverthrow';
 import type { Problem } from '../errors.js';
 import { AGENT_PORT_NAME, qemuCommandLine, type AgentChannel, type CmdlineConfig, type CmdlinePlan, type VmLaunch } from './cmdline.js';
-import { Virtiofsd, Vm, type VmError } from './vm.js';
+import { Virtiofsd, Vm, type PidLauncher, type VmError } from './vm.js';
 
 export type LaunchError = VmError | { readonly kind: 'vm-cmdline'; readonly problems: readonly Problem[]; readonly message: string };
 
@@ -22,6 +22,10 @@ export interface LaunchOptions {
   readonly startTimeoutMs?: number;
   /** Called once if QEMU exits on its own or is killed (not after `stop()`). */
   readonly onUnexpectedExit?: (message: string) => void;
+  /** How QEMU is started (e.g. as the rootless VMM user); default a node child. virtiofsd stays a child. */
+  readonly launcher?: PidLauncher;
+  /** Owner given to virtiofsd's socket so a QEMU running as that user can connect to it. */
+  readonly virtiofsSocketOwner?: { readonly uid: number; readonly gid: number };
 }
 
 export interface RunningVm {
@@ -39,6 +43,19 @@ export function detectAgentChannel(runDir: string, guestCid: number, vhostVsock 
     return { kind: 'vhost-vsock', guestCid };
   } catch {
     return { kind: 'virtio-serial', socketPath: path.join(runDir, 'agent.sock'), portName: AGENT_PORT_NAME };
+  }
+}
+
+/** chown_to_parent for virtiofsd's socket: a rootless QEMU must be able to connect to it. */
+function giveSocket(d: Virtiofsd, socket: string, owner: LaunchOptions['virtiofsSocketOwner']): ResultAsync<Virtiofsd, LaunchError> {
+  if (owner === undefined) return okAsync(d);
+  try {
+    chownSync(socket, owner.uid, owner.gid);
+    return okAsync(d);
+  } catch (e) {
+    return ResultAsync.fromSafePromise(d.kill()).andThen(() =>
+      errAsync<Virtiofsd, LaunchError>({ kind: 'vm-spawn', binary: 'virtiofsd', message: `chown ${socket}: ${(e as Error).message}` }),
+    );
   }
 }
 
@@ -64,7 +81,7 @@ export function launchVm(o: LaunchOptions): ResultAsync<RunningVm, LaunchError> 
     return errAsync({ kind: 'vm-cmdline', problems: [], message: 'shared_fs = virtio-fs needs a shared directory' });
   }
   const fsd: ResultAsync<Virtiofsd | null, LaunchError> = virtiofs
-    ? Virtiofsd.start({ socketPath: vfsSocket, sharedDir: o.sharedDir!, logPath: path.join(o.runDir, 'virtiofsd.log') })
+    ? Virtiofsd.start({ socketPath: vfsSocket, sharedDir: o.sharedDir!, logPath: path.join(o.runDir, 'virtiofsd.log') }).andThen((d) => giveSocket(d, vfsSocket, o.virtiofsSocketOwner))
     : okAsync(null);
   let stopping = false;
   return fsd.andThen((virtiofsd) =>
@@ -74,6 +91,7 @@ export function launchVm(o: LaunchOptions): ResultAsync<RunningVm, LaunchError> 
       logPath: path.join(o.runDir, 'qemu.log'),
       qmpSocket,
       startTimeoutMs: o.startTimeoutMs,
+      ...(o.launcher !== undefined ? { launcher: o.launcher } : {}),
       onExit: (exit, tail) => {
         if (stopping) return;
         const how = exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;

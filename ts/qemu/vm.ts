@@ -2,7 +2,8 @@
 // QMP connected before the VM is handed out, exit detected and reported with the log's tail.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { ResultAsync, errAsync, okAsync } from 'neverthrow';
+import { constants } from 'node:os';
+import { ResultAsync, errAsync, okAsync, type Result } from 'neverthrow';
 import { QmpClient, type QmpError } from './qmp-client.js';
 
 export type VmError =
@@ -27,7 +28,21 @@ export interface VmSpawnOptions {
   readonly startTimeoutMs?: number;
   /** Called once when QEMU exits, whatever the cause. */
   readonly onExit?: (exit: ProcessExit, logTail: string) => void;
+  /** How to start the process; default a node child of this process. */
+  readonly launcher?: PidLauncher;
 }
+
+/** A process started by a PidLauncher: its pid, and how it ended (null while it runs). */
+export interface LaunchedPid {
+  readonly pid: number;
+  readonly exit: () => { readonly code: number | null; readonly signal: number | null } | null;
+}
+
+/**
+ * Starts `binary` some other way than a node child (e.g. as the rootless VMM user, ts/rootless):
+ * Ok once it has exec'd. Its stdout and stderr are appended to `logPath`.
+ */
+export type PidLauncher = (cmd: { readonly binary: string; readonly args: readonly string[]; readonly logPath: string }) => Result<LaunchedPid, { readonly message: string }>;
 
 export interface VirtiofsdOptions {
   readonly binary?: string;
@@ -35,6 +50,8 @@ export interface VirtiofsdOptions {
   readonly sharedDir: string;
   readonly logPath: string;
   readonly extraArgs?: readonly string[];
+  /** How to start virtiofsd; default a node child of this process. */
+  readonly launcher?: PidLauncher;
 }
 
 /** The C virtiofsd that ships with QEMU 7.2. */
@@ -50,12 +67,30 @@ export function logTail(logPath: string, bytes = 2000): string {
   }
 }
 
-/** A child process with its exit as a promise; killed only by its own pid. */
-class Supervised {
+/** A started process with its exit as a promise; killed only by its own pid. */
+interface Supervised {
+  readonly pid: number | undefined;
+  readonly exited: Promise<ProcessExit>;
+  readonly exit: ProcessExit | null;
+  /** Why the start failed (ENOENT, EACCES, a privilege-drop step), if it did. */
+  readonly spawnError: string | null;
+  /** SIGKILL by pid unless already gone; resolves when the process is reaped. */
+  kill(): Promise<ProcessExit>;
+}
+
+function killPid(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // ESRCH: it exited between the check and the kill.
+  }
+}
+
+/** A node child process. */
+class ChildSupervised implements Supervised {
   readonly child: ChildProcess;
   readonly exited: Promise<ProcessExit>;
   #exit: ProcessExit | null = null;
-  /** Why spawn failed (ENOENT, EACCES), if it did. */
   spawnError: string | null = null;
 
   constructor(binary: string, args: readonly string[], logPath: string) {
@@ -86,17 +121,59 @@ class Supervised {
     return this.#exit;
   }
 
-  /** SIGKILL by pid unless already gone; resolves when the process is reaped. */
   async kill(): Promise<ProcessExit> {
-    if (this.#exit === null && this.child.pid !== undefined) {
-      try {
-        process.kill(this.child.pid, 'SIGKILL');
-      } catch {
-        // ESRCH: it exited between the check and the kill.
-      }
-    }
+    if (this.#exit === null && this.child.pid !== undefined) killPid(this.child.pid);
     return this.exited;
   }
+}
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+
+/** How often a launched (non-child) process is polled for its exit. */
+const EXIT_POLL_MS = 25;
+
+/** A process started by a PidLauncher; its exit is polled (the launcher reaps it). */
+class PidSupervised implements Supervised {
+  readonly exited: Promise<ProcessExit>;
+  #exit: ProcessExit | null = null;
+  readonly spawnError: string | null;
+  readonly pid: number | undefined;
+
+  constructor(launcher: PidLauncher, binary: string, args: readonly string[], logPath: string) {
+    const launched = launcher({ binary, args, logPath });
+    if (launched.isErr()) {
+      this.pid = undefined;
+      this.spawnError = launched.error.message;
+      this.#exit = { code: null, signal: null };
+      this.exited = Promise.resolve(this.#exit);
+      return;
+    }
+    const { pid, exit } = launched.value;
+    this.pid = pid;
+    this.spawnError = null;
+    this.exited = new Promise((resolve) => {
+      const timer = setInterval(() => {
+        const e = exit();
+        if (e === null) return;
+        clearInterval(timer);
+        this.#exit = { code: e.code, signal: e.signal === null ? null : (SIGNAL_NAMES.get(e.signal) ?? null) };
+        resolve(this.#exit);
+      }, EXIT_POLL_MS);
+    });
+  }
+
+  get exit(): ProcessExit | null {
+    return this.#exit;
+  }
+
+  async kill(): Promise<ProcessExit> {
+    if (this.#exit === null && this.pid !== undefined) killPid(this.pid);
+    return this.exited;
+  }
+}
+
+function supervise(binary: string, args: readonly string[], logPath: string, launcher?: PidLauncher): Supervised {
+  return launcher === undefined ? new ChildSupervised(binary, args, logPath) : new PidSupervised(launcher, binary, args, logPath);
 }
 
 /** A running virtiofsd for one VM (it exits by itself when QEMU disconnects). */
@@ -121,7 +198,7 @@ export class Virtiofsd {
   static start(o: VirtiofsdOptions, timeoutMs = 10_000): ResultAsync<Virtiofsd, VmError> {
     const binary = o.binary ?? DEFAULT_VIRTIOFSD;
     const args = [`--socket-path=${o.socketPath}`, '-o', `source=${o.sharedDir}`, '-o', 'cache=auto', ...(o.extraArgs ?? [])];
-    const proc = new Supervised(binary, args, o.logPath);
+    const proc = supervise(binary, args, o.logPath, o.launcher);
     const wait = async (): Promise<Virtiofsd> => {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
@@ -163,7 +240,7 @@ export class Vm {
     const started = performance.now();
     let proc: Supervised;
     try {
-      proc = new Supervised(o.binary, o.args, o.logPath);
+      proc = supervise(o.binary, o.args, o.logPath, o.launcher);
     } catch (e) {
       return errAsync({ kind: 'vm-spawn', binary: o.binary, message: `cannot start ${o.binary}: ${e instanceof Error ? e.message : String(e)}` });
     }

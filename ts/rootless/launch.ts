@@ -2,6 +2,7 @@
 // `rootless` crate), and a setup guard that removes the user when the start fails.
 import { type Result } from 'neverthrow';
 import { call } from '../native.js';
+import type { PidLauncher } from '../qemu/vm.js';
 import type { RootlessError } from './errors.js';
 import { createRootlessUser, teardownRootlessUser, type CreateUserOptions, type RootlessUser } from './user.js';
 
@@ -12,7 +13,16 @@ export interface RootlessCommand {
   readonly stderr?: string;
 }
 
-/** Launches `cmd` as `user` with exactly the kvm group; Ok(pid) once it has exec'd. */
+/**
+ * The launched VMM's supplementary groups: exactly the group of /dev/kvm, as the reference does
+ * (`setgroups([kvm gid])`), whatever it is. Where /dev/kvm is root:root (gid 0, as on these
+ * hosts) that hands the VMM root's group: give /dev/kvm a kvm group on such hosts (README).
+ */
+export function vmmGroups(user: Pick<RootlessUser, 'kvmGid'>): number[] {
+  return [user.kvmGid];
+}
+
+/** Launches `cmd` as `user` with exactly `vmmGroups(user)`; Ok(pid) once it has exec'd. */
 export function launchAsRootlessUser(user: RootlessUser, cmd: RootlessCommand): Result<number, RootlessError> {
   return call((n) =>
     n.spawnAsUser({
@@ -20,7 +30,7 @@ export function launchAsRootlessUser(user: RootlessUser, cmd: RootlessCommand): 
       args: [...cmd.args],
       uid: user.uid,
       gid: user.gid,
-      groups: [user.kvmGid],
+      groups: vmmGroups(user),
       ...(cmd.stdout !== undefined ? { stdout: cmd.stdout } : {}),
       ...(cmd.stderr !== undefined ? { stderr: cmd.stderr } : {}),
     }),
@@ -48,3 +58,20 @@ export function startRootless<T>(
 }
 
 export { teardownRootlessUser };
+
+/**
+ * A `PidLauncher` (ts/qemu/vm.ts) starting processes as `user` with exactly the kvm group; the
+ * exit is read from the native reaper (launchedExit).
+ */
+export function rootlessLauncher(user: RootlessUser): PidLauncher {
+  return ({ binary, args, logPath }) =>
+    launchAsRootlessUser(user, { path: binary, args, stdout: logPath, stderr: logPath }).map((pid) => ({
+      pid,
+      exit: () => {
+        const e = launchedExit(pid);
+        // Unknown to the reaper (cannot happen for a pid it returned): treat as gone.
+        if (e === undefined) return { code: null, signal: null };
+        return e.running ? null : { code: e.code ?? null, signal: e.signal ?? null };
+      },
+    }));
+}

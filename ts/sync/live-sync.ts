@@ -4,7 +4,7 @@
 // one summary per sync, never per-file events or file bytes.
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import type { VolumeSync, VolumeSyncEvent } from '../../index.js';
-import { dialOptions, type AgentTarget } from '../agent/client.js';
+import { dialOptions, type AgentConnection, type AgentTarget } from '../agent/client.js';
 import { call, callAsync, type NativeError } from '../native.js';
 import type { GuestPath } from '../paths.js';
 
@@ -40,6 +40,8 @@ export interface LiveSyncOptions {
   readonly source: string;
   readonly destinations: readonly GuestPath[];
   readonly agent: AgentTarget;
+  /** Send on this connection instead of dialing `agent` (virtio-serial allows one); left open on close. */
+  readonly connection?: AgentConnection;
   /** Default 500. */
   readonly debounceMs?: number;
   readonly dialTimeoutMs?: number;
@@ -113,7 +115,7 @@ export class LiveSync {
 /** Copies `source` to every destination and, unless `watch: false`, keeps them in sync. */
 export function startLiveSync(options: LiveSyncOptions, onEvent: (e: SyncEvent) => void = () => {}): ResultAsync<LiveSync, NativeError> {
   const agent = dialOptions(options.agent, options.dialTimeoutMs);
-  return callAsync((n) =>
+  const start = (n: { startVolumeSync: AgentConnection['startVolumeSync'] }) =>
     n.startVolumeSync(
       {
         source: options.source,
@@ -124,8 +126,8 @@ export function startLiveSync(options: LiveSyncOptions, onEvent: (e: SyncEvent) 
         watch: options.watch,
       },
       (e) => onEvent(toEvent(e)),
-    ),
-  ).map((native) => new LiveSync(native));
+    );
+  return callAsync((n) => (options.connection ? start(options.connection) : start(n))).map((native) => new LiveSync(native));
 }
 
 /** Ok when `e` is a summary without failures. */

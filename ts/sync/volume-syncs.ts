@@ -5,7 +5,7 @@
 // and sandbox teardown stops all. Unlike runtime-rs (reference §4), whose overwritten entry
 // makes releasing the first container stop the last one's watcher.
 import { errAsync, okAsync, ResultAsync } from 'neverthrow';
-import type { AgentTarget } from '../agent/client.js';
+import type { AgentConnection, AgentTarget } from '../agent/client.js';
 import type { NativeError } from '../native.js';
 import type { GuestPath } from '../paths.js';
 import type { Acquired, VolumeManager } from '../plan/volume-manager.js';
@@ -18,6 +18,8 @@ export type VolumeSyncError =
 
 export interface VolumeSyncsOptions {
   readonly agent: AgentTarget;
+  /** Share this connection instead of dialing one per source (virtio-serial allows only one). */
+  readonly connection?: AgentConnection;
   readonly debounceMs?: number;
   readonly dialTimeoutMs?: number;
   /** Every sync summary or watcher error, with the canonical source it is about. */
@@ -92,7 +94,7 @@ export class VolumeSyncs {
   #start(source: string, dest: GuestPath): ResultAsync<void, VolumeSyncError> {
     const onEvent = this.#options.onEvent;
     const started = startLiveSync(
-      { source, destinations: [dest], agent: this.#options.agent, debounceMs: this.#options.debounceMs, dialTimeoutMs: this.#options.dialTimeoutMs },
+      { source, destinations: [dest], agent: this.#options.agent, connection: this.#options.connection, debounceMs: this.#options.debounceMs, dialTimeoutMs: this.#options.dialTimeoutMs },
       (e) => onEvent?.(source, e),
     );
     const handle = started.match(
@@ -116,7 +118,7 @@ export class VolumeSyncs {
   }
 
   #copyOnce(source: string, dest: GuestPath): ResultAsync<void, VolumeSyncError> {
-    return this.#native(source, startLiveSync({ source, destinations: [dest], agent: this.#options.agent, dialTimeoutMs: this.#options.dialTimeoutMs, watch: false })).map(
+    return this.#native(source, startLiveSync({ source, destinations: [dest], agent: this.#options.agent, connection: this.#options.connection, dialTimeoutMs: this.#options.dialTimeoutMs, watch: false })).map(
       (s) => s.close(),
     );
   }

@@ -141,6 +141,17 @@ impl AgentConnection {
         u32::try_from(self.client.pending()).unwrap_or(u32::MAX)
     }
 
+    /// Starts a live sync that sends its CopyFile requests on this connection (virtio-serial
+    /// allows one host connection per VM); closing the sync leaves the connection open.
+    #[napi(ts_args_type = "options: VolumeSyncOptions, callback: (event: VolumeSyncEvent) => void")]
+    pub async fn start_volume_sync(
+        &self,
+        options: crate::watch::VolumeSyncOptions,
+        callback: crate::watch::SyncCallback,
+    ) -> napi::Result<crate::watch::VolumeSync> {
+        crate::watch::start(options, callback, Some(self.client.clone())).await
+    }
+
     /// The dialed address, e.g. `hvsock:///run/kata/<sid>/root/kata.hvsock:1024`.
     #[napi(getter)]
     pub fn address(&self) -> String {

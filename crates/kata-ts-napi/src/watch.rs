@@ -5,11 +5,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
+use transport::Client;
 use watch::{Config, Event, GuestPath, Reason, Report, WatchError, Watcher};
 
 use crate::error::{coded, guard_async, Code, Result};
@@ -23,6 +25,7 @@ pub struct VolumeSyncOptions {
     pub source: String,
     /// Guest paths under /run/kata-containers/shared/containers/.
     pub destinations: Vec<String>,
+    /// How to dial the agent (`startVolumeSync`); on a shared connection it only names the agent.
     pub agent: AgentDialOptions,
     /// Quiet time after the last event before syncing; default 500.
     pub debounce_ms: Option<u32>,
@@ -114,7 +117,8 @@ fn guest(path: &str) -> Result<GuestPath> {
     GuestPath::new(path).map_err(|e| coded("WATCH_INVALID", e.to_string()))
 }
 
-type SyncCallback = ThreadsafeFunction<VolumeSyncEvent, (), VolumeSyncEvent, Status, false>;
+pub(crate) type SyncCallback =
+    ThreadsafeFunction<VolumeSyncEvent, (), VolumeSyncEvent, Status, false>;
 
 /// A running live sync of one host source to its guest destinations. Like `fs.watch`, an open
 /// sync keeps node alive; `close()` stops it.
@@ -134,6 +138,15 @@ pub async fn start_volume_sync(
     options: VolumeSyncOptions,
     callback: SyncCallback,
 ) -> napi::Result<VolumeSync> {
+    start(options, callback, None).await
+}
+
+/// Starts a sync on its own connection (`client: None`) or on a shared one, which it leaves open.
+pub(crate) async fn start(
+    options: VolumeSyncOptions,
+    callback: SyncCallback,
+    client: Option<Arc<Client>>,
+) -> napi::Result<VolumeSync> {
     guard_async(async move {
         let config = Config {
             source: PathBuf::from(&options.source),
@@ -147,6 +160,7 @@ pub async fn start_volume_sync(
             }),
             dial_timeout: Duration::from_millis(u64::from(options.agent.timeout_ms)),
             agent: address(&options.agent, "WATCH_INVALID")?,
+            client,
             call_timeout: Duration::from_millis(u64::from(
                 options.call_timeout_ms.unwrap_or(30_000),
             )),

@@ -33,6 +33,9 @@ pub struct Config {
     pub debounce: Duration,
     pub agent: Address,
     pub dial_timeout: Duration,
+    /// An agent connection to use instead of dialing `agent` (virtio-serial takes only one host
+    /// connection, so a sandbox's sync shares the lifecycle's). Left open when the watcher stops.
+    pub client: Option<Arc<Client>>,
     pub call_timeout: Duration,
     /// False: copy once, then stop.
     pub watch: bool,
@@ -313,8 +316,14 @@ fn run(
             return;
         }
     };
+    let owned = config.client.is_none();
     let started = rt.block_on(async {
-        let stream = transport::dial(&config.agent, config.dial_timeout).await?;
+        let client = match &config.client {
+            Some(c) => c.clone(),
+            None => Arc::new(Client::new(
+                transport::dial(&config.agent, config.dial_timeout).await?,
+            )),
+        };
         let setup = Instant::now();
         let mut ws = if config.watch {
             // Watch first, then scan: nothing created meanwhile is missed.
@@ -327,7 +336,7 @@ fn run(
         let watch_setup = setup.elapsed();
         let mut sync = Sync {
             source: config.source.clone(),
-            client: Arc::new(Client::new(stream)),
+            client,
             call_timeout: config.call_timeout,
             dests: config
                 .destinations
@@ -354,9 +363,13 @@ fn run(
         }
     };
     let Some(ws) = ws else {
-        sync.client.close();
+        if owned {
+            sync.client.close();
+        }
         return;
     };
     monitor(&rt, &config, control, &mut sync, ws, sink);
-    sync.client.close();
+    if owned {
+        sync.client.close();
+    }
 }

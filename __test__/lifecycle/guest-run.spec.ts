@@ -1,0 +1,40 @@
+// `kata-ts run` against the real guest (build/guest: Debian kernel, our agent as PID 1, TCG):
+// a busybox container on a hot-plugged ext4 rootfs, its stdout and stderr streamed to ours, our
+// exit status its own, and nothing left afterwards. Skipped when the guest or rootfs image is
+// not built (`make guest`).
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import test from 'ava';
+import { repoRoot } from '../cli/cli-harness.js';
+import { fixture, leftovers } from './lifecycle-harness.js';
+
+const rootfsImage = path.join(repoRoot, 'build/rootfs/busybox.ext4');
+const built = existsSync(path.join(repoRoot, 'build/guest/initramfs.cpio.gz')) && existsSync(rootfsImage);
+const guestTest = built ? test.serial : test.skip;
+
+guestTest('run streams the container output and exits with its status; nothing is left', async (t) => {
+  t.timeout(240_000);
+  const f = await fixture(t);
+  copyFileSync(rootfsImage, path.join(f.dir, 'rootfs.img'));
+  const params = 'console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check';
+  writeFileSync(f.config, readFileSync(f.config, 'utf8').replace(/^kernel_params = .*$/m, `kernel_params = "${params}"`).replace(/^default_memory = .*$/m, 'default_memory = 512'));
+  const { KATA_TS_TEST_AGENT: _a, KATA_TS_QEMU_PAUSED: _p, ...env } = f.env;
+  const cmd = ['sh', '-c', 'cat /etc/config/greeting; echo to-stderr >&2; exit 3'];
+  const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'ts/cli/run.ts'), 'run', '--config', f.config, '--id', f.sandboxId, f.bundle, '--', ...cmd], {
+      env,
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+  t.is(run.stdout, 'hello\n', run.stderr);
+  t.regex(run.stderr, /to-stderr/);
+  t.is(run.code, 3);
+  t.deepEqual(leftovers(f), []);
+});

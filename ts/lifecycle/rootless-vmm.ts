@@ -1,0 +1,154 @@
+// rootless = true in the lifecycle: the throwaway VMM user is created (recorded in the state as an
+// intent naming the user before useradd runs, done after) before the sandbox is planned with its
+// runtime dir, the host dirs QEMU uses are created owned by it, and the accelerator is the one that
+// user can open. QEMU is then started as the user (ts/lifecycle/vm-start.ts); virtiofsd stays root,
+// as in Kata, with its socket given to the user. Cleanup (ts/lifecycle/cleanup.ts) removes the user
+// and /run/user/<uid> from the state.
+import { execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { KataConfig } from '../config/kata-config.js';
+import type { BundleInput, ResourcePlan } from '../plan/plan.js';
+import { hostConst, type HostPath } from '../paths.js';
+import type { Accel } from '../qemu/cmdline.js';
+import { createDirAllWithInheritOwner, createRootlessUser, findSbinTool, SBIN_DIRS, userExists, type RootlessUser } from '../rootless/index.js';
+import { applyConfigAnnotations } from '../spec/annotations.js';
+import { stepError, type LifecycleError } from './errors.js';
+import type { SandboxState } from './state-schema.js';
+import { StepFailure, type StateRecorder } from './state-recorder.js';
+
+/** Mode of the host dirs made for the VMM user (runtime-rs: 0o750, owner inherited). */
+export const VMM_DIR_MODE = 0o750;
+
+/**
+ * Stand-in rootless dir for the first, validating plan (before any user exists): input problems are
+ * reported without creating a user. The sandbox is re-planned with the user's real dir.
+ */
+export const VALIDATION_ROOTLESS_DIR = '/run/user/0';
+
+/** Rootless from the config or its (allowed) annotation, as the planner will see it. */
+export function rootlessRequested(config: KataConfig, bundle: BundleInput): boolean {
+  const applied = applyConfigAnnotations(config, bundle.spec.annotations, `${bundle.bundleDir}/config.json`);
+  // Bad annotations are reported by the planner with their keys.
+  return applied.isOk() ? applied.value.config.hypervisor.rootless : config.hypervisor.rootless;
+}
+
+/** Whether kata-ts can create the VMM user at all: it must be root and find useradd. */
+export function rootlessPreflight(sandboxId: string, euid = process.geteuid?.() ?? -1, sbinDirs: readonly string[] = SBIN_DIRS): LifecycleError | null {
+  if (euid !== 0) {
+    return stepError(sandboxId, 'rootless-user', `rootless VMM requested but kata-ts runs as uid ${euid}, not root: it cannot create the VMM user`);
+  }
+  const useradd = findSbinTool('useradd', sbinDirs);
+  return useradd.isErr() ? stepError(sandboxId, 'rootless-user', `rootless VMM requested but useradd is missing: ${useradd.error.message}`) : null;
+}
+
+/**
+ * Creates the VMM user. Each name is recorded as an intent before useradd runs (and only if no
+ * such user exists yet, so cleanup never removes a user it did not make); done with its dir after.
+ */
+export function createVmmUser(rec: StateRecorder): RootlessUser {
+  const sid = rec.state.sandboxId;
+  const suffix = (): string => {
+    let hex = randomBytes(4).toString('hex');
+    while (userExists(`kata-${hex}`)) hex = randomBytes(4).toString('hex');
+    rec.update((s) => ({ ...s, rootlessUser: { name: `kata-${hex}`, runtimeDir: '', phase: 'intent' } }));
+    return hex;
+  };
+  const created = createRootlessUser({ randomSuffix: suffix });
+  if (created.isErr()) {
+    // createRootlessUser removed whatever it made; nothing of ours is left to undo.
+    rec.update((s) => ({ ...s, rootlessUser: s.rootlessUser && { ...s.rootlessUser, phase: 'removed' } }));
+    throw new StepFailure(stepError(sid, 'rootless-user', created.error));
+  }
+  const user = created.value;
+  rec.update((s) => ({ ...s, rootlessUser: { name: user.name, runtimeDir: user.runtimeDir, phase: 'done' } }));
+  return user;
+}
+
+/** Whether `uid` with groups `gids` may open `device` read-write (root's bypass does not apply). */
+export function userCanOpenRw(device: string, uid: number, gids: readonly number[]): boolean {
+  try {
+    const st = statSync(device);
+    const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : gids.includes(st.gid) ? (st.mode >> 3) & 0o7 : st.mode & 0o7;
+    return (bits & 0o6) === 0o6;
+  } catch {
+    return false;
+  }
+}
+
+/** KVM only if the VMM user itself can open /dev/kvm (probed as root, it may not): else TCG. */
+export function vmmAccel(accel: Accel, user: RootlessUser, device = '/dev/kvm'): { accel: Accel; reason: string } {
+  if (accel !== 'kvm') return { accel, reason: '' };
+  return userCanOpenRw(device, user.uid, [user.gid, user.kvmGid])
+    ? { accel, reason: '' }
+    : { accel: 'tcg', reason: `${device} cannot be opened by the VMM user ${user.name}` };
+}
+
+/** A host dir the VMM uses: recorded, made with owners inherited from the user's runtime dir. */
+export function makeVmmDir(rec: StateRecorder, dir: string): void {
+  rec.dir(dir, 'intent');
+  const made = createDirAllWithInheritOwner(dir, VMM_DIR_MODE);
+  if (made.isErr()) throw new StepFailure(stepError(rec.state.sandboxId, 'dirs', made.error));
+  rec.dir(dir, 'done');
+}
+
+/** The VM dir (with the jailer root holding the sockets) and the initdata dir, owned by the user. */
+export function prepareVmmDirs(rec: StateRecorder, plan: ResourcePlan): void {
+  makeVmmDir(rec, plan.hostDirs.vm);
+  makeVmmDir(rec, plan.hostDirs.jailerRoot);
+  if (plan.initdata !== null) makeVmmDir(rec, plan.hostDirs.initdata);
+}
+
+/** A file QEMU opens itself (the initdata image) handed to the VMM user. */
+export function giveToVmmUser(sandboxId: string, file: string, user: RootlessUser): void {
+  try {
+    chownSync(file, user.uid, user.gid);
+  } catch (e) {
+    throw new StepFailure(stepError(sandboxId, 'dirs', `chown ${file} to ${user.name}: ${(e as Error).message}`));
+  }
+}
+
+/**
+ * A disk image QEMU (as the VMM user) must open for a hot-plug: bound into the user's VM dir (so
+ * no ancestor of the original needs to be searchable by it) and chowned to the user, the previous
+ * owner recorded first. Returns the path QEMU opens. Cleanup unmounts the bind and gives the file
+ * back (restoreGrants).
+ */
+export function grantDisk(rec: StateRecorder, plan: ResourcePlan, user: RootlessUser, d: { id: string; pathOnHost: string }, containerId: string): HostPath {
+  const sid = rec.state.sandboxId;
+  const target = path.join(plan.hostDirs.vm, 'disks', d.id);
+  try {
+    const st = statSync(d.pathOnHost);
+    rec.update((s) => ({ ...s, grants: [...(s.grants ?? []), { path: d.pathOnHost, uid: st.uid, gid: st.gid, phase: 'intent' }] }));
+    chownSync(d.pathOnHost, user.uid, user.gid);
+    rec.update((s) => ({ ...s, grants: (s.grants ?? []).map((g) => (g.path === d.pathOnHost && g.phase === 'intent' ? { ...g, phase: 'done' as const } : g)) }));
+    mkdirSync(path.dirname(target), { recursive: true, mode: VMM_DIR_MODE });
+    chownSync(path.dirname(target), user.uid, user.gid);
+    if (!existsSync(target)) writeFileSync(target, '', { mode: 0o600 });
+    rec.update((s) => ({ ...s, mounts: [...s.mounts, { target, containerId, phase: 'intent' }] }));
+    execFileSync('mount', ['--bind', d.pathOnHost, target], { stdio: ['ignore', 'ignore', 'pipe'] });
+    rec.update((s) => ({ ...s, mounts: s.mounts.map((m) => (m.target === target && m.phase === 'intent' ? { ...m, phase: 'done' as const } : m)) }));
+  } catch (e) {
+    if (e instanceof StepFailure) throw e;
+    const x = e as { stderr?: Buffer; message: string };
+    throw new StepFailure(stepError(sid, 'hotplug', `giving ${d.pathOnHost} to ${user.name}: ${x.stderr?.toString().trim() || x.message}`));
+  }
+  return hostConst(target);
+}
+
+/** Gives every granted file back to its recorded owner (missing files count as done). */
+export function restoreGrants(grants: NonNullable<SandboxState['grants']>): { restored: string[]; failed: string[] } {
+  const restored: string[] = [];
+  const failed: string[] = [];
+  for (const g of grants) {
+    if (g.phase === 'removed') continue;
+    try {
+      if (existsSync(g.path)) chownSync(g.path, g.uid, g.gid);
+      restored.push(g.path);
+    } catch (e) {
+      failed.push(`chown ${g.path} back to ${g.uid}:${g.gid}: ${(e as Error).message}`);
+    }
+  }
+  return { restored, failed };
+}

@@ -1,0 +1,238 @@
+// The sandbox lifecycle a shim calls: createSandbox (plan → dirs → cgroups → VM → agent →
+// CreateSandbox), stopSandbox and deleteSandbox. Containers: ts/lifecycle/container.ts. Every
+// resource is recorded in the sandbox state before and after it is made (ts/lifecycle/state-*.ts),
+// and a failed create undoes itself with the same cleanup a fresh process would run.
+import { errAsync, ResultAsync } from 'neverthrow';
+import type { AgentClient } from '../agent/client.js';
+import type { CgroupHost, CgroupRecord } from '../apply/cgroups.js';
+import type { ParsedConfig } from '../config/parse-config.js';
+import type { BundleInput, ResourcePlan } from '../plan/plan.js';
+import { plan as planSandbox } from '../plan/plan.js';
+import { formatPlanError } from '../errors.js';
+import { probeAccel } from '../qemu/accel.js';
+import type { Accel } from '../qemu/cmdline.js';
+import type { RunningVm } from '../qemu/launch.js';
+import type { RootlessUser } from '../rootless/index.js';
+import type { VolumeSyncs } from '../sync/volume-syncs.js';
+import { cleanupSandbox, type CleanupReport } from './cleanup.js';
+import { crashPoint } from './crash-point.js';
+import { stepError, type LifecycleError } from './errors.js';
+import { processRef } from './process-ref.js';
+import { unsupportedConfig, writeInitdataImage } from './host-files.js';
+import { createVmmUser, prepareVmmDirs, rootlessPreflight, rootlessRequested, VALIDATION_ROOTLESS_DIR, vmmAccel } from './rootless-vmm.js';
+import { hostFactsFor, readBundle, readConfig, replayingRandom } from './sandbox-inputs.js';
+import { STATE_SCHEMA_VERSION, type SandboxState } from './state-schema.js';
+import { StateRecorder, StepFailure } from './state-recorder.js';
+import { StateStore, stateRoot } from './state-store.js';
+import { startVm, type VmOptions } from './vm-start.js';
+
+export interface SandboxOptions extends Partial<Omit<VmOptions, 'accel' | 'cgroupHost'>> {
+  /** Default: KATA_TS_STATE_ROOT, else /run/kata-ts. */
+  readonly stateRoot?: string;
+  /** Default: probed (KATA_TS_QEMU_ACCEL forces it). */
+  readonly accel?: Accel;
+  readonly cgroupHost?: CgroupHost;
+  /** Called when a slow step starts and ends (the CLI shows it on a terminal). */
+  readonly onProgress?: (step: string, phase: 'start' | 'done') => void;
+  /** Debounce of live-synced copy volumes (default: config `copy_watch_debounce_ms`). */
+  readonly syncDebounceMs?: number;
+}
+
+export interface CreateSandboxInput {
+  readonly sandboxId: string;
+  readonly configPath: string;
+  /** The sandbox's bundle (its own container; `kata-ts run`'s BUNDLE). */
+  readonly bundle: string;
+  /** Replaces `process.args` of the bundle's spec. */
+  readonly args?: readonly string[];
+}
+
+/** A sandbox this process owns: its VM, agent connection and watchers. */
+export class Sandbox {
+  /** ms per phase: plan, cgroups, boot, createSandbox, hotplug, copy, createContainer, start, teardown. */
+  readonly timings: Record<string, number> = {};
+  syncs: VolumeSyncs | null = null;
+  /** Why the VM is gone, once it went away unexpectedly. */
+  vmGone: string | null = null;
+  /** The user QEMU runs as (rootless = true); removed with the sandbox. */
+  vmmUser: RootlessUser | null = null;
+
+  constructor(
+    readonly recorder: StateRecorder,
+    readonly config: ParsedConfig,
+    readonly options: SandboxOptions & { readonly accel: Accel },
+    public bundles: BundleInput[],
+    public plan: ResourcePlan,
+    readonly vm: RunningVm,
+    readonly agent: AgentClient,
+    readonly cgroups: CgroupRecord,
+  ) {}
+
+  get id(): string {
+    return this.recorder.state.sandboxId;
+  }
+
+  get state(): SandboxState {
+    return this.recorder.state;
+  }
+}
+
+function initialState(input: CreateSandboxInput): SandboxState {
+  return {
+    schemaVersion: STATE_SCHEMA_VERSION,
+    sandboxId: input.sandboxId,
+    status: 'creating',
+    error: null,
+    createdAt: new Date().toISOString(),
+    configPath: input.configPath,
+    sandboxBundle: input.bundle,
+    random: [],
+    owner: processRef(process.pid),
+    dirs: [],
+    rootlessUser: null,
+    cgroups: null,
+    vm: null,
+    mounts: [],
+    devices: [],
+    watchers: [],
+    containers: [{ id: input.sandboxId, bundle: input.bundle, status: 'creating', exitStatus: null }],
+  };
+}
+
+const toError = (sid: string) => (e: unknown): LifecycleError =>
+  e instanceof StepFailure ? e.error : stepError(sid, 'cleanup', e instanceof Error ? `internal: ${e.message}` : String(e));
+
+function storeFor(options: SandboxOptions, sid: string): StateStore {
+  const root = stateRoot(options.stateRoot);
+  if (root.isErr()) throw new StepFailure({ ...root.error, sandboxId: sid });
+  return new StateStore(root.value);
+}
+
+/** Plans the sandbox and brings it up; on failure everything made so far is removed again. */
+export function createSandbox(input: CreateSandboxInput, options: SandboxOptions = {}): ResultAsync<Sandbox, LifecycleError> {
+  const sid = input.sandboxId;
+  const run = async (): Promise<Sandbox> => {
+    const store = storeFor(options, sid);
+    const t0 = performance.now();
+    const config = (await readConfig(sid, input.configPath)).match((c) => c, (e) => { throw new StepFailure(e); });
+    const unsupported = unsupportedConfig(sid, input.configPath, config.config);
+    if (unsupported !== null) throw new StepFailure(unsupported);
+    const bundle = (await readBundle(sid, sid, input.bundle, input.args)).match((b) => b, (e) => { throw new StepFailure(e); });
+    const rootless = rootlessRequested(config.config, bundle);
+    if (rootless) {
+      const refused = rootlessPreflight(sid);
+      if (refused !== null) throw new StepFailure(refused);
+    }
+    const planWith = (rootlessDir: string | undefined, random: ReturnType<typeof replayingRandom>) =>
+      planSandbox({
+        config: config.config,
+        configSource: input.configPath,
+        sandbox: bundle,
+        containers: [],
+        host: { ...hostFactsFor([bundle], config), ...(rootlessDir !== undefined ? { rootlessDir } : {}) },
+        random,
+      });
+    const drawn: string[] = [];
+    // Rootless: validated with a stand-in dir first, so bad input never creates a user.
+    const planned = planWith(rootless ? VALIDATION_ROOTLESS_DIR : undefined, replayingRandom([], drawn));
+    if (planned.isErr()) throw new StepFailure({ kind: 'input', sandboxId: sid, lines: formatPlanError(planned.error), message: 'plan' });
+    const planMs = performance.now() - t0;
+    if (store.read(sid).isOk()) throw new StepFailure({ kind: 'exists', sandboxId: sid, message: `sandbox ${sid} exists (state in ${store.dir(sid)._unsafeUnwrap()})` });
+    const rec = new StateRecorder(store, { ...initialState(input), random: drawn });
+    rec.update((s) => s);
+    const stateDir = store.dir(sid)._unsafeUnwrap();
+    rec.dir(stateDir, 'done');
+    let accel = options.accel ?? (await probeAccel()).accel;
+    try {
+      let plan = planned.value;
+      let vmmUser: RootlessUser | null = null;
+      if (rootless) {
+        // Setup guard: from here on a failure runs cleanup, which removes the recorded user.
+        vmmUser = createVmmUser(rec);
+        const again: string[] = [];
+        const replanned = planWith(vmmUser.runtimeDir, replayingRandom(drawn, again));
+        if (replanned.isErr()) throw new StepFailure({ kind: 'input', sandboxId: sid, lines: formatPlanError(replanned.error), message: 'plan' });
+        plan = replanned.value;
+        rec.update((s) => ({ ...s, random: again }));
+        accel = vmmAccel(accel, vmmUser).accel;
+        prepareVmmDirs(rec, plan);
+      }
+      const vmOptions: VmOptions = { ...options, accel, cgroupHost: options.cgroupHost ?? {}, ...(vmmUser !== null ? { vmmUser } : {}) };
+      writeInitdataImage(rec, plan, vmmUser);
+      crashPoint('dirs');
+      options.onProgress?.(`booting VM (${accel})`, 'start');
+      const timings: Record<string, number> = { plan: planMs };
+      const started = await startVm(rec, plan, config.config, vmOptions, timings);
+      options.onProgress?.(`booting VM (${accel})`, 'done');
+      rec.update((s) => ({ ...s, status: 'ready' }));
+      const sb = new Sandbox(rec, config, { ...options, accel }, [bundle], plan, started.vm, started.agent, started.cgroups);
+      sb.vmmUser = vmmUser;
+      Object.assign(sb.timings, timings);
+      void started.unexpectedExit.then((why) => markVmGone(sb, why));
+      return sb;
+    } catch (e) {
+      options.onProgress?.(`booting VM (${accel})`, 'done');
+      const error = toError(sid)(e);
+      rec.update((s) => ({ ...s, status: 'failed', error: error.message }));
+      await cleanupSandbox(store, sid);
+      throw new StepFailure(error);
+    }
+  };
+  return ResultAsync.fromPromise(run(), toError(sid));
+}
+
+/** QEMU exited under the sandbox: record it, and fail pending agent calls. */
+function markVmGone(sb: Sandbox, why: string): void {
+  sb.vmGone = why;
+  sb.agent.close();
+  // Not when the state is gone or being cleaned up (a cleanup from another process killed QEMU).
+  const onDisk = sb.recorder.store.read(sb.id);
+  if (onDisk.isErr() || onDisk.value.status === 'deleting') return;
+  try {
+    sb.recorder.update((s) => ({ ...s, status: 'failed', error: why }));
+  } catch {
+    // The failure is still reported through `vmGone` and the closed agent connection.
+  }
+}
+
+/** Stops the watchers, tells the agent, stops the VM. The cgroups, dirs and state stay (deleteSandbox). */
+export function stopSandbox(sb: Sandbox): ResultAsync<void, LifecycleError> {
+  const run = async () => {
+    const t = performance.now();
+    await sb.syncs?.teardown();
+    sb.recorder.update((s) => ({ ...s, watchers: s.watchers.map((w) => ({ ...w, phase: 'removed' as const })) }));
+    if (!sb.agent.closed) {
+      // Bounded: a dead guest must not hold up the stop.
+      await Promise.race([sb.agent.destroySandbox(), new Promise((r) => setTimeout(r, 2_000).unref())]);
+      sb.agent.close();
+    }
+    crashPoint('stop');
+    await sb.vm.stop(5_000);
+    sb.recorder.update((s) => ({
+      ...s,
+      status: s.status === 'failed' ? 'failed' : 'stopped',
+      vm: s.vm && { ...s.vm, phase: 'removed', qemu: null, virtiofsd: null },
+      devices: s.devices.map((d) => ({ ...d, phase: 'removed' as const })),
+    }));
+    sb.timings['teardown'] = (sb.timings['teardown'] ?? 0) + (performance.now() - t);
+  };
+  return ResultAsync.fromPromise(run(), toError(sb.id));
+}
+
+/** Stops the sandbox if needed, then removes its cgroups, user, dirs and state. */
+export function deleteSandbox(sb: Sandbox): ResultAsync<CleanupReport, LifecycleError> {
+  const t = performance.now();
+  return stopSandbox(sb)
+    .andThen(() => cleanupSandbox(sb.recorder.store, sb.id))
+    .map((r) => {
+      sb.timings['teardown'] = (sb.timings['teardown'] ?? 0) + (performance.now() - t);
+      return r;
+    });
+}
+
+/** `cleanup <sid>` from any process: see ts/lifecycle/cleanup.ts. */
+export function cleanup(sandboxId: string, options: Pick<SandboxOptions, 'stateRoot'> = {}): ResultAsync<CleanupReport, LifecycleError> {
+  const root = stateRoot(options.stateRoot);
+  if (root.isErr()) return errAsync(root.error);
+  return cleanupSandbox(new StateStore(root.value), sandboxId);
+}

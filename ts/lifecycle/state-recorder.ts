@@ -1,0 +1,55 @@
+// The owning process's view of one sandbox's state: every change is written through at once
+// (StateStore.write is synchronous and atomic), so the file always says what exists.
+import type { LifecycleError } from './errors.js';
+import type { Phase, SandboxState } from './state-schema.js';
+import type { StateStore } from './state-store.js';
+
+/** Thrown inside lifecycle steps and turned back into an `Err` at the step's edge. */
+export class StepFailure extends Error {
+  constructor(readonly error: LifecycleError) {
+    super(error.message);
+  }
+}
+
+export class StateRecorder {
+  #state: SandboxState;
+
+  constructor(
+    readonly store: StateStore,
+    state: SandboxState,
+  ) {
+    this.#state = state;
+  }
+
+  get state(): SandboxState {
+    return this.#state;
+  }
+
+  /** Applies `change` and writes the result; a failed write stops the step. */
+  update(change: (s: SandboxState) => SandboxState): SandboxState {
+    const written = this.store.write(change(this.#state));
+    if (written.isErr()) throw new StepFailure(written.error);
+    this.#state = written.value;
+    return this.#state;
+  }
+
+  dir(path: string, phase: Phase): void {
+    this.update((s) => ({
+      ...s,
+      dirs: s.dirs.some((d) => d.path === path) ? s.dirs.map((d) => (d.path === path ? { ...d, phase } : d)) : [...s.dirs, { path, phase }],
+    }));
+  }
+
+  device(d: { id: string; containerId: string; pathOnHost: string }, phase: Phase): void {
+    this.update((s) => ({
+      ...s,
+      devices: s.devices.some((x) => x.id === d.id && x.phase !== 'removed')
+        ? s.devices.map((x) => (x.id === d.id && x.phase !== 'removed' ? { ...x, phase } : x))
+        : [...s.devices, { ...d, phase }],
+    }));
+  }
+
+  container(id: string, change: (c: SandboxState['containers'][number]) => SandboxState['containers'][number]): void {
+    this.update((s) => ({ ...s, containers: s.containers.map((c) => (c.id === id ? change(c) : c)) }));
+  }
+}
