@@ -25,6 +25,11 @@ export declare class AgentConnection {
   get closed(): boolean
   /** Calls waiting for a response. */
   get pending(): number
+  /**
+   * Starts a live sync that sends its CopyFile requests on this connection (virtio-serial
+   * allows one host connection per VM); closing the sync leaves the connection open.
+   */
+  startVolumeSync(options: VolumeSyncOptions, callback: (event: VolumeSyncEvent) => void): Promise<VolumeSync>
   /** The dialed address, e.g. `hvsock:///run/kata/<sid>/root/kata.hvsock:1024`. */
   get address(): string
 }
@@ -74,6 +79,21 @@ export declare class DiagEventSource {
   close(): void
   /** True once `close()` was called. */
   get closed(): boolean
+}
+
+/** A listening ttrpc server. Like `net.Server`, it keeps node alive until `close()`. */
+export declare class TtrpcServer {
+  /**
+   * Stops accepting, closes every connection (pending calls are dropped unanswered) and
+   * removes the socket file. Idempotent.
+   */
+  close(): void
+  /** True once closed. */
+  get closed(): boolean
+  /** Connections currently open. */
+  get connections(): number
+  /** The socket path. */
+  get path(): string
 }
 
 /**
@@ -189,6 +209,12 @@ export declare function diagPanicSync(message: string): void
 /** Dials the agent, retrying until `timeoutMs`, and starts a ttrpc client on the stream. */
 export declare function dialAgent(options: AgentDialOptions): Promise<AgentConnection>
 
+/**
+ * Listens on the unix socket `path` (which must not exist) and answers every request with
+ * `handler`; requests run concurrently.
+ */
+export declare function listenTtrpc(path: string, handler: (request: TtrpcServerRequest) => Promise<TtrpcServerReply>): Promise<TtrpcServer>
+
 /** Parses a cpuset list (`0-3,6`) into ascending CPU numbers. */
 export declare function parseCpuset(text: string): Array<number>
 
@@ -251,6 +277,26 @@ export interface SystemdScopeOptions {
 /** The process (tgid) a thread belongs to, from `/proc/<tid>/status`. */
 export declare function threadGroupOf(tid: number): number
 
+/**
+ * The handler's answer: `payload` (the encoded response message), or a non-zero `code`
+ * (google.rpc.Code) with `message`.
+ */
+export interface TtrpcServerReply {
+  payload?: Buffer
+  code?: number
+  message?: string
+}
+
+/** One request as the handler sees it. */
+export interface TtrpcServerRequest {
+  service: string
+  method: string
+  /** The encoded request message. */
+  payload: Buffer
+  /** The client's deadline in nanoseconds; 0 = none. */
+  timeoutNano: number
+}
+
 /** An exact vCPU amount and the whole vCPUs it rounds up to. */
 export interface VcpuAmount {
   /** Numerator of the reduced fraction, in decimal. */
@@ -289,6 +335,7 @@ export interface VolumeSyncOptions {
   source: string
   /** Guest paths under /run/kata-containers/shared/containers/. */
   destinations: Array<string>
+  /** How to dial the agent (`startVolumeSync`); on a shared connection it only names the agent. */
   agent: AgentDialOptions
   /** Quiet time after the last event before syncing; default 500. */
   debounceMs?: number

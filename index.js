@@ -773,10 +773,11 @@ if (
   }
 }
 
-const { AgentConnection, CgroupManager, DiagEventSource, VolumeSync, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, parseCpuset, parseVcpuDecimal, spawnAsUser, spawnedExit, startVolumeSync, threadGroupOf } = nativeBinding
+const { AgentConnection, CgroupManager, DiagEventSource, TtrpcServer, VolumeSync, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, listenTtrpc, parseCpuset, parseVcpuDecimal, spawnAsUser, spawnedExit, startVolumeSync, threadGroupOf } = nativeBinding
 export { AgentConnection }
 export { CgroupManager }
 export { DiagEventSource }
+export { TtrpcServer }
 export { VolumeSync }
 export { calcContainerVcpus }
 export { calcSandboxVcpus }
@@ -787,6 +788,7 @@ export { diagEchoAsync }
 export { diagPanicAsync }
 export { diagPanicSync }
 export { dialAgent }
+export { listenTtrpc }
 export { parseCpuset }
 export { parseVcpuDecimal }
 export { spawnAsUser }

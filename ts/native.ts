@@ -22,6 +22,7 @@ export type NativeCode =
   | 'TTRPC_TIMEOUT'
   | 'TTRPC_TOO_LARGE'
   | 'TTRPC_STATUS'
+  | 'TTRPC_LISTEN'
   | 'WATCH_INVALID'
   | 'WATCH_DIAL'
   | 'WATCH_START'
@@ -57,6 +58,7 @@ const KNOWN_CODES: ReadonlySet<string> = new Set<NativeCode>([
   'TTRPC_TIMEOUT',
   'TTRPC_TOO_LARGE',
   'TTRPC_STATUS',
+  'TTRPC_LISTEN',
   'WATCH_INVALID',
   'WATCH_DIAL',
   'WATCH_START',

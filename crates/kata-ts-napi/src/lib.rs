@@ -12,5 +12,6 @@ mod diag;
 mod error;
 mod rootless;
 mod transport;
+mod ttrpc_server;
 mod vcpu;
 mod watch;

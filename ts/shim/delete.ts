@@ -1,0 +1,37 @@
+// `delete`: containerd runs it after every task and after a shim died. It removes what a dead
+// shim left for the id — the sandbox (VM, cgroups, user, dirs, state: the lifecycle's cleanup)
+// when the id is a sandbox, and the rootfs the shim mounted — then prints a DeleteResponse with
+// exit status 137 (128 + SIGKILL), as containerd's own shims do.
+import { create, toBinary } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { DeleteResponseSchema } from '../gen/containerd/task/v2/shim_pb.js';
+import { stateRoot } from '../lifecycle/state-store.js';
+import { bundleAnnotations, sandboxIdOf } from './address.js';
+import type { ShimFlags } from './flags.js';
+import { sharedRootfsBinds, unmountRootfs } from './rootfs.js';
+
+/** Runs `delete`; returns the exit code. */
+export async function shimDelete(flags: ShimFlags): Promise<number> {
+  const sandboxId = sandboxIdOf(flags.id, bundleAnnotations(flags.bundle));
+  const problems: string[] = [];
+  // The shared-dir bind first: the sandbox cleanup removes that dir recursively.
+  for (const target of [...sharedRootfsBinds(flags.id), path.join(flags.bundle, 'rootfs')]) {
+    const unmounted = await unmountRootfs(target);
+    if (unmounted.isErr()) problems.push(unmounted.error);
+  }
+  const root = stateRoot();
+  // containerd kills `delete` after 5 s: load the lifecycle (slow to import) only when a
+  // sandbox state is there to clean.
+  if (sandboxId === flags.id && root.isOk() && existsSync(path.join(root.value, sandboxId))) {
+    const { cleanup } = await import('../lifecycle/sandbox.js');
+    const cleaned = await cleanup(sandboxId);
+    // A sandbox whose state is already gone (a clean exit) has nothing left to remove.
+    if (cleaned.isErr() && cleaned.error.kind !== 'not-found') problems.push(cleaned.error.message);
+  }
+  for (const p of problems) process.stderr.write(`kata-ts shim: delete ${flags.id}: ${p}\n`);
+  const response = create(DeleteResponseSchema, { exitStatus: 137, exitedAt: timestampFromDate(new Date()) });
+  process.stdout.write(toBinary(DeleteResponseSchema, response));
+  return problems.length > 0 ? 1 : 0;
+}

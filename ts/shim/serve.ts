@@ -1,0 +1,67 @@
+// `serve`: the long-running shim process `start` spawns (detached). It listens on the pod's
+// socket, answers the Task service, forwards events, logs JSON to the bundle's `log` FIFO (which
+// containerd reads into its own log), and exits on Shutdown once the pod has no tasks.
+import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { pino, type Logger } from 'pino';
+import { sandboxOptions } from '../cli/lifecycle-options.js';
+import { socketAddress, SOCKET_DIR } from './address.js';
+import { EventPublisher, socketPathOf } from './events.js';
+import type { ShimFlags } from './flags.js';
+import { Pod } from './pod.js';
+import { taskMethods } from './task-service.js';
+import { TtrpcServer } from './ttrpc-server.js';
+
+/** The Kata configuration: KATA_TS_CONFIG, else KATA_CONF_FILE, else /etc/kata-ts/configuration.toml. */
+export function configPathFrom(env: NodeJS.ProcessEnv): string {
+  return env['KATA_TS_CONFIG'] ?? env['KATA_CONF_FILE'] ?? '/etc/kata-ts/configuration.toml';
+}
+
+function openLog(bundle: string, debug: boolean): Logger {
+  let fd: number;
+  try {
+    // Non-blocking: fails with ENXIO when containerd is not reading instead of hanging.
+    fd = openSync(path.join(bundle, 'log'), constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch {
+    fd = openSync('/dev/null', 'w');
+  }
+  return pino({ name: 'kata-ts-shim', level: debug ? 'debug' : 'info', base: { pid: process.pid } }, pino.destination({ fd, sync: true }));
+}
+
+/** Tells `start` (fd 3) whether the server is up; then closes fd 3. */
+function report(line: string): void {
+  try {
+    writeSync(3, `${line}\n`);
+    closeSync(3);
+  } catch {
+    // started by hand, without the readiness pipe
+  }
+}
+
+/** Runs the server; resolves when it shut down. */
+export async function shimServe(flags: ShimFlags): Promise<number> {
+  const log = openLog(flags.bundle, flags.debug);
+  const events = new EventPublisher(flags.ttrpcAddress, flags.namespace, log);
+  const pod = new Pod(flags.id, { configPath: configPathFrom(process.env), sandbox: sandboxOptions({}) }, events, log);
+  const socket = socketPathOf(socketAddress(flags.address, flags.namespace, flags.id));
+  mkdirSync(SOCKET_DIR, { recursive: true });
+  let done!: () => void;
+  const stopped = new Promise<void>((r) => (done = r));
+  let server: TtrpcServer | null = null;
+  const shutdown = () => {
+    log.info('shutdown');
+    server?.close();
+    void events.close().then(done);
+  };
+  const listening = await TtrpcServer.listen(socket, taskMethods(pod, shutdown));
+  if (listening.isErr()) {
+    report(listening.error.message);
+    return 1;
+  }
+  server = listening.value;
+  process.chdir('/');
+  log.info({ socket, id: flags.id }, 'serving');
+  report('ok');
+  await stopped;
+  return 0;
+}

@@ -1,0 +1,63 @@
+// `start`: find or spawn the long-running shim (`serve`) for the container's pod, write the
+// bundle's `address` file, print the address and exit 0 — containerd then dials it. The server
+// is detached (own session, stdio on /dev/null) so it outlives `start`; it reports readiness (or
+// why it failed, which containerd shows) as one line on fd 3.
+import { spawn } from 'node:child_process';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import path from 'node:path';
+import { bundleAnnotations, sandboxIdOf, socketAddress } from './address.js';
+import { socketPathOf } from './events.js';
+import type { ShimFlags } from './flags.js';
+
+/** True when something accepts connections on the unix socket. */
+export function reachable(socket: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(socket);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+function spawnServer(argv: readonly string[], bundle: string): Promise<string> {
+  const args = argv.map((a) => (a === 'start' ? 'serve' : a));
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...args], {
+    cwd: bundle,
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+  });
+  return new Promise((resolve) => {
+    let text = '';
+    child.stdio[3]!.on('data', (d: Buffer) => (text += d.toString()));
+    child.stdio[3]!.once('close', () => {
+      child.unref();
+      resolve(text.trim() || 'the shim server exited before it was ready');
+    });
+    child.once('error', (e) => resolve(`cannot spawn the shim server: ${e.message}`));
+  });
+}
+
+/** Runs `start`; returns the exit code. */
+export async function shimStart(flags: ShimFlags, argv: readonly string[]): Promise<number> {
+  const group = sandboxIdOf(flags.id, bundleAnnotations(flags.bundle));
+  const address = socketAddress(flags.address, flags.namespace, group);
+  const socket = socketPathOf(address);
+  if (!(await reachable(socket))) {
+    if (group !== flags.id) {
+      process.stderr.write(`kata-ts shim: the shim of sandbox ${group} is not running (${address})\n`);
+      return 1;
+    }
+    if (existsSync(socket)) rmSync(socket, { force: true });
+    const ready = await spawnServer(argv, flags.bundle);
+    if (ready !== 'ok') {
+      process.stderr.write(`kata-ts shim: ${ready}\n`);
+      return 1;
+    }
+  }
+  writeFileSync(path.join(flags.bundle, 'address'), address);
+  process.stdout.write(address);
+  return 0;
+}
