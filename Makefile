@@ -5,11 +5,12 @@ SHELL := /bin/bash
 NAPI_CRATE := kata-ts-napi
 NAPI_OUT := build/napi
 NODE_BIN := kata-ts.linux-x64-gnu.node
-APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-linux qemu-system-x86 qemu-utils busybox-static cpio xz-utils rsync
+APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-linux qemu-system-x86 qemu-utils busybox-static cpio xz-utils rsync e2fsprogs file containerd runc
 NPM_STAMP := node_modules/.kata-ts-npm-stamp
-APT_STAMP := build/.apt-stamp
+# The stamp names the package list, so adding a package installs it on the next run.
+APT_STAMP := build/.apt-stamp-$(shell echo '$(APT_PACKAGES)' | md5sum | cut -c1-8)
 
-.PHONY: build native agent guest ts proto deps apt npm test check bench demo pack types clean
+.PHONY: build native agent guest ts proto deps apt npm test check bench fuzz demo pack types clean
 
 deps: apt npm
 
@@ -41,10 +42,17 @@ AGENT_BIN := target/x86_64-unknown-linux-gnu/release/kata-ts-agent
 agent: apt
 	cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
 
-# Test guest for __test__/qemu/guest.spec.ts and the boot benchmark: a Debian kernel and its virtio
-# modules (apt-get download, never installed on the host) and a busybox initramfs, cached in build/guest.
+# The guest: a Debian kernel and its modules (apt-get download, never installed on the host) and a
+# busybox initramfs with the agent as PID 1 (or the test shell), cached in build/guest and rebuilt
+# when the agent or the scripts change; plus a busybox ext4 container rootfs in build/rootfs.
+# The agent is linked statically (the initramfs has no libc), in its own target dir so these
+# RUSTFLAGS do not rebuild the host's agent and addon.
+AGENT_STATIC_DIR := target/guest-static
+AGENT_STATIC_BIN := $(AGENT_STATIC_DIR)/x86_64-unknown-linux-gnu/release/kata-ts-agent
 guest: apt
-	bash ts/guest/build-guest.sh build/guest
+	RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$(AGENT_STATIC_DIR) cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
+	bash ts/guest/build-guest.sh build/guest $(AGENT_STATIC_BIN)
+	bash scripts/build-rootfs-image.sh build/rootfs
 
 types: native
 	cp $(NAPI_OUT)/index.d.ts $(NAPI_OUT)/index.js .
@@ -53,7 +61,7 @@ types: native
 PROTOC_ES = protoc -I proto -I /usr/include --plugin=protoc-gen-es=node_modules/.bin/protoc-gen-es --es_opt=target=ts,import_extension=js
 proto: apt npm
 	rm -rf ts/gen && mkdir -p ts/gen
-	$(PROTOC_ES) --es_out=ts/gen proto/*.proto
+	$(PROTOC_ES) --es_out=ts/gen $$(find proto -name '*.proto' | sort)
 
 ts: npm
 	rm -rf dist
@@ -68,9 +76,15 @@ test: build guest
 bench: build guest
 	npx tsx bench/run.ts
 
-# The main job on the bundled example (until the sandbox runs VMs: the planner).
-demo: build
-	node bin/kata-ts.js plan --config examples/configuration-qemu.toml --sandbox example-sandbox=examples/bundle --container example-app=examples/container-bundle
+# libFuzzer targets in fuzz/ (cargo-fuzz, installed when missing), FUZZ_SECONDS per target
+# (default 20); merges fuzz.<target> figures into bench/results.json, fails on any crash.
+fuzz:
+	bash scripts/fuzz.sh
+
+# The main job: a busybox container in a sandbox VM (block rootfs, live-synced configmap, shm,
+# cgroups), then a timing table. See examples/demo/run-demo.sh.
+demo: build guest
+	bash examples/demo/run-demo.sh
 
 # Main package + linux-x64-gnu platform package (prebuilt .node) as tarballs in build/pack.
 pack: build

@@ -12,8 +12,10 @@ const files = readdirSync(dir)
   .sort();
 
 const resultsFile = `${dir}results.json`;
-// Keep figures of benchmarks not run this time (a partial run updates only its own keys).
-const results: Metrics = existsSync(resultsFile) && only.size > 0 ? JSON.parse(readFileSync(resultsFile, 'utf8')) : {};
+// Keep figures of benchmarks not run this time (a partial run updates only its own keys); a full
+// run starts afresh but keeps the `fuzz.*` entries, which `make fuzz` writes.
+const previous: Metrics = existsSync(resultsFile) ? JSON.parse(readFileSync(resultsFile, 'utf8')) : {};
+const results: Metrics = only.size > 0 ? previous : Object.fromEntries(Object.entries(previous).filter(([k]) => k.startsWith('fuzz.')));
 
 for (const file of files) {
   const mod = (await import(`./${file}`)) as { run: () => Promise<Metrics> };
@@ -22,10 +24,11 @@ for (const file of files) {
 }
 
 const rows = Object.entries(results).sort(([a], [b]) => a.localeCompare(b));
-const fmt = (v: number) => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3));
+const fmt = (v: number | undefined) =>
+  typeof v !== 'number' || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3);
 const table = [
   ['metric', 'ours', 'peer', 'ratio', 'unit', 'note'],
-  ...rows.map(([k, m]) => [k, fmt(m.ours), fmt(m.peer), m.ratio.toFixed(2), m.unit, m.note]),
+  ...rows.map(([k, m]) => [k, fmt(m.ours), fmt(m.peer), typeof m.ratio === 'number' ? m.ratio.toFixed(2) : '-', m.unit ?? '', m.note ?? '']),
 ];
 const widths = table[0]!.map((_, i) => Math.max(...table.slice(0, -0 || undefined).map((r) => (i === 5 ? 0 : r[i]!.length))));
 for (const r of table) process.stdout.write(`${r.map((c, i) => (i === 5 ? c : c.padEnd(widths[i]!))).join('  ')}\n`);
