@@ -62,8 +62,9 @@ export class StateStore {
     return this.dir(state.sandboxId).andThen((dir) =>
       this.file(state.sandboxId).andThen((file) => {
         const tmp = `${file}.tmp-${process.pid}`;
+        let made: string | undefined;
         try {
-          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          made = mkdirSync(dir, { recursive: true, mode: 0o700 });
           const fd = openSync(tmp, 'w', 0o600);
           try {
             writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
@@ -75,6 +76,8 @@ export class StateStore {
           return ok(state);
         } catch (e) {
           rmSync(tmp, { force: true });
+          // A first write that failed (disk full) leaves no empty state dir behind.
+          if (made !== undefined) rmSync(dir, { recursive: true, force: true });
           return err(stateError(state.sandboxId, `cannot write ${file}: ${(e as Error).message}`));
         }
       }),
