@@ -10,28 +10,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-#[allow(
-    clippy::all,
-    clippy::pedantic,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_possible_wrap,
-    clippy::cast_precision_loss,
-    clippy::undocumented_unsafe_blocks,
-    missing_debug_implementations,
-    dead_code,
-    non_camel_case_types,
-    non_snake_case,
-    non_upper_case_globals,
-    unused_imports,
-    unused_results,
-    unused_mut,
-    unknown_lints,
-    unsafe_code
-)]
-pub mod protocols {
-    include!(concat!(env!("OUT_DIR"), "/protocols.rs"));
-}
+// The generated messages, as the binary builds them (src/protocols.rs carries the lint allowances).
+#[path = "../../src/protocols.rs"]
+pub mod protocols;
 
 use protocols::agent::{self, Storage};
 use protocols::agent_ttrpc::AgentServiceClient;
