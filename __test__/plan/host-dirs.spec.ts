@@ -4,7 +4,7 @@ import test from 'ava';
 import { formatPlanError } from '../../ts/errors.js';
 import { planHostDirs, planRootlessContext, type HostDirs } from '../../ts/plan/host-dirs.js';
 import type { ResourcePlan } from '../../ts/plan/plan.js';
-import { NOT_ROOTLESS } from '../../ts/rootless/host-paths.js';
+import { NOT_ROOTLESS } from '../../ts/plan/rootless-dirs.js';
 import { blockFact, containerSpec, dirFact, fileFact, hostFacts, kataConfig, ociSpec, planOf } from './plan-builders.js';
 
 const T = '/tmp/T';

@@ -4,7 +4,7 @@ import test from 'ava';
 import { buildBindMountOptions, filterBlockStorageOptions } from '../../ts/plan/volumes-block.js';
 import { SharedFsVolumes } from '../../ts/plan/volumes-shared-fs.js';
 import { planHostDirs } from '../../ts/plan/host-dirs.js';
-import { NOT_ROOTLESS } from '../../ts/rootless/host-paths.js';
+import { NOT_ROOTLESS } from '../../ts/plan/rootless-dirs.js';
 import { sequentialHex } from '../../ts/plan/volumes-paths.js';
 import { blockFact, containerSpec, dirFact, hostFacts, kataConfig, ociSpec, planMessages, planOf } from './plan-builders.js';
 

@@ -4,7 +4,7 @@
 // move: nothing here produces a GuestPath.
 import { err, ok, Result } from 'neverthrow';
 import { hostPath, joinHost, type HostPath, type PathError } from '../paths.js';
-import { NOT_ROOTLESS, prefixWithRootlessDir, type RootlessContext } from '../rootless/host-paths.js';
+import { NOT_ROOTLESS, prefixWithRootlessDir, type RootlessContext } from './rootless-dirs.js';
 
 /** runtime-rs `KATA_PATH`: VM dirs are `<KATA_PATH>/<sid>`. */
 export const KATA_PATH = '/run/kata';

@@ -8,7 +8,7 @@ import { err, ok, type Result } from 'neverthrow';
 import { type HostPath } from '../paths.js';
 import type { RootlessError } from './errors.js';
 import { findSbinTool } from './executable.js';
-import { vmmUserRuntimeDir } from './host-paths.js';
+import { vmmUserRuntimeDir } from '../plan/rootless-dirs.js';
 
 export interface RootlessUser {
   readonly name: string;

@@ -1,6 +1,7 @@
 // Host-only path prefixing: when rootless, host paths (VM dir, QMP socket dir, shared dir,
 // initdata dir, persist dir) move under the VMM user's runtime dir. Guest paths never do: the
-// functions here refuse a GuestPath at compile time.
+// functions here refuse a GuestPath at compile time. Pure, so it belongs to the planner;
+// ts/rootless/ (which makes the user and launches as it) re-exports it.
 import { ok, type Result } from 'neverthrow';
 import { hostPath, type GuestPath, type HostPath, type PathError } from '../paths.js';
 
