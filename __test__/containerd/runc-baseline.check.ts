@@ -1,5 +1,8 @@
-// The private containerd harness, proven with Debian's runc shim (io.containerd.runc.v2): the
-// kata-ts shim tests (#12) use the same harness with `--runtime io.containerd.kata-ts.v2`.
+// A harness check, not a kata-ts test: the private containerd harness, proven with Debian's runc
+// shim (io.containerd.runc.v2); the kata-ts shim tests use the same harness with `--runtime
+// io.containerd.kata-ts.v2`. Not a `.spec.ts`, so the test run does not count it:
+// scripts/run-tests.sh reports it as `check harness-runc`
+// (`npx ava __test__/containerd/runc-baseline.check.ts`).
 // Serial: each test starts its own containerd; two cores are shared with other suites.
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
