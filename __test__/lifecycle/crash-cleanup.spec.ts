@@ -8,9 +8,9 @@ import test from 'ava';
 import { CRASH_POINTS } from '../../ts/lifecycle/crash-point.js';
 import type { ProcessRef, SandboxState } from '../../ts/lifecycle/state-schema.js';
 import { repoRoot } from '../cli/cli-harness.js';
-import { fixture, leftovers } from './lifecycle-harness.js';
+import { fixture, leftovers, TEST_CLI } from './lifecycle-harness.js';
 
-const CLI = path.join(repoRoot, 'ts/cli/run.ts');
+const CLI = TEST_CLI;
 
 function runCli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; signal: string | null; stderr: string }> {
   return new Promise((resolve) => {

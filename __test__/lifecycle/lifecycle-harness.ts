@@ -17,6 +17,12 @@ import { removeSubtree, uniqueSubtree, hierarchies } from '../harness/cgroup-sub
 import { requireAgentBinary } from '../agent/agent-harness.js';
 import { track } from '../qemu/qemu-harness.js';
 
+/**
+ * The CLI with the lifecycle test hooks (KATA_TS_TEST_AGENT, KATA_TS_QEMU_PAUSED, KATA_TS_CRASH_AT):
+ * a test-only entry point calling the same `main` as bin/kata-ts.js; the shipped CLI ignores them.
+ */
+export const TEST_CLI = path.join(repoRoot, '__test__/fixtures/kata-ts-test-cli.ts');
+
 export interface Fixture {
   readonly dir: string;
   readonly sandboxId: string;
@@ -30,7 +36,7 @@ export interface Fixture {
   readonly subtree: string;
   /** Library options matching the CLI test hooks. */
   readonly options: SandboxOptions;
-  /** Env for a CLI child. */
+  /** Env for a CLI child started from TEST_CLI (the hooks are read by that test entry only). */
   readonly env: NodeJS.ProcessEnv;
 }
 

@@ -13,9 +13,9 @@ import type { ProcessRef, SandboxState } from '../../ts/lifecycle/state-schema.j
 import { teardownRootlessUser, userExists, vmmGroups } from '../../ts/rootless/index.js';
 import { hostConst } from '../../ts/paths.js';
 import { repoRoot } from '../cli/cli-harness.js';
-import { fixture, leftovers, type Fixture, type FixtureOptions } from './lifecycle-harness.js';
+import { fixture, leftovers, type Fixture, type FixtureOptions, TEST_CLI } from './lifecycle-harness.js';
 
-const CLI = path.join(repoRoot, 'ts/cli/run.ts');
+const CLI = TEST_CLI;
 const QEMU = '/usr/bin/qemu-system-x86_64';
 const runnable = process.geteuid?.() === 0 && existsSync(QEMU) && existsSync('/usr/sbin/useradd');
 const rootTest = runnable ? test.serial : test.serial.skip;

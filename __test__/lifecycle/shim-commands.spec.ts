@@ -6,9 +6,9 @@ import test from 'ava';
 import type { SandboxState } from '../../ts/lifecycle/state-schema.js';
 import { killRecorded } from '../../ts/lifecycle/process-ref.js';
 import { repoRoot } from '../cli/cli-harness.js';
-import { fixture, leftovers, type Fixture } from './lifecycle-harness.js';
+import { fixture, leftovers, type Fixture, TEST_CLI } from './lifecycle-harness.js';
 
-const CLI = path.join(repoRoot, 'ts/cli/run.ts');
+const CLI = TEST_CLI;
 
 function cli(f: Fixture, args: string[], env: NodeJS.ProcessEnv = f.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {

@@ -9,6 +9,7 @@ import type { ExecutionContext } from 'ava';
 import { exampleConfig, repoRoot } from '../cli/cli-harness.js';
 import { busyboxArchive, BUSYBOX_IMAGE } from '../containerd/busybox-image.js';
 import { startContainerd, type PrivateContainerd } from '../containerd/containerd-harness.js';
+import { TEST_HOOK_ENV } from '../fixtures/test-hooks.js';
 
 export const RUNTIME = 'io.containerd.kata-ts.v2';
 export const guestBuilt = existsSync(path.join(repoRoot, 'build/guest/initramfs.cpio.gz')) && existsSync(path.join(repoRoot, 'build/guest/vmlinux'));
@@ -59,11 +60,17 @@ export interface ShimEnv {
   readonly containerd: PrivateContainerd;
 }
 
-/** Writes `containerd-shim-kata-ts-v2` into `dir`: the sources run with tsx, `env` baked in. */
+/**
+ * Writes `containerd-shim-kata-ts-v2` into `dir`: the sources run with tsx, `env` baked in. With a
+ * lifecycle test hook in `env` (KATA_TS_TEST_AGENT, …) it runs the test entry point, which alone
+ * reads them; otherwise the shim's own entry.
+ */
 export function writeShim(dir: string, env: Record<string, string>): void {
   const loader = path.join(repoRoot, 'node_modules/tsx/dist/loader.mjs');
   const exports = Object.entries(env).map(([k, v]) => `export ${k}='${v}'\n`).join('');
-  const script = `#!/bin/sh\n${exports}exec ${process.execPath} --import ${loader} ${path.join(repoRoot, 'ts/shim/run.ts')} "$@"\n`;
+  const hooked = TEST_HOOK_ENV.some((k) => k in env);
+  const entry = path.join(repoRoot, hooked ? '__test__/fixtures/kata-ts-test-shim.ts' : 'ts/shim/run.ts');
+  const script = `#!/bin/sh\n${exports}exec ${process.execPath} --import ${loader} ${entry} "$@"\n`;
   writeFileSync(path.join(dir, 'containerd-shim-kata-ts-v2'), script);
   chmodSync(path.join(dir, 'containerd-shim-kata-ts-v2'), 0o755);
 }

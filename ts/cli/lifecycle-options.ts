@@ -1,7 +1,7 @@
-// Options shared by the lifecycle commands (run, create, …, cleanup), and the two test hooks:
-// `KATA_TS_TEST_AGENT=<unix socket>` reaches a host-side agent instead of the guest's, and
-// `KATA_TS_QEMU_PAUSED=1` keeps the VM paused (QMP and hot-plug work; nothing boots). Both let
-// the lifecycle run with real cgroups and a real QEMU on machines that cannot boot a guest.
+// Options shared by the lifecycle commands (run, create, …, cleanup). The shipped CLI reads no
+// test hooks: a caller of `main` (the test entry point __test__/fixtures/kata-ts-test-cli.ts)
+// may pass library options that override the defaults, e.g. a host-side agent (`agentTarget`) or
+// a VM kept paused (`paused`).
 import { Option, type Command } from 'commander';
 import type { LifecycleError } from '../lifecycle/errors.js';
 import { formatLifecycleError } from '../lifecycle/errors.js';
@@ -16,12 +16,11 @@ export function addStateRootOption(cmd: Command): Command {
   return cmd.addOption(new Option('--state-root <dir>', 'where sandbox state lives (env KATA_TS_STATE_ROOT, default /run/kata-ts)'));
 }
 
-export function sandboxOptions(flags: LifecycleFlags, env: NodeJS.ProcessEnv = process.env): SandboxOptions {
-  const agent = env['KATA_TS_TEST_AGENT'];
+/** The lifecycle options of a command: its flags over the options `main` was given. */
+export function sandboxOptions(flags: LifecycleFlags, ctx: Pick<CommandContext, 'sandbox'>): SandboxOptions {
   return {
+    ...ctx.sandbox,
     ...(flags.stateRoot !== undefined ? { stateRoot: flags.stateRoot } : {}),
-    ...(agent ? { agentTarget: { kind: 'unix', path: agent } as const } : {}),
-    ...(env['KATA_TS_QEMU_PAUSED'] === '1' ? { paused: true } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 // `kata-ts` command line. Exit codes: 0 success, 2 bad input or usage, 1 internal failure.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import type { SandboxOptions } from '../lifecycle/sandbox.js';
 import { createLogger, LOG_LEVELS, levelFromEnv, type LogLevel } from '../log.js';
 import { registerPlanCommand } from './plan-command.js';
 import { registerVcpusCommand } from './vcpus-command.js';
@@ -29,6 +30,13 @@ export interface CommandContext {
   /** Set by the command: the exit status. */
   exitCode: number;
   readonly logLevel: () => LogLevel;
+  /** Library options under the lifecycle commands' flags (from `main`'s caller; none when shipped). */
+  readonly sandbox: Partial<SandboxOptions>;
+}
+
+export interface CliOptions {
+  /** Lifecycle options for run/create/_serve (the test entry point passes its hooks here). */
+  readonly sandbox?: Partial<SandboxOptions>;
 }
 
 function buildProgram(ctx: CommandContext): Command {
@@ -53,9 +61,10 @@ function buildProgram(ctx: CommandContext): Command {
 }
 
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
-export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+export async function main(argv: readonly string[], io: CliIo = processIo, options: CliOptions = {}): Promise<number> {
   const ctx: CommandContext = {
     io,
+    sandbox: options.sandbox ?? {},
     exitCode: 0,
     logLevel: () => (program.opts()['logLevel'] as LogLevel | undefined) ?? levelFromEnv(),
   };

@@ -64,7 +64,7 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
       .argument('[cmd...]', 'replaces the bundle process args (after --)'),
   ).action(async (bundle: string, cmd: string[], flags: RunFlags) => {
     const sandboxId = flags.id ?? `kata-${randomBytes(4).toString('hex')}`;
-    const options = { ...sandboxOptions(flags), onProgress: progressReporter(ctx) };
+    const options = { ...sandboxOptions(flags, ctx), onProgress: progressReporter(ctx) };
     const created = await createSandbox({ sandboxId, configPath: flags.config, bundle: path.resolve(bundle), args: cmd }, options);
     if (created.isErr()) return reportError(ctx, created.error);
     const sb = created.value;

@@ -66,7 +66,7 @@ function registerCreate(program: Command, ctx: CommandContext): void {
       writeSync(3, `${JSON.stringify(r)}\n`);
       closeSync(3);
     };
-    const created = await createSandbox({ sandboxId: id, configPath: f.config, bundle: f.bundle, args: cmd }, sandboxOptions(f));
+    const created = await createSandbox({ sandboxId: id, configPath: f.config, bundle: f.bundle, args: cmd }, sandboxOptions(f, ctx));
     if (created.isErr()) return ready({ ok: false, error: created.error });
     const sb = created.value;
     const added = await addContainer(sb, { id, bundle: f.bundle });

@@ -1,6 +1,8 @@
-// Fault injection for the reliability tests: with `KATA_TS_CRASH_AT=<point>` the process
-// SIGKILLs itself when it reaches that point — after the step's side effect, before the state
-// says it is done — the worst moment for cleanup. Cheap and deterministic; a no-op otherwise.
+// Fault injection for the reliability tests: once a crash point is armed (armCrashPoint, called
+// only by the test entry point __test__/fixtures/kata-ts-test-cli.ts), the process SIGKILLs itself
+// when it reaches that point — after the step's side effect, before the state says it is done —
+// the worst moment for cleanup. Nothing in the shipped CLI or shim arms one, and nothing here
+// reads the environment: unarmed, crashPoint() is a no-op.
 
 /** Every point a crash can be injected at, in lifecycle order. */
 export const CRASH_POINTS = [
@@ -22,6 +24,17 @@ export const CRASH_POINTS = [
 
 export type CrashPoint = (typeof CRASH_POINTS)[number];
 
-export function crashPoint(point: CrashPoint, env: NodeJS.ProcessEnv = process.env): void {
-  if (env['KATA_TS_CRASH_AT'] === point) process.kill(process.pid, 'SIGKILL');
+export function isCrashPoint(s: string): s is CrashPoint {
+  return (CRASH_POINTS as readonly string[]).includes(s);
+}
+
+let armed: CrashPoint | null = null;
+
+/** Makes this process SIGKILL itself at `point` (null disarms). For tests only. */
+export function armCrashPoint(point: CrashPoint | null): void {
+  armed = point;
+}
+
+export function crashPoint(point: CrashPoint): void {
+  if (armed === point) process.kill(process.pid, 'SIGKILL');
 }

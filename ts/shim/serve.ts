@@ -4,7 +4,7 @@
 import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger } from 'pino';
-import { sandboxOptions } from '../cli/lifecycle-options.js';
+import type { SandboxOptions } from '../lifecycle/sandbox.js';
 import { socketAddress, SOCKET_DIR } from './address.js';
 import { EventPublisher, socketPathOf } from './events.js';
 import type { ShimFlags } from './flags.js';
@@ -39,10 +39,10 @@ function report(line: string): void {
 }
 
 /** Runs the server; resolves when it shut down. */
-export async function shimServe(flags: ShimFlags): Promise<number> {
+export async function shimServe(flags: ShimFlags, sandbox: Partial<SandboxOptions> = {}): Promise<number> {
   const log = openLog(flags.bundle, flags.debug);
   const events = new EventPublisher(flags.ttrpcAddress, flags.namespace, log);
-  const pod = new Pod(flags.id, { configPath: configPathFrom(process.env), sandbox: sandboxOptions({}) }, events, log);
+  const pod = new Pod(flags.id, { configPath: configPathFrom(process.env), sandbox }, events, log);
   const socket = socketPathOf(socketAddress(flags.address, flags.namespace, flags.id));
   mkdirSync(SOCKET_DIR, { recursive: true });
   let done!: () => void;
