@@ -1,6 +1,6 @@
 // Real cgroup v1 on this host (controllers at /sys/fs/cgroup/<ctrl>), through the binding and the
 // apply layer. Every test works below its own kata-ts-test-<random> subtree, removed in teardown.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { call } from '../../ts/native.js';
 import {
@@ -14,6 +14,10 @@ import {
 import { planCgroups, type CgroupPlan } from '../../ts/plan/cgroups.js';
 import { readIds, removeSubtree, uniqueSubtree } from '../harness/cgroup-subtree.js';
 import { multiThreaded, sleeper, threadsOf } from './processes.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root());
 
 const ROOT = '/sys/fs/cgroup';
 const host: CgroupHost = { root: ROOT, controllers: ['cpu', 'cpuset', 'memory', 'pids'] };

@@ -2,13 +2,17 @@
 // there: there are no cpu, cpuset, memory or pids controllers, so v2 limit files cannot be
 // tested here. What exists is tested: create, cgroup.type, moving processes (whole processes,
 // also when a thread is given), the missing-controller error, delete to the root.
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { call } from '../../ts/native.js';
 import { createSandboxCgroups, deleteSandboxCgroups, placeVmm, type CgroupHost } from '../../ts/apply/cgroups.js';
 import { planCgroups } from '../../ts/plan/cgroups.js';
 import { readIds, removeSubtree, uniqueSubtree } from '../harness/cgroup-subtree.js';
 import { multiThreaded, sleeper } from './processes.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root());
 
 const UNIFIED = '/sys/fs/cgroup/unified';
 const host: CgroupHost = { root: UNIFIED };

@@ -3,13 +3,16 @@
 // no cpu, cpuset, memory or pids controller (only hugetlb), so systemd accepts the limit
 // properties but has no files to write them to; what is tested is the scope's life: created with
 // the process in its cgroup.procs, another process attached, limits accepted, stopped, gone.
-import test from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { call } from '../../ts/native.js';
 import { createSandboxCgroups, deleteSandboxCgroups, placeVmm, type CgroupHost } from '../../ts/apply/cgroups.js';
 import { planCgroups } from '../../ts/plan/cgroups.js';
 import { readIds } from '../harness/cgroup-subtree.js';
 import { startPrivateSystemd, type PrivateSystemd } from '../harness/private-systemd.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root());
 
 let sd: PrivateSystemd | undefined;
 const UNIFIED = '/sys/fs/cgroup/unified';

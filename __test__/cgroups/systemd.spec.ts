@@ -2,7 +2,6 @@
 // own namespaces (__test__/harness/private-systemd.ts, peers.md), drives scopes through its
 // system bus with namespace pids, reads the scopes' cgroup files from the host (they live in
 // the harness's kata-ts-test-<random> subtree), and tears it all down.
-import test from 'ava';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { call } from '../../ts/native.js';
 import {
@@ -17,6 +16,10 @@ import {
 import { planCgroups } from '../../ts/plan/cgroups.js';
 import { hierarchies, readIds } from '../harness/cgroup-subtree.js';
 import { startPrivateSystemd, type PrivateSystemd } from '../harness/private-systemd.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root());
 
 let sd: PrivateSystemd | undefined;
 const ROOT = '/sys/fs/cgroup';

@@ -4,7 +4,6 @@
 // still validates, and that cleanup leaves nothing (see lifecycle-harness `leftovers`).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
 import { addContainer } from '../../ts/lifecycle/container.js';
 import { formatLifecycleError } from '../../ts/lifecycle/errors.js';
 import { isAlive } from '../../ts/lifecycle/process-ref.js';
@@ -15,6 +14,10 @@ import { VolumeManager } from '../../ts/plan/volume-manager.js';
 import type { SyncEvent } from '../../ts/sync/live-sync.js';
 import { VolumeSyncs } from '../../ts/sync/volume-syncs.js';
 import { fixture, leftovers, watcherThreads } from '../lifecycle/lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { addContainer } from '../../ts/lifecycle/container.js';
 import { formatLifecycleError } from '../../ts/lifecycle/errors.js';
 import { cleanup, createSandbox, deleteSandbox } from '../../ts/lifecycle/sandbox.js';
@@ -13,6 +13,10 @@ import { hostConst } from '../../ts/paths.js';
 import { HOST_INITDATA_DIR } from '../../ts/plan/host-dirs.js';
 import { hierarchies } from '../harness/cgroup-subtree.js';
 import { fixture, leftovers, watcherThreads } from '../lifecycle/lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 /** Mounts a tmpfs of `size` at `dir` (created); lazily unmounted in teardown. */
 function smallTmpfs(t: ExecutionContext, dir: string, size: string): void {

@@ -4,11 +4,14 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
 import { CRASH_POINTS } from '../../ts/lifecycle/crash-point.js';
 import type { ProcessRef, SandboxState } from '../../ts/lifecycle/state-schema.js';
 import { repoRoot } from '../cli/cli-harness.js';
 import { fixture, leftovers, TEST_CLI } from './lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 const CLI = TEST_CLI;
 

@@ -2,13 +2,16 @@
 // process and to a fresh `kata-ts state`; cleanup works), and the agent connection dropped in
 // the middle of a volume copy (the add fails naming the step; the state stays valid and cleanup
 // removes everything).
-import test from 'ava';
 import { addContainer, startContainer, wait } from '../../ts/lifecycle/container.js';
 import { cleanup, createSandbox, deleteSandbox } from '../../ts/lifecycle/sandbox.js';
 import { StateStore } from '../../ts/lifecycle/state-store.js';
 import { hostConst } from '../../ts/paths.js';
 import { runCli } from '../cli/cli-harness.js';
 import { fixture, leftovers, watcherThreads } from './lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 test.serial('QEMU killed while the container runs: wait reports vm-gone, state says failed, cleanup removes everything', async (t) => {
   t.timeout(120_000);

@@ -5,13 +5,12 @@
 import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
 import { repoRoot } from '../cli/cli-harness.js';
 import { fixture, leftovers } from './lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
 
 const rootfsImage = path.join(repoRoot, 'build/rootfs/busybox.ext4');
-const built = existsSync(path.join(repoRoot, 'build/guest/initramfs.cpio.gz')) && existsSync(rootfsImage);
-const guestTest = built ? test.serial : test.skip;
+const guestTest = gated(needs.root(), needs.qemu(), needs.guest(), needs.file(rootfsImage, 'busybox rootfs image (make guest)')).serial;
 
 guestTest('run streams the container output and exits with its status; nothing is left', async (t) => {
   t.timeout(240_000);

@@ -14,11 +14,11 @@ import { teardownRootlessUser, userExists, vmmGroups } from '../../ts/rootless/i
 import { hostConst } from '../../ts/paths.js';
 import { repoRoot } from '../cli/cli-harness.js';
 import { fixture, leftovers, type Fixture, type FixtureOptions, TEST_CLI } from './lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
 
 const CLI = TEST_CLI;
 const QEMU = '/usr/bin/qemu-system-x86_64';
-const runnable = process.geteuid?.() === 0 && existsSync(QEMU) && existsSync('/usr/sbin/useradd');
-const rootTest = runnable ? test.serial : test.serial.skip;
+const rootTest = gated(needs.root(), needs.file(QEMU, 'QEMU'), needs.useradd(), needs.guest()).serial;
 
 /** `getent passwd` names starting with kata-. */
 function kataUsers(): Set<string> {

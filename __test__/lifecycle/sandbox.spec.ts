@@ -3,12 +3,15 @@
 // container by re-planning with the recorded random draws.
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
 import { addContainer, kill, removeContainer, startContainer, wait } from '../../ts/lifecycle/container.js';
 import { createSandbox, deleteSandbox } from '../../ts/lifecycle/sandbox.js';
 import { StateStore } from '../../ts/lifecycle/state-store.js';
 import { hostConst } from '../../ts/paths.js';
 import { fixture, leftovers, watcherThreads, type Fixture } from './lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 const waitFor = async (check: () => boolean, ms = 10_000) => {
   const deadline = Date.now() + ms;

@@ -4,12 +4,15 @@
 // bind would remove them).
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import test from 'ava';
 import { addContainer, removeContainer } from '../../ts/lifecycle/container.js';
 import { mountsUnder } from '../../ts/lifecycle/host-mounts.js';
 import { isAlive } from '../../ts/lifecycle/process-ref.js';
 import { cleanup, createSandbox, deleteSandbox } from '../../ts/lifecycle/sandbox.js';
 import { fixture, leftovers, sharedSandboxDir } from './lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 test.serial('virtio-fs: rw/ro shared dir, rootfs bind visible read-only, virtiofsd; delete unmounts all and keeps the bundle', async (t) => {
   t.timeout(120_000);

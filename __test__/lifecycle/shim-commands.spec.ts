@@ -2,11 +2,14 @@
 // wait, delete; and delete of a sandbox whose owner was killed.
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import test from 'ava';
 import type { SandboxState } from '../../ts/lifecycle/state-schema.js';
 import { killRecorded } from '../../ts/lifecycle/process-ref.js';
 import { repoRoot } from '../cli/cli-harness.js';
 import { fixture, leftovers, type Fixture, TEST_CLI } from './lifecycle-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 const CLI = TEST_CLI;
 

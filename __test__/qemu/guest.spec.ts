@@ -2,7 +2,7 @@
 // `make guest`): devices from the plan and from QMP hot-plug, as the guest kernel sees them.
 // Skipped when build/guest has not been built.
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { hostPath } from '../../ts/paths.js';
 import { SHELL_BOOT_PARAMS, GuestShell, guestImage } from '../../ts/guest/guest-shell.js';
 import { hotplugBlock, pciPathOf, unplugBlock } from '../../ts/qemu/hotplug.js';
@@ -11,9 +11,10 @@ import type { HypervisorConfig } from '../../ts/config/kata-config.js';
 import type { ResourcePlan } from '../../ts/plan/plan.js';
 import { repoRoot } from '../cli/cli-harness.js';
 import { configWith, devicePlanner, diskImage, hotplugDevice, QMP_TIMEOUT_MS, scratchDir, smallPlan, startVm } from './qemu-harness.js';
+import { gated, needs } from '../harness/prereq.js';
 
 const image = guestImage(path.join(repoRoot, 'build/guest'));
-const guestTest = image ? test.serial : test.skip;
+const guestTest = gated(needs.qemu(), image ? null : 'guest image missing (make guest)').serial;
 const BOOT_TIMEOUT_MS = 90_000;
 const INITDATA = 'algorithm = "sha256"\nversion = "0.1.0"\n\n[data]\nkey = "value"\n';
 

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import { gated, needs } from '../harness/prereq.js';
 import { guestConst, hostConst } from '../../ts/paths.js';
 import { firstValidExecutablePath, NOT_ROOTLESS, prefixWithRootlessDir, rootlessContext, vmmUserRuntimeDir } from '../../ts/rootless/index.js';
 
@@ -76,7 +77,7 @@ test('create_dir_all_with_inherit_owner: relative path refused', async (t) => {
   t.is(createDirAllWithInheritOwner('rel/dir', 0o700)._unsafeUnwrapErr().message, 'the path must be absolute');
 });
 
-(process.geteuid?.() === 0 ? test : test.skip)('create_dir_all_with_inherit_owner: new dirs take the owner of the existing parent', async (t) => {
+gated(needs.root())('create_dir_all_with_inherit_owner: new dirs take the owner of the existing parent', async (t) => {
   const { chownSync, statSync } = await import('node:fs');
   const { createDirAllWithInheritOwner } = await import('../../ts/rootless/index.js');
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-own-'));

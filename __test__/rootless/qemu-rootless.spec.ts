@@ -1,6 +1,5 @@
 // A real QEMU launched as the throwaway VMM user answers QMP on a socket in the prefixed host dir.
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import test from 'ava';
 import { QmpClient } from '../../ts/qemu/qmp-client.js';
 import {
   createDirAllWithInheritOwner,
@@ -10,11 +9,11 @@ import {
   teardownRootlessUser,
   vmmGroups,
 } from '../../ts/rootless/index.js';
+import { gated, needs } from '../harness/prereq.js';
 
 const QEMU = '/usr/bin/qemu-system-x86_64';
-const runnable = process.geteuid?.() === 0 && existsSync(QEMU);
 
-(runnable ? test : test.skip)('QEMU started rootless answers QMP in the prefixed dir', async (t) => {
+gated(needs.root(), needs.file(QEMU, 'QEMU'))('QEMU started rootless answers QMP in the prefixed dir', async (t) => {
   const user = createRootlessUser()._unsafeUnwrap();
   let pid: number | undefined;
   let qmp: QmpClient | undefined;

@@ -18,8 +18,8 @@ import {
   vmmGroups,
   type RootlessUser,
 } from '../../ts/rootless/index.js';
+import { gated, needs } from '../harness/prereq.js';
 
-const isRoot = process.geteuid?.() === 0;
 const created = new Set<string>();
 const pids = new Set<number>();
 
@@ -74,7 +74,7 @@ async function waitExit(pid: number, timeoutMs = 10_000): Promise<ReturnType<typ
   return launchedExit(pid);
 }
 
-const rootOnly = isRoot ? test.serial : test.serial.skip;
+const rootOnly = gated(needs.root(), needs.useradd()).serial;
 
 test.after.always(() => {
   killAll();

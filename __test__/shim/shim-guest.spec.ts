@@ -5,13 +5,14 @@
 // lifecycle runs a virtio-fs sandbox (containerd 1.6's snapshots here are overlay or native
 // directories: they reach the guest only through the shared fs).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { BUSYBOX_IMAGE } from '../containerd/busybox-image.js';
 import { alive, type PrivateContainerd } from '../containerd/containerd-harness.js';
 import { hierarchies } from '../harness/cgroup-subtree.js';
 import { unsupportedConfig } from '../../ts/lifecycle/host-files.js';
 import { readConfig } from '../../ts/lifecycle/sandbox-inputs.js';
 import { containerdWithShim, guestBuilt, guestConfig, RUNTIME, tasks, until } from './shim-harness.js';
+import { gated, needs } from '../harness/prereq.js';
 
 async function lifecycleRunsVirtioFs(): Promise<boolean> {
   const dir = mkdtempSync('/tmp/kata-ts-shim-probe-');
@@ -26,7 +27,7 @@ async function lifecycleRunsVirtioFs(): Promise<boolean> {
 const ready = guestBuilt && (await lifecycleRunsVirtioFs());
 // The guest boots under TCG (this host's KVM cannot boot a Debian kernel, peers.md): the shim's
 // environment forces it with KATA_TS_QEMU_ACCEL.
-const guestTest = ready ? test.serial : test.skip;
+const guestTest = gated(needs.root(), needs.containerd(), guestBuilt ? null : 'guest not built (make guest)', ready || !guestBuilt ? null : 'the lifecycle cannot run virtio-fs here').serial;
 
 async function withGuest(t: ExecutionContext): Promise<PrivateContainerd> {
   t.timeout(300_000);

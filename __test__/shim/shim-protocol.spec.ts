@@ -2,7 +2,6 @@
 // a VM: start/serve/delete, a Create failure reaching ctr with the lifecycle's message, and
 // events forwarded to containerd's exchange.
 import path from 'node:path';
-import test from 'ava';
 import { pino } from 'pino';
 import { TaskExitSchema } from '../../ts/gen/containerd/events/task_pb.js';
 import { socketAddress } from '../../ts/shim/address.js';
@@ -10,6 +9,10 @@ import { EventPublisher } from '../../ts/shim/events.js';
 import { BUSYBOX_IMAGE } from '../containerd/busybox-image.js';
 import { alive } from '../containerd/containerd-harness.js';
 import { containerdWithShim, RUNTIME, tasks, until } from './shim-harness.js';
+import { gated, needs } from '../harness/prereq.js';
+
+/** Real ava skips, with the reason, where this cannot run. */
+const test = gated(needs.root(), needs.containerd());
 
 test.serial('a Create the lifecycle refuses reaches ctr with its message; the shim exits and nothing is left', async (t) => {
   const { containerd: c } = await containerdWithShim(t, { KATA_TS_CONFIG: '/nonexistent/configuration.toml' });

@@ -9,13 +9,14 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { requireAgentBinary } from '../agent/agent-harness.js';
 import { alive, type PrivateContainerd } from '../containerd/containerd-harness.js';
 import { hierarchies } from '../harness/cgroup-subtree.js';
 import { containerdWithShim, guestBuilt, hookConfig, RUNTIME, specFile, tasks, until } from './shim-harness.js';
+import { gated, needs } from '../harness/prereq.js';
 
-const hookTest = guestBuilt ? test.serial : test.skip;
+const hookTest = gated(needs.root(), needs.containerd(), needs.qemu(), needs.guest()).serial;
 
 async function withHooks(t: ExecutionContext): Promise<PrivateContainerd> {
   t.timeout(240_000);
