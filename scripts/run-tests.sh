@@ -54,7 +54,8 @@ if [ "$cargo_rc" -ne 0 ] && [ "$cf" -eq 0 ]; then
 fi
 [ "$cf" -gt 0 ] && grep -E '^(test .* FAILED|---- )' "$logs/cargo-test.log" | head -40
 echo "cargo test: $cp passed, $cf failed, $ci skipped"
-grep -E '^test .* \.\.\. ignored' "$logs/cargo-test.log" | sed -E 's/^test (.*) \.\.\. ignored(, )?(.*)$/  skipped (cargo): \1 \3/'
+grep -E '^test .* \.\.\. ignored' "$logs/cargo-test.log" |
+  sed -E 's/^test (.*) \.\.\. ignored, (.*)$/  skipped (cargo): \1 [\2]/; s/^test (.*) \.\.\. ignored$/  skipped (cargo): \1/'
 
 # ava (TypeScript via tsx): TAP for exact counts and titles.
 npx ava --tap >"$logs/ava.tap" 2>"$logs/ava.stderr"
