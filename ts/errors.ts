@@ -1,5 +1,6 @@
 // Errors are data: a discriminated union with the field path and the offending value; the
 // message is derived from them once, when the error is made.
+import { errorLine } from './input/escape-text.js';
 
 /** Where a problem is: a file plus a field path (`hypervisor.qemu.block_device_aio`). */
 export interface Problem {
@@ -30,7 +31,7 @@ export function planError(...problems: Problem[]): PlanError {
   return { kind: 'plan-error', problems };
 }
 
-/** `kata-ts: <where>: <what>` lines, one per problem. */
+/** `kata-ts: <where>: <what>` lines, one per problem, control characters escaped (ts/input/escape-text.ts). */
 export function formatPlanError(e: PlanError): string[] {
-  return e.problems.map((p) => `kata-ts: ${p.source}: ${p.message}`);
+  return e.problems.map((p) => errorLine(p.source, p.message));
 }

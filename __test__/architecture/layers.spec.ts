@@ -12,6 +12,8 @@ import { repoRoot } from '../cli/cli-harness.js';
 
 /** Lowest first. `ts` = the base files at ts/ (paths, errors, native, log). */
 const LAYERS: readonly (readonly string[])[] = [
+  // Reading and quoting hostile input (size caps, escaping, safe file reads); imports nothing of ts/.
+  ['ts/input'],
   ['ts', 'ts/gen'],
   ['ts/config'],
   ['ts/spec'],

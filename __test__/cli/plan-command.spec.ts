@@ -168,7 +168,7 @@ test('malformed TOML exits 2 naming the file and position', async (t) => {
 
 test('a missing config file exits 2 naming it', async (t) => {
   const [line] = await planError(t, ['--config', '/nonexistent/configuration.toml', '--sandbox', `sb=${exampleBundle}`]);
-  t.is(line, 'kata-ts: /nonexistent/configuration.toml: --config: cannot read /nonexistent/configuration.toml: ENOENT');
+  t.is(line, 'kata-ts: /nonexistent/configuration.toml: --config: cannot read: no such file');
 });
 
 test('a bundle without config.json exits 2 naming it', async (t) => {

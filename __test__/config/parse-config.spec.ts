@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import test from 'ava';
+import { TEMPLATE_ENABLE_ANNOTATIONS } from '../../ts/config/config-defaults.js';
 import { defaultKataConfig, parseKataConfig } from '../../ts/config/parse-config.js';
 import { SHARED_FS_KINDS, type BlockAio } from '../../ts/config/kata-config.js';
 import type { PlanError } from '../../ts/errors.js';
@@ -46,11 +47,18 @@ test('defaults follow the runtime-rs qemu template', (t) => {
   t.is(runtime.copyWatchDebounceMs, 500);
 });
 
-test('the example configuration-qemu.toml parses to the defaults with zero warnings', (t) => {
+test('the example configuration-qemu.toml parses to the defaults, with the template enable_annotations, and zero warnings', (t) => {
   const text = readFileSync(new URL('../../examples/configuration-qemu.toml', import.meta.url), 'utf8');
   const { config, warnings } = parseOk(text);
   t.deepEqual(warnings, []);
-  t.deepEqual(config, defaultKataConfig());
+  const d = defaultKataConfig();
+  t.deepEqual(config, { ...d, hypervisor: { ...d.hypervisor, enableAnnotations: [...TEMPLATE_ENABLE_ANNOTATIONS] } });
+});
+
+test('enable_annotations absent enables no annotation (kata-types default: an empty list)', (t) => {
+  t.deepEqual(parseOk('[hypervisor.qemu]\n').config.hypervisor.enableAnnotations, []);
+  t.deepEqual(parseOk('').config.hypervisor.enableAnnotations, []);
+  t.deepEqual(parseOk('[hypervisor.qemu]\nenable_annotations = ["default_vcpus"]\n').config.hypervisor.enableAnnotations, ['default_vcpus']);
 });
 
 test('a TOML syntax error names line and column', (t) => {

@@ -1,5 +1,6 @@
 import { gzipSync } from 'node:zlib';
 import test from 'ava';
+import { TEMPLATE_ENABLE_ANNOTATIONS } from '../../ts/config/config-defaults.js';
 import { defaultKataConfig } from '../../ts/config/parse-config.js';
 import type { KataConfig } from '../../ts/config/kata-config.js';
 import type { PlanError } from '../../ts/errors.js';
@@ -35,10 +36,18 @@ function applyErr(config: KataConfig, annotations: Record<string, string>): Plan
 const encode = (toml: string): string => gzipSync(Buffer.from(toml)).toString('base64');
 
 test('an enabled hypervisor annotation overrides the config', (t) => {
-  const { config, warnings } = apply(defaultKataConfig(), { [`${HV}default_vcpus`]: '0.75', [`${HV}default_memory`]: '4096' });
+  const { config, warnings } = apply(configEnabling(...TEMPLATE_ENABLE_ANNOTATIONS), { [`${HV}default_vcpus`]: '0.75', [`${HV}default_memory`]: '4096' });
   t.is(config.hypervisor.defaultVcpus, '0.75');
   t.is(config.hypervisor.defaultMemoryMiB, 4096);
   t.deepEqual(warnings, []);
+});
+
+test('with enable_annotations absent no hypervisor annotation applies, not even the template list (default_vcpus stays 1)', (t) => {
+  const { config, warnings } = apply(defaultKataConfig(), { [`${HV}default_vcpus`]: '2', [`${HV}kernel_params`]: 'init=/bin/sh' });
+  t.is(config.hypervisor.defaultVcpus, '1');
+  t.is(config.hypervisor.kernelParams, '');
+  t.is(warnings.length, 2);
+  t.true(warnings.every((w) => w.includes('not enabled by hypervisor.qemu.enable_annotations')), warnings.join('\n'));
 });
 
 test('a hypervisor annotation not enabled is ignored with a warning naming it', (t) => {

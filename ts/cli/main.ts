@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import type { SandboxOptions } from '../lifecycle/sandbox.js';
+import { errorLine, safeLine } from '../input/escape-text.js';
 import { createLogger, LOG_LEVELS, levelFromEnv, type LogLevel } from '../log.js';
 import { registerPlanCommand } from './plan-command.js';
 import { registerVcpusCommand } from './vcpus-command.js';
@@ -39,6 +40,12 @@ export interface CliOptions {
   readonly sandbox?: Partial<SandboxOptions>;
 }
 
+/** Commander's `error: …` text (with a `(Did you mean …?)` line) as one escaped line. */
+function usageLine(text: string): string {
+  const body = text.replace(/^error: /, '').trimEnd().replace(/\n(?=\(Did you mean)/, ' ');
+  return safeLine(`kata-ts: ${body}`);
+}
+
 function buildProgram(ctx: CommandContext): Command {
   const program = new Command('kata-ts')
     .description('Host side of a Kata-Containers-compatible runtime: plans and runs VM-isolated sandboxes')
@@ -49,8 +56,9 @@ function buildProgram(ctx: CommandContext): Command {
     .configureOutput({
       writeOut: ctx.io.out,
       writeErr: ctx.io.err,
-      // Usage errors in the same `kata-ts: <where>: <what>` shape as input errors.
-      outputError: (text, write) => write(`kata-ts: ${text.replace(/^error: /, '')}`),
+      // Usage errors in the same `kata-ts: <where>: <what>` shape as input errors, on one line:
+      // commander quotes the unknown option or argument as given.
+      outputError: (text, write) => write(`${usageLine(text)}\n`),
     });
   registerPlanCommand(program, ctx);
   registerVcpusCommand(program, ctx);
@@ -78,7 +86,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo, optio
       return e.exitCode === 0 ? 0 : 2;
     }
     createLogger(ctx.logLevel()).error({ err: e }, 'internal error');
-    io.err(`kata-ts: internal error: ${e instanceof Error ? e.message : String(e)}\n`);
+    io.err(`${errorLine('internal error', e instanceof Error ? e.message : String(e))}\n`);
     return 1;
   }
 }

@@ -2,19 +2,22 @@
 // Prints the ResourcePlan as one JSON document on stdout (exit 0), or one line per problem
 // `kata-ts: <where>: <what>` on stderr and nothing on stdout (exit 2).
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { err, ok, Result, ResultAsync } from 'neverthrow';
+import { err, ok, Result } from 'neverthrow';
 import { z } from 'zod';
-import { parseKataConfig } from '../config/parse-config.js';
+import { readKataConfigFile } from '../config/read-config-file.js';
 import { formatPlanError, planError, problem, type PlanError } from '../errors.js';
 import { gatherHostFacts, gatherPathFacts } from '../host/gather-host-facts.js';
+import { quoteValue } from '../input/escape-text.js';
+import { issueMessage, jsonErrorField, parseJsonText } from '../input/json-text.js';
+import { MAX_HOST_FACTS_FILE_BYTES } from '../input/limits.js';
+import { readInputFile } from '../input/read-input-file.js';
 import { createLogger } from '../log.js';
 import type { HostFacts } from '../plan/host-facts.js';
 import { plan, type BundleInput, type ResourcePlan } from '../plan/plan.js';
-import type { RootfsMount } from '../plan/rootfs.js';
 import { readOciBundle } from '../spec/oci-spec.js';
+import { readRootfsMounts } from '../spec/rootfs-mounts-file.js';
 import type { CommandContext } from './main.js';
 
 interface PlanOptions {
@@ -29,14 +32,8 @@ const usage = (flag: string, value: string, what: string): PlanError => planErro
 /** `ID=DIR` → [id, dir]. */
 function splitBundleArg(flag: string, value: string): Result<{ id: string; dir: string }, PlanError> {
   const at = value.indexOf('=');
-  if (at <= 0 || at === value.length - 1) return err(usage(flag, value, `expected ID=BUNDLE_DIR, got ${JSON.stringify(value)}`));
+  if (at <= 0 || at === value.length - 1) return err(usage(flag, value, `expected ID=BUNDLE_DIR, got ${quoteValue(value)}`));
   return ok({ id: value.slice(0, at), dir: value.slice(at + 1) });
-}
-
-function readText(file: string, field: string): ResultAsync<string, PlanError> {
-  return ResultAsync.fromPromise(readFile(file, 'utf8'), (e) =>
-    planError(problem('input', file, field, file, `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)),
-  );
 }
 
 const HostFactsSchema = z.strictObject({
@@ -65,51 +62,16 @@ const HostFactsSchema = z.strictObject({
   rootlessDir: z.string().optional(),
 });
 
-/** containerd's Mount, as in a task-create request. */
-const RootfsMountsSchema = z.array(
-  z.strictObject({
-    type: z.string(),
-    source: z.string(),
-    target: z.string().optional(),
-    options: z.array(z.string()).default([]),
-  }),
-);
-
-/** `<bundle>/rootfs-mounts.json`, or [] when the bundle has none. */
-function readRootfsMounts(bundleDir: string, shownDir: string): ResultAsync<RootfsMount[], PlanError> {
-  const file = path.join(bundleDir, 'rootfs-mounts.json');
-  const shown = path.join(shownDir, 'rootfs-mounts.json');
-  return ResultAsync.fromPromise(readFile(file, 'utf8'), (e) => e as NodeJS.ErrnoException)
-    .orElse((e) =>
-      e.code === 'ENOENT' ? ok('[]') : err(planError(problem('input', shown, 'rootfs-mounts.json', file, `cannot read ${file}: ${e.code ?? e.message}`))),
-    )
-    .andThen((text) => {
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch (e) {
-        return err(planError(problem('input', shown, 'json', '', `invalid JSON: ${(e as Error).message}`)));
-      }
-      const parsed = RootfsMountsSchema.safeParse(json);
-      if (parsed.success) return ok(parsed.data);
-      return err(
-        planError(...parsed.error.issues.map((i) => problem('input', shown, `rootfs-mounts${i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}`, '', i.message))),
-      );
-    });
-}
-
-function readHostFacts(file: string): ResultAsync<HostFacts, PlanError> {
-  return readText(file, '--host-facts').andThen((text) => {
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (e) {
-      return err(planError(problem('input', file, 'json', '', `invalid JSON: ${(e as Error).message}`)));
-    }
-    const parsed = HostFactsSchema.safeParse(json);
-    if (parsed.success) return ok(parsed.data);
-    return err(planError(...parsed.error.issues.map((i) => problem('input', file, i.path.join('.') || '(root)', '', i.message))));
-  });
+/** `--host-facts FILE`: read like any input (regular, capped), parsed without echoing it. */
+function readHostFacts(file: string): Result<HostFacts, PlanError> {
+  const fail = (field: string, what: string) => problem('input', file, field, '', what);
+  const text = readInputFile(file, { maxBytes: MAX_HOST_FACTS_FILE_BYTES, limitName: 'MAX_HOST_FACTS_FILE_BYTES' });
+  if (text.isErr()) return err(planError(fail('--host-facts', text.error.what)));
+  const json = parseJsonText(text.value);
+  if (json.isErr()) return err(planError(fail(jsonErrorField(json.error), json.error.message)));
+  const parsed = HostFactsSchema.safeParse(json.value);
+  if (parsed.success) return ok(parsed.data);
+  return err(planError(...parsed.error.issues.map((i) => fail(i.path.map(String).join('.') || '(root)', issueMessage(i)))));
 }
 
 async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result<ResourcePlan, PlanError>> {
@@ -118,9 +80,7 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
   const containerArgs = Result.combine(opts.container.map((c) => splitBundleArg('--container', c)));
   if (containerArgs.isErr()) return err(containerArgs.error);
 
-  const configText = await readText(opts.config, '--config');
-  if (configText.isErr()) return err(configText.error);
-  const parsed = parseKataConfig(configText.value, opts.config);
+  const parsed = readKataConfigFile(opts.config);
   if (parsed.isErr()) return err(parsed.error);
 
   const bundles: BundleInput[] = [];
@@ -128,7 +88,7 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
     const read = await readOciBundle(dir);
     if (read.isErr()) return err(read.error);
     const shownDir = path.relative(process.cwd(), read.value.bundleDir) || '.';
-    const rootfsMounts = await readRootfsMounts(read.value.bundleDir, shownDir);
+    const rootfsMounts = readRootfsMounts(read.value.bundleDir, shownDir);
     if (rootfsMounts.isErr()) return err(rootfsMounts.error);
     bundles.push({ id, bundleDir: shownDir, bundlePath: read.value.bundleDir, spec: read.value.spec, rootfsMounts: rootfsMounts.value });
   }
@@ -137,7 +97,7 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
   const pathRequest = { rootfsMounts: bundles.map((b) => b.rootfsMounts ?? []), kubeletRootDir: parsed.value.config.runtime.kubeletRootDir };
   // A facts file without `paths` gets them from this machine (mount sources are real files).
   const facts = opts.hostFacts
-    ? (await readHostFacts(opts.hostFacts)).map((f): HostFacts => {
+    ? readHostFacts(opts.hostFacts).map((f): HostFacts => {
         if (f.paths !== undefined) return f;
         const gathered = gatherPathFacts({ specs, ...pathRequest });
         return { ...f, paths: gathered.paths, blockDevices: { ...gathered.blockDevices, ...f.blockDevices } };

@@ -1,5 +1,6 @@
 // `kata-ts vcpus`: the exact vCPU arithmetic on its own, for scripts and a quick native check.
 import type { Command } from 'commander';
+import { errorLine, quoteValue } from '../input/escape-text.js';
 import { call } from '../native.js';
 import type { CommandContext } from './main.js';
 
@@ -18,13 +19,13 @@ export function registerVcpusCommand(program: Command, ctx: CommandContext): voi
       const parsed = containers.map((c) => ({ text: c, value: parseContainer(c) }));
       const bad = parsed.find((p) => p.value === null);
       if (bad) {
-        ctx.io.err(`kata-ts: vcpus: container ${JSON.stringify(bad.text)}: expected QUOTA/PERIOD such as 50000/100000\n`);
+        ctx.io.err(`${errorLine('vcpus', `container ${quoteValue(bad.text)}: expected QUOTA/PERIOD such as 50000/100000`)}\n`);
         ctx.exitCode = 2;
         return;
       }
       const result = call((n) => n.calcSandboxVcpus(opts.default, parsed.map((p) => p.value!)));
       if (result.isErr()) {
-        ctx.io.err(`kata-ts: vcpus: ${result.error.message}\n`);
+        ctx.io.err(`${errorLine('vcpus', result.error.message)}\n`);
         ctx.exitCode = 2;
         return;
       }

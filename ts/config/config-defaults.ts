@@ -1,5 +1,6 @@
 // Kata's defaults for a QEMU sandbox: what runtime-rs ends up with when it loads the shipped
-// `configuration-qemu-runtime-rs.toml` on x86_64. A key the template sets takes the template's
+// `configuration-qemu-runtime-rs.toml` on x86_64, except `enable_annotations` (a security
+// allowlist: absent means none, as in kata-types). A key the template sets takes the template's
 // value (placeholders resolved with `src/runtime-rs/Makefile` + `arch/x86_64-options.mk`, PREFIX
 // /usr); a key the template leaves commented out takes what kata-types' `adjust_config` fills in
 // (`src/libs/kata-types/src/config/{default.rs,hypervisor/*.rs,agent.rs,runtime.rs}`).
@@ -20,6 +21,14 @@ export const MIN_QEMU_MEMORY_MIB = 64;
 export const QEMU_ZERO_MEMORY_MIB = 128;
 /** kata-types DEFAULT_QEMU_MEMORY_SLOTS: what a missing or zero `memory_slots` becomes. */
 export const QEMU_DEFAULT_MEMORY_SLOTS = 128;
+
+/**
+ * `enable_annotations` as the shipped runtime-rs template sets it (@DEFENABLEANNOTATIONS@). Not a
+ * default: a config without the key enables nothing (kata-types' default is an empty list).
+ */
+export const TEMPLATE_ENABLE_ANNOTATIONS: readonly string[] = [
+  'enable_iommu', 'virtio_fs_extra_args', 'kernel_params', 'kernel_verity_params', 'default_vcpus', 'default_memory',
+];
 
 function defaultHypervisor(): HypervisorConfig {
   return {
@@ -55,8 +64,9 @@ function defaultHypervisor(): HypervisorConfig {
     hotplugVfio: 'no-port', // template comment: "The default setting is no-port"
     coldplugVfio: 'no-port', // template comment: "The default setting is no-port"
     rootless: false, // template: commented out
-    // template @DEFENABLEANNOTATIONS@
-    enableAnnotations: ['enable_iommu', 'virtio_fs_extra_args', 'kernel_params', 'kernel_verity_params', 'default_vcpus', 'default_memory'],
+    // kata-types SecurityInfo: `#[serde(default)]`, so an absent key enables no annotation. The
+    // template's list (TEMPLATE_ENABLE_ANNOTATIONS) applies only when a config file says so.
+    enableAnnotations: [],
     validHypervisorPaths: [DEFAULT_QEMU_PATH], // template @QEMUVALIDHYPERVISORPATHS@
     initdata: '', // kata-types SecurityInfo default
     confidentialGuest: false, // template: commented out, "Default false"

@@ -11,6 +11,7 @@ import {
   type BlockDriver,
   type SharedFs,
 } from './kata-config.js';
+import { clipValue, quoteValue } from '../input/escape-text.js';
 import { MAX_QEMU_VCPUS, MIN_QEMU_MEMORY_MIB, QEMU_DEFAULT_MEMORY_SLOTS, QEMU_ZERO_MEMORY_MIB } from './config-defaults.js';
 
 export type Rule<T> = Result<T, string>;
@@ -27,14 +28,14 @@ function allowedList(allowed: readonly string[]): string {
 export function blockDriver(value: string): Rule<BlockDriver> {
   if (value === '') return ok('virtio-blk-pci');
   if (oneOf(BLOCK_DRIVERS, value)) return ok(value);
-  return err(`${value} is unsupported block device type. ${allowedList(BLOCK_DRIVERS)}`);
+  return err(`${clipValue(value)} is unsupported block device type. ${allowedList(BLOCK_DRIVERS)}`);
 }
 
 /** `block_device_aio`: "" → io_uring (kata-types DEFAULT_BLOCK_DEVICE_AIO). */
 export function blockAio(value: string): Rule<BlockAio> {
   if (value === '') return ok('io_uring');
   if (oneOf(BLOCK_AIO_MODES, value)) return ok(value);
-  return err(`${value} is unsupported block device AIO mode. ${allowedList(BLOCK_AIO_MODES)}`);
+  return err(`${clipValue(value)} is unsupported block device AIO mode. ${allowedList(BLOCK_AIO_MODES)}`);
 }
 
 /** Sector sizes: 0 (hypervisor default) or a power of two in [512, 65536]. */
@@ -59,7 +60,7 @@ export function sectorOrder(logical: number, physical: number): Rule<void> {
 export function sharedFs(value: string): Rule<SharedFs> {
   if (value === '') return ok('virtio-fs');
   if (oneOf(SHARED_FS_KINDS, value)) return ok(value);
-  return err(`Invalid shared_fs type ${value}; ${allowedList(SHARED_FS_KINDS)}`);
+  return err(`Invalid shared_fs type ${clipValue(value)}; ${allowedList(SHARED_FS_KINDS)}`);
 }
 
 const VIRTIO_FS_CACHE_MODES = ['never', 'auto', 'always'] as const;
@@ -68,7 +69,7 @@ const VIRTIO_FS_CACHE_MODES = ['never', 'auto', 'always'] as const;
 export function virtioFsCache(value: string): Rule<string> {
   if (value === '' || value === 'none') return ok('never');
   if (oneOf(VIRTIO_FS_CACHE_MODES, value)) return ok(value);
-  return err(`Invalid virtio-fs cache mode: ${value}; ${allowedList(VIRTIO_FS_CACHE_MODES)}`);
+  return err(`Invalid virtio-fs cache mode: ${clipValue(value)}; ${allowedList(VIRTIO_FS_CACHE_MODES)}`);
 }
 
 const DECIMAL_TEXT = /^(\d+(\.\d*)?|\.\d+)$/;
@@ -89,13 +90,13 @@ export function overheadVcpuText(value: number | string): Rule<string> {
 
 function decimalText(value: number | string): Rule<string> {
   const textValue = typeof value === 'number' ? String(value) : value.trim();
-  if (typeof value === 'number' && !Number.isFinite(value)) return err(`${textValue} is not a finite number`);
-  if (textValue.startsWith('-')) return err(`${textValue} must not be negative`);
-  if (/e/i.test(textValue)) return err(`${textValue}: write the amount as a plain decimal, not in exponent form`);
+  if (typeof value === 'number' && !Number.isFinite(value)) return err(`${clipValue(textValue)} is not a finite number`);
+  if (textValue.startsWith('-')) return err(`${clipValue(textValue)} must not be negative`);
+  if (/e/i.test(textValue)) return err(`${clipValue(textValue)}: write the amount as a plain decimal, not in exponent form`);
   if (!DECIMAL_TEXT.test(textValue) || textValue.length > 64) {
-    return err(`${JSON.stringify(textValue)} is not a decimal number such as 1 or 0.75`);
+    return err(`${quoteValue(textValue)} is not a decimal number such as 1 or 0.75`);
   }
-  if (Number(textValue) > MAX_QEMU_VCPUS) return err(`Qemu hypervisor can not support ${textValue} vCPUs`);
+  if (Number(textValue) > MAX_QEMU_VCPUS) return err(`Qemu hypervisor can not support ${clipValue(textValue)} vCPUs`);
   return ok(textValue);
 }
 
@@ -129,7 +130,7 @@ const VFIO_PORTS = ['no-port', 'bridge-port', 'root-port', 'switch-port'] as con
 export function vfioPort(value: string): Rule<string> {
   if (value === '') return ok('no-port');
   if (oneOf(VFIO_PORTS, value)) return ok(value);
-  return err(`invalid VFIO port ${value}; ${allowedList(VFIO_PORTS)}`);
+  return err(`invalid VFIO port ${clipValue(value)}; ${allowedList(VFIO_PORTS)}`);
 }
 
 const NETWORK_MODELS = ['macvtap', 'none', 'tcfilter', 'l3forwarding'] as const;
@@ -138,7 +139,7 @@ const NETWORK_MODELS = ['macvtap', 'none', 'tcfilter', 'l3forwarding'] as const;
 export function internetworkingModel(value: string): Rule<string> {
   if (value === '') return ok('tcfilter');
   if (oneOf(NETWORK_MODELS, value)) return ok(value);
-  return err(`Invalid internetworking_model \`${value}\`; ${allowedList(NETWORK_MODELS)}`);
+  return err(`Invalid internetworking_model \`${clipValue(value)}\`; ${allowedList(NETWORK_MODELS)}`);
 }
 
 const VFIO_MODES = ['vfio', 'guest-kernel'] as const;
@@ -147,13 +148,13 @@ const VFIO_MODES = ['vfio', 'guest-kernel'] as const;
 export function vfioMode(value: string): Rule<string> {
   if (value === '') return ok('guest-kernel');
   if (oneOf(VFIO_MODES, value)) return ok(value);
-  return err(`Invalid vfio_mode \`${value}\`; ${allowedList(VFIO_MODES)}`);
+  return err(`Invalid vfio_mode \`${clipValue(value)}\`; ${allowedList(VFIO_MODES)}`);
 }
 
 /** A host path that must be absolute when set (Kata resolves it on the host; the parser only checks the form). */
 export function absolutePathOrEmpty(value: string): Rule<string> {
   if (value === '' || value.startsWith('/')) return ok(value);
-  return err(`${JSON.stringify(value)} must be an absolute path`);
+  return err(`${quoteValue(value)} must be an absolute path`);
 }
 
 /** Like absolutePathOrEmpty, but the path is required. */
@@ -167,7 +168,7 @@ export function annotationPatterns(patterns: readonly string[]): Rule<readonly s
     try {
       new RegExp(p);
     } catch (e) {
-      return err(`invalid regular expression ${JSON.stringify(p)}: ${e instanceof Error ? e.message : String(e)}`);
+      return err(`invalid regular expression ${quoteValue(p)}: ${e instanceof Error ? e.message : String(e)}`);
     }
   }
   return ok(patterns);

@@ -1,5 +1,6 @@
 // Lifecycle errors: which step failed, for which sandbox, and why (the lower layer's message).
 // The CLI prints them as `kata-ts: <sandbox id>: <step>: <what>`.
+import { errorLine, safeLine } from '../input/escape-text.js';
 
 export type LifecycleStep =
   | 'input'
@@ -38,10 +39,11 @@ export function stepError(sandboxId: string, step: LifecycleStep, e: { readonly 
 
 /** `kata-ts: …` lines for an error. */
 export function formatLifecycleError(e: LifecycleError): string[] {
-  if (e.kind === 'input') return [...e.lines];
+  // Control characters escaped here, where every lifecycle error is rendered (ts/input/escape-text.ts).
+  if (e.kind === 'input') return e.lines.map(safeLine);
   const where = e.sandboxId === '' ? 'sandbox' : e.sandboxId;
   const step = e.kind === 'step' ? `${e.step}: ` : '';
-  return [`kata-ts: ${where}: ${step}${e.message}`];
+  return [errorLine(where, `${step}${e.message}`)];
 }
 
 export function stateError(sandboxId: string, message: string): LifecycleError {

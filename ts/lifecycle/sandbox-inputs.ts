@@ -2,23 +2,17 @@
 // `rootfs-mounts.json`), and this machine's host facts; and the random source the planner draws
 // names from, recorded so a later re-plan (adding a container) draws the same names again.
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { err, ok, ResultAsync, type Result } from 'neverthrow';
-import { z } from 'zod';
-import { parseKataConfig, type ParsedConfig } from '../config/parse-config.js';
+import { ResultAsync } from 'neverthrow';
+import type { ParsedConfig } from '../config/parse-config.js';
+import { readKataConfigFile } from '../config/read-config-file.js';
 import { formatPlanError, type PlanError } from '../errors.js';
 import { gatherHostFacts } from '../host/gather-host-facts.js';
 import type { HostFacts } from '../plan/host-facts.js';
 import type { BundleInput } from '../plan/plan.js';
-import type { RootfsMount } from '../plan/rootfs.js';
 import type { RandomHex } from '../plan/volumes-paths.js';
 import { readOciBundle } from '../spec/oci-spec.js';
+import { readRootfsMounts } from '../spec/rootfs-mounts-file.js';
 import type { LifecycleError } from './errors.js';
-
-const RootfsMountsSchema = z.array(
-  z.strictObject({ type: z.string(), source: z.string(), target: z.string().optional(), options: z.array(z.string()).default([]) }),
-);
 
 function inputError(sandboxId: string, lines: string[]): LifecycleError {
   return { kind: 'input', sandboxId, lines, message: lines.join('; ') };
@@ -26,26 +20,9 @@ function inputError(sandboxId: string, lines: string[]): LifecycleError {
 
 const fromPlanError = (sandboxId: string) => (e: PlanError) => inputError(sandboxId, formatPlanError(e));
 
+/** configuration.toml, read as every input is (ts/input/read-input-file.ts). */
 export function readConfig(sandboxId: string, configPath: string): ResultAsync<ParsedConfig, LifecycleError> {
-  return ResultAsync.fromPromise(readFile(configPath, 'utf8'), (e) =>
-    inputError(sandboxId, [`kata-ts: ${configPath}: cannot read: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]),
-  ).andThen((text) => parseKataConfig(text, configPath).mapErr(fromPlanError(sandboxId)));
-}
-
-/** `<bundle>/rootfs-mounts.json` (a shim's rootfs mounts), or none. */
-function readRootfsMounts(sandboxId: string, bundleDir: string): ResultAsync<RootfsMount[], LifecycleError> {
-  const file = path.join(bundleDir, 'rootfs-mounts.json');
-  return ResultAsync.fromPromise(readFile(file, 'utf8'), (e) => e as NodeJS.ErrnoException)
-    .orElse((e) => (e.code === 'ENOENT' ? ok('[]') : err(inputError(sandboxId, [`kata-ts: ${file}: cannot read: ${e.code ?? e.message}`]))))
-    .andThen((text): Result<RootfsMount[], LifecycleError> => {
-      try {
-        const parsed = RootfsMountsSchema.safeParse(JSON.parse(text));
-        if (parsed.success) return ok(parsed.data);
-        return err(inputError(sandboxId, parsed.error.issues.map((i) => `kata-ts: ${file}: ${i.path.join('.')}: ${i.message}`)));
-      } catch (e) {
-        return err(inputError(sandboxId, [`kata-ts: ${file}: invalid JSON: ${(e as Error).message}`]));
-      }
-    });
+  return new ResultAsync(Promise.resolve(readKataConfigFile(configPath).mapErr(fromPlanError(sandboxId))));
 }
 
 /** A bundle as the planner takes it; `args` replaces `process.args` (`kata-ts run … -- cmd`). */
@@ -53,7 +30,7 @@ export function readBundle(sandboxId: string, id: string, dir: string, args?: re
   return readOciBundle(dir)
     .mapErr(fromPlanError(sandboxId))
     .andThen(({ spec, bundleDir }) =>
-      readRootfsMounts(sandboxId, bundleDir).map((rootfsMounts): BundleInput => {
+      readRootfsMounts(bundleDir).mapErr(fromPlanError(sandboxId)).map((rootfsMounts): BundleInput => {
         const process = { user: { uid: 0, gid: 0 }, cwd: '/', ...spec.process, args: [...(args ?? [])] };
         const withArgs = args && args.length > 0 ? { ...spec, process } : spec;
         return { id, bundleDir, bundlePath: bundleDir, spec: withArgs, rootfsMounts };

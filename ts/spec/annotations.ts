@@ -8,6 +8,9 @@ import { MAX_QEMU_VCPUS } from '../config/config-defaults.js';
 import * as rules from '../config/config-rules.js';
 import type { AgentConfig, HypervisorConfig, KataConfig, RuntimeConfig } from '../config/kata-config.js';
 import { planError, problem, type PlanError, type Problem } from '../errors.js';
+import { decodeStandardBase64 } from '../input/base64.js';
+import { clipValue, hasControl, quoteValue } from '../input/escape-text.js';
+import { MAX_ANNOTATION_VALUE_BYTES } from '../input/limits.js';
 
 export const KATA_CONFIG_PREFIX = 'io.katacontainers.config.';
 export const HYPERVISOR_PREFIX = 'io.katacontainers.config.hypervisor.';
@@ -32,13 +35,13 @@ const U32_MAX = 4294967295;
 /** Kata reads booleans with Rust's `bool::from_str`: exactly `true` or `false`. */
 function parseBool(value: string): rules.Rule<boolean> {
   const v = value.trim();
-  return v === 'true' || v === 'false' ? ok(v === 'true') : err(`${JSON.stringify(value)} is not a boolean (true or false)`);
+  return v === 'true' || v === 'false' ? ok(v === 'true') : err(`${quoteValue(value)} is not a boolean (true or false)`);
 }
 
 function parseU32(value: string): rules.Rule<number> {
   const v = value.trim();
   const n = /^\+?\d+$/.test(v) ? Number(v) : NaN;
-  return Number.isSafeInteger(n) && n <= U32_MAX ? ok(n) : err(`${JSON.stringify(value)} is not an integer in [0, ${U32_MAX}]`);
+  return Number.isSafeInteger(n) && n <= U32_MAX ? ok(n) : err(`${quoteValue(value)} is not an integer in [0, ${U32_MAX}]`);
 }
 
 const setBool = (set: (d: Draft, v: boolean) => void): Apply => (value, d) => parseBool(value).map((v) => set(d, v));
@@ -60,9 +63,9 @@ export function parseMemoryMiB(value: string): rules.Rule<number> {
   const m = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/.exec(value.trim());
   const unit = m?.[2]?.toLowerCase() ?? '';
   const factor = unit === '' ? 2 ** 20 : Object.hasOwn(UNIT_BYTES, unit) ? UNIT_BYTES[unit] : undefined;
-  if (m === null || factor === undefined) return err(`${JSON.stringify(value)} is not a memory size such as 2048 or 2Gi`);
+  if (m === null || factor === undefined) return err(`${quoteValue(value)} is not a memory size such as 2048 or 2Gi`);
   const mib = Math.floor((Number(m[1]) * factor) / 2 ** 20);
-  if (mib > U32_MAX) return err(`${value} is too large`);
+  if (mib > U32_MAX) return err(`${clipValue(value)} is too large`);
   if (mib < 64) return err(`memory specified in annotation ${mib} is less than minimum limitation 64`);
   return ok(mib);
 }
@@ -78,12 +81,20 @@ export function replaceKernelParams(current: string, update: string): string {
 }
 
 /**
+ * The `kernel_params` annotation, merged into the config's as Kata does. Kata takes any text;
+ * kata-ts refuses control characters: the kernel splits parameters on any whitespace (a newline
+ * too) while the by-key replacement splits on spaces only, so "quiet\ninit=/x" would slip a
+ * parameter past the replacement.
+ */
+function kernelParamsText(value: string): rules.Rule<string> {
+  return hasControl(value) ? err(`${quoteValue(value)} contains a control character; separate parameters with spaces`) : ok(value);
+}
+
+/**
  * Decompressed initdata cap. The reference has none, so a small gzip bomb in one annotation
  * (~1000:1) made the planner allocate hundreds of MiB; initdata documents are a few KiB.
  */
 export const MAX_INITDATA_BYTES = 4 * 1024 * 1024;
-
-const BASE64_STANDARD = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
  * Decodes `cc_init_data` (base64 STANDARD of gzip of TOML) to the raw TOML text, not re-serialised
@@ -91,14 +102,14 @@ const BASE64_STANDARD = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+
  */
 export function decodeInitdataAnnotation(value: string): rules.Rule<string> {
   if (value === '') return ok('');
-  // Buffer.from(…, 'base64') skips characters it does not know; Kata's decoder refuses them.
-  if (!BASE64_STANDARD.test(value)) return err('base64 decode: not padded standard base64');
+  const compressed = decodeStandardBase64(value);
+  if (compressed === null) return err('base64 decode: not padded standard base64');
   let gz: Buffer;
   try {
-    gz = gunzipSync(Buffer.from(value, 'base64'), { maxOutputLength: MAX_INITDATA_BYTES });
+    gz = gunzipSync(compressed, { maxOutputLength: MAX_INITDATA_BYTES });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') return err(`gz decoder failed: initdata larger than ${MAX_INITDATA_BYTES} bytes once decompressed`);
-    return err(`gz decoder failed: ${e instanceof Error ? e.message : String(e)}`);
+    return err(`gz decoder failed: ${e instanceof Error ? clipValue(e.message) : 'not gzip data'}`);
   }
   try {
     return ok(new TextDecoder('utf-8', { fatal: true }).decode(gz));
@@ -110,7 +121,7 @@ export function decodeInitdataAnnotation(value: string): rules.Rule<string> {
 /** `default_vcpus` as exact decimal text, with Kata's annotation message for too many vCPUs. */
 function annotationVcpus(value: string): rules.Rule<string> {
   const v = value.trim();
-  if (Number(v) > MAX_QEMU_VCPUS) return err(`Vcpus specified in annotation ${v} is more than maximum limitation ${MAX_QEMU_VCPUS}`);
+  if (Number(v) > MAX_QEMU_VCPUS) return err(`Vcpus specified in annotation ${clipValue(v)} is more than maximum limitation ${MAX_QEMU_VCPUS}`);
   return rules.vcpuDecimalText(v);
 }
 
@@ -150,7 +161,7 @@ export function globToRegExp(pattern: string): rules.Rule<RegExp> {
     const c = chars[i]!;
     if (c === '[') {
       const cls = globClass(chars, i);
-      if (cls.isErr()) return err(`invalid glob pattern ${JSON.stringify(pattern)}: ${cls.error}`);
+      if (cls.isErr()) return err(`invalid glob pattern ${quoteValue(pattern)}: ${cls.error}`);
       re += cls.value.regex;
       i = cls.value.next;
       continue;
@@ -165,7 +176,7 @@ function allowedPath(d: Draft, value: string): rules.Rule<void> {
   const patterns = d.hv.validHypervisorPaths.map(globToRegExp);
   if (patterns.some((p) => p.isOk() && p.value.test(value))) return ok(undefined);
   const invalid = patterns.flatMap((p) => (p.isErr() ? [`; ${p.error}`] : [])).join('');
-  return err(`${value} is not allowed by valid_hypervisor_paths [${d.hv.validHypervisorPaths.join(', ')}]${invalid}`);
+  return err(`${clipValue(value)} is not allowed by valid_hypervisor_paths [${d.hv.validHypervisorPaths.join(', ')}]${invalid}`);
 }
 
 const HYPERVISOR_KEYS: Readonly<Record<string, Apply>> = {
@@ -174,7 +185,7 @@ const HYPERVISOR_KEYS: Readonly<Record<string, Apply>> = {
   image: setRule(rules.absolutePath, (d, v) => (d.hv.image = v)),
   initrd: setRule(rules.absolutePath, (d, v) => (d.hv.initrd = v)),
   firmware: setRule(rules.absolutePath, (d, v) => (d.hv.firmware = v)),
-  kernel_params: (v, d) => ok(void (d.hv.kernelParams = replaceKernelParams(d.hv.kernelParams, v))),
+  kernel_params: setRule(kernelParamsText, (d, v) => (d.hv.kernelParams = replaceKernelParams(d.hv.kernelParams, v))),
   machine_type: (v, d) => ok(void (d.hv.machineType = v)),
   machine_accelerators: (v, d) => ok(void (d.hv.machineAccelerators = v)),
   cpu_features: (v, d) => ok(void (d.hv.cpuFeatures = v)),
@@ -239,8 +250,11 @@ const IGNORED_OTHER_KEYS: ReadonlySet<string> = new Set([
   `${RUNTIME_PREFIX}agent_name`,
 ]);
 
-function shown(value: string): string {
-  return value.length > 80 ? `${value.slice(0, 77)}...` : value;
+/** Any annotation value is checked against MAX_ANNOTATION_VALUE_BYTES before it is parsed. */
+function withinCap(value: string): rules.Rule<string> {
+  const bytes = Buffer.byteLength(value);
+  if (bytes <= MAX_ANNOTATION_VALUE_BYTES) return ok(value);
+  return err(`value of ${bytes} bytes is larger than ${MAX_ANNOTATION_VALUE_BYTES} bytes (MAX_ANNOTATION_VALUE_BYTES)`);
 }
 
 /**
@@ -264,8 +278,8 @@ export function applyConfigAnnotations(
   for (const key of keys) {
     const value = annotations[key] ?? '';
     const apply = (fn: Apply | undefined): void => {
-      const result = fn === undefined ? err(`Invalid annotation type ${key}`) : fn(value, draft);
-      if (result.isErr()) problems.push(problem('annotation', source, key, shown(value), result.error));
+      const result = fn === undefined ? err(`Invalid annotation type ${key}`) : withinCap(value).andThen((v) => fn(v, draft));
+      if (result.isErr()) problems.push(problem('annotation', source, key, clipValue(value), result.error));
     };
     if (key.startsWith(HYPERVISOR_PREFIX)) {
       const name = key.slice(HYPERVISOR_PREFIX.length);

@@ -3,6 +3,7 @@
 // `k8s.rs::container_type_with_id` and runtime-rs `virtual_volume.rs::get_image_reference`.
 import { err, ok, type Result } from 'neverthrow';
 import { problem, type Problem } from '../errors.js';
+import { clipValue } from '../input/escape-text.js';
 
 /** CRI-O annotation keys. */
 export const CRIO_CONTAINER_TYPE = 'io.kubernetes.cri-o.ContainerType';
@@ -86,7 +87,7 @@ export function imageReference(annotations: Annotations): Result<string, Problem
     const imageKey = key === CRIO_CONTAINER_TYPE ? CRIO_IMAGE_NAME : CRI_IMAGE_NAME;
     const image = get(annotations, imageKey);
     return image === undefined
-      ? err(problem('annotation', 'annotations', imageKey, '', `get image reference failed (${key}=${value} but no ${imageKey})`))
+      ? err(problem('annotation', 'annotations', imageKey, '', `get image reference failed (${key}=${clipValue(value ?? '')} but no ${imageKey})`))
       : ok(image);
   }
   const fallback = get(annotations, CRI_IMAGE_NAME) ?? get(annotations, CRIO_IMAGE_NAME);

@@ -1,10 +1,12 @@
 // The OCI runtime spec (bundle config.json) as a typed subset. Fields kata-ts does not read are
 // kept as they are (loose objects), because the spec is later forwarded to the agent.
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { z } from 'zod';
 import { planError, problem, type PlanError, type Problem } from '../errors.js';
+import { issueMessage, jsonErrorField, parseJsonText } from '../input/json-text.js';
+import { MAX_SPEC_FILE_BYTES } from '../input/limits.js';
+import { readInputFile } from '../input/read-input-file.js';
 
 const BEYOND_2_53 = 'is beyond ±2^53 and cannot be represented exactly';
 
@@ -119,21 +121,8 @@ function valueAt(root: unknown, parts: readonly PropertyKey[]): unknown {
   return parts.reduce<unknown>((v, p) => (typeof v === 'object' && v !== null ? (v as Record<PropertyKey, unknown>)[p] : undefined), root);
 }
 
-/** Line and column (1-based) of a character offset. */
-function lineColumn(text: string, offset: number): string {
-  const before = text.slice(0, offset).split('\n');
-  return `${before.length}:${(before.at(-1)?.length ?? 0) + 1}`;
-}
-
 function parseJson(text: string, source: string): Result<unknown, PlanError> {
-  try {
-    return ok(JSON.parse(text) as unknown);
-  } catch (e) {
-    const message = e instanceof Error ? e.message : String(e);
-    const position = /at position (\d+)/.exec(message)?.[1];
-    const where = position === undefined ? 'json' : lineColumn(text, Number(position));
-    return err(planError(problem('spec', source, where, '', `invalid JSON: ${message}`)));
-  }
+  return parseJsonText(text).mapErr((e) => planError(problem('spec', source, jsonErrorField(e), '', e.message)));
 }
 
 /** Parses a config.json text; `source` names the file in problems. Reports every problem found. */
@@ -147,20 +136,23 @@ export function parseOciSpec(text: string, source: string): Result<OciSpec, Plan
     const problems: Problem[] = parsed.error.issues.map((issue) => {
       const field = fieldPath(issue.path) || '(root)';
       const value = valueAt(json, issue.path);
-      const what = value === undefined && issue.code === 'invalid_type' ? 'is required' : issue.message;
+      const what = value === undefined && issue.code === 'invalid_type' ? 'is required' : issueMessage(issue);
       return problem('spec', source, field, value ?? '', what);
     });
     return err(planError(...problems));
   });
 }
 
-/** Reads and parses `<dir>/config.json`; `bundleDir` is `dir` made absolute. */
+/**
+ * Reads and parses `<dir>/config.json`; `bundleDir` is `dir` made absolute. The file is read with
+ * readInputFile: a regular file, not a symlink (whoever made the bundle chose its names), at most
+ * MAX_SPEC_FILE_BYTES.
+ */
 export function readOciBundle(dir: string): ResultAsync<{ spec: OciSpec; bundleDir: string }, PlanError> {
   const bundleDir = path.resolve(dir);
   const file = path.join(bundleDir, 'config.json');
-  return ResultAsync.fromPromise(readFile(file, 'utf8'), (e) => {
-    const code = (e as NodeJS.ErrnoException).code;
-    const what = code === 'ENOENT' ? `no config.json in bundle ${bundleDir}` : `cannot read ${file}: ${(e as Error).message}`;
-    return planError(problem('spec', file, 'config.json', file, what));
-  }).andThen((text) => parseOciSpec(text, file).map((spec) => ({ spec, bundleDir })));
+  const read = readInputFile(file, { maxBytes: MAX_SPEC_FILE_BYTES, limitName: 'MAX_SPEC_FILE_BYTES', noFollow: true }).mapErr((e) =>
+    planError(problem('spec', file, 'config.json', '', e.kind === 'missing' ? `no config.json in bundle ${bundleDir}` : e.what)),
+  );
+  return new ResultAsync(Promise.resolve(read.andThen((text) => parseOciSpec(text, file).map((spec) => ({ spec, bundleDir })))));
 }
