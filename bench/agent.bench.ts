@@ -4,14 +4,15 @@
 // agent.copy_throughput: a 64 MiB file sent as 1 MiB chunked CopyFile requests into the agent's
 // root (read + send + agent write/rename) against `cp` of the same file.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { connectAgent, type AgentClient } from '../ts/agent/client.js';
-import { copyFileChunked } from '../ts/agent/copy.js';
+import { guestPath } from '../ts/paths.js';
+import { startLiveSync } from '../ts/sync/live-sync.js';
 import { higherIsBetter, lowerIsBetter, type Metrics } from './metric.js';
 
 const AGENT_BIN = fileURLToPath(new URL('../target/x86_64-unknown-linux-gnu/release/kata-ts-agent', import.meta.url));
@@ -98,11 +99,12 @@ export async function run(): Promise<Metrics> {
 
     const src = join(dir, 'src.bin');
     writeFileSync(src, randomBytes(FILE_MIB << 20));
-    const mode = statSync(src).mode;
+    // The production copy engine (crates/watch through ts/sync), copying once without watching.
     const copyOnce = async (i: number) => {
       const start = process.hrtime.bigint();
-      const data = readFileSync(src);
-      (await copyFileChunked(agent.client, { path: `${GUEST}bench/file-${i}`, fileMode: mode, dirMode: 0o40750 }, data))._unsafeUnwrap();
+      const dest = guestPath(`${GUEST}bench-file-${i}`)._unsafeUnwrap();
+      const target = { kind: 'unix', path: join(dir, 'agent.sock') } as const;
+      (await startLiveSync({ source: src, destinations: [dest], agent: target, connection: agent.client.connection, watch: false }))._unsafeUnwrap().close();
       return Number(process.hrtime.bigint() - start) / 1e9;
     };
     const cpOnce = (i: number) => {
@@ -117,7 +119,7 @@ export async function run(): Promise<Metrics> {
     for (let i = 0; i < 3; i++) {
       copySecs.push(await copyOnce(i));
       cpSecs.push(cpOnce(i));
-      rmSync(join(agent.root, GUEST, 'bench', `file-${i}`), { force: true });
+      rmSync(join(agent.root, GUEST, `bench-file-${i}`), { force: true });
       rmSync(join(dir, `cp-${i}.bin`), { force: true });
     }
     metrics['agent.copy_throughput'] = higherIsBetter(

@@ -14,7 +14,7 @@ import { lowerIsBetter, type Metrics } from './metric.js';
 import { bootAgentGuest } from '../ts/guest/boot-agent-guest.js';
 import { GuestShell, SHELL_BOOT_PARAMS } from '../ts/guest/guest-shell.js';
 import { launchVm } from '../ts/qemu/launch.js';
-import { createAndStart, createSandbox, GUEST_IMAGE, missingGuestParts, podFixture, prepareContainer, readAllStdout } from '../__test__/guest/guest-fixture.js';
+import { createAndStart, createSandbox, GUEST_IMAGE, missingGuestParts, podFixture, prepareContainer, readAllStdout } from '../__test__/guest/planned-pod.js';
 
 const BOOTS = 3;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -28,7 +28,7 @@ async function agentBoot(): Promise<{ bootMs: number; startMs: number[] }> {
       await createSandbox(g.agent, f.plan);
       const startMs: number[] = [];
       for (const c of f.plan.containers) {
-        await prepareContainer(g.agent, g.vm.vm.qmp, c);
+        await prepareContainer(g.agent, { kind: 'unix', path: g.vm.agentSocket }, g.vm.vm.qmp, c);
         const t0 = performance.now();
         await createAndStart(g.agent, c);
         let first = 0;

@@ -5,7 +5,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { copyFileChunked } from '../../ts/agent/copy.js';
 import { connect, startAgent, type RunningAgent } from './agent-harness.js';
 
 const GUEST = '/run/kata-containers/shared/containers/';
@@ -67,7 +66,9 @@ test('chunked CopyFile with offsets reassembles the file and renames it only whe
   (await c.copyFile({ ...base, offset: 0n, data: data.subarray(0, chunk) }))._unsafeUnwrap();
   t.false(existsSync(onHost(agent, path)), 'not visible before the last chunk');
   t.true(existsSync(onHost(agent, `${GUEST}c1-data/blob.tmp`)), 'written to <name>.tmp');
-  (await copyFileChunked(c, { path, fileMode: 0o100600, dirMode: 0o40750 }, data, chunk))._unsafeUnwrap();
+  for (let at = 0; at < data.length; at += chunk) {
+    (await c.copyFile({ ...base, offset: BigInt(at), data: data.subarray(at, at + chunk) }))._unsafeUnwrap();
+  }
   t.true(readFileSync(onHost(agent, path)).equals(data));
   t.false(existsSync(onHost(agent, `${GUEST}c1-data/blob.tmp`)));
   const offsets = agent.records().filter((r) => r.method === 'CopyFile').map((r) => /offset: (\d+)/.exec(r.request)?.[1] ?? '0');

@@ -10,7 +10,6 @@ import { isAlive } from '../../ts/lifecycle/process-ref.js';
 import { cleanup, createSandbox, deleteSandbox } from '../../ts/lifecycle/sandbox.js';
 import { StateStore } from '../../ts/lifecycle/state-store.js';
 import { hostConst } from '../../ts/paths.js';
-import { VolumeManager } from '../../ts/plan/volume-manager.js';
 import type { SyncEvent } from '../../ts/sync/live-sync.js';
 import { VolumeSyncs } from '../../ts/sync/volume-syncs.js';
 import { fixture, leftovers, watcherThreads } from '../lifecycle/lifecycle-harness.js';
@@ -58,7 +57,7 @@ test.serial('agent killed during a watcher resync: the sync reports an error eve
   const recorded = [sb.state.vm!.qemu!];
   const events: Array<{ source: string; event: SyncEvent }> = [];
   // The same syncs the lifecycle would make (it keeps a preset one), with the event callback attached.
-  sb.syncs = new VolumeSyncs(new VolumeManager(), {
+  sb.syncs = new VolumeSyncs({
     agent: { kind: 'unix', path: sb.vm.agentSocket },
     connection: sb.agent.connection,
     debounceMs: 50,

@@ -1,208 +1,198 @@
-// Host side of the guest end-to-end test and benchmark, without ava: a pod of two containers
-// planned by the real planner from example specs, on real host paths — a busybox ext4 rootfs
-// image per container (copies of build/rootfs/busybox.ext4), a kubelet-style configmap directory
-// (`..data` symlinks), a host tmpfs of a known size as the sandbox's /dev/shm source — and the
-// steps that run one planned container through the agent. `cleanup()` unmounts and removes all.
+// Host side of the guest end-to-end test: a pod as a runtime would hand it to the lifecycle, on
+// real host paths — a Kata config for the built guest (TCG, shared_fs = none, the given block
+// driver), two OCI bundles (`rootfs-mounts.json`: a copy of build/rootfs/busybox.ext4 each, as a
+// blockfile `loop` mount), a kubelet-style configmap directory (`..data` symlinks) bound at
+// /etc/config, a host tmpfs of a known size as /dev/shm's source, a unique cgroup subtree — and
+// the kubelet's atomic `..data` swap to update the configmap. `cleanup()` runs the lifecycle's
+// cleanup, unmounts and removes everything.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fromJson } from '@bufbuild/protobuf';
-import type { AgentClient } from '../../ts/agent/client.js';
-import type { BlockDriver, HypervisorConfig, KataConfig } from '../../ts/config/kata-config.js';
-import { parseKataConfig } from '../../ts/config/parse-config.js';
-import { CreateContainerRequestSchema, CreateSandboxRequestSchema } from '../../ts/gen/agent_pb.js';
-import { copyStepToGuest } from '../../ts/guest/copy-to-guest.js';
-import { guestImage, type GuestImage } from '../../ts/guest/guest-shell.js';
-import { gatherHostFacts } from '../../ts/host/gather-host-facts.js';
-import { plan, type ContainerPlan, type ResourcePlan } from '../../ts/plan/plan.js';
-import { hotplugBlock, unplugBlock } from '../../ts/qemu/hotplug.js';
-import type { QmpClient } from '../../ts/qemu/qmp-client.js';
-import { parseOciSpec, type OciSpec } from '../../ts/spec/oci-spec.js';
+import type { BlockDriver } from '../../ts/config/kata-config.js';
+import { cleanup, type SandboxOptions } from '../../ts/lifecycle/sandbox.js';
+import { isAlive, processesWithArg } from '../../ts/lifecycle/process-ref.js';
+import type { ProcessRef } from '../../ts/lifecycle/state-schema.js';
+import { hierarchies, removeSubtree, uniqueSubtree } from '../harness/cgroup-subtree.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
-/** The guest (`make guest`): kernel + initramfs, null when not built. */
-export const GUEST_IMAGE: GuestImage | null = guestImage(path.join(repoRoot, 'build/guest'));
+const GUEST_DIR = path.join(repoRoot, 'build/guest');
 /** The busybox rootfs image (`make guest`). */
 export const ROOTFS_IMAGE = path.join(repoRoot, 'build/rootfs/busybox.ext4');
+
 /** What `make guest` left out, or null when the end-to-end test can run. */
 export function missingGuestParts(): string | null {
-  if (GUEST_IMAGE === null) return 'build/guest/{vmlinux,initramfs.cpio.gz} missing: run `make guest`';
+  for (const f of ['vmlinux', 'initramfs.cpio.gz']) {
+    if (!existsSync(path.join(GUEST_DIR, f))) return `build/guest/${f} missing: run \`make guest\``;
+  }
   if (!existsSync(ROOTFS_IMAGE)) return 'build/rootfs/busybox.ext4 missing: run `make guest`';
   return null;
 }
 
-export const CONFIGMAP_TEXT = 'value-from-configmap\n';
 /** Host tmpfs size for the sandbox's /dev/shm source: the planner takes it from statfs. */
 export const SHM_SIZE_MIB = 24;
-const QMP_TIMEOUT_MS = 20_000;
-/** Budget of each agent step that can block on the workload (reads, waits). */
-export const STEP_TIMEOUT_MS = 30_000;
+const KERNEL_PARAMS = 'console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check';
 
-// A timed-out test never reaches its teardown: unmount and remove what is left when the process exits.
+// A timed-out test never reaches its teardown: clean up what is left when the process exits.
 const pending = new Set<() => void>();
 process.once('exit', () => {
-  for (const cleanup of pending) {
+  for (const c of pending) {
     try {
-      cleanup();
+      c();
     } catch {
       // best effort at exit
     }
   }
 });
 
-/** Rejects with `what` if `p` does not settle within `ms`. */
-export function within<T>(ms: number, p: PromiseLike<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)));
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 export interface PodFixture {
   readonly dir: string;
-  readonly config: KataConfig;
-  readonly hv: HypervisorConfig;
-  readonly plan: ResourcePlan;
-  /** Unmounts the shm tmpfs and removes the temp dir. Idempotent. */
-  cleanup(): void;
+  readonly sandboxId: string;
+  readonly appId: string;
+  readonly config: string;
+  readonly sandboxBundle: string;
+  readonly appBundle: string;
+  readonly stateRoot: string;
+  /** The configmap volume on the host (kubelet layout). */
+  readonly configmap: string;
+  readonly subtree: string;
+  readonly options: SandboxOptions;
+  /** The guest console, while the state dir exists. */
+  readonly consoleLog: string;
+  /** Kubelet's update: a new timestamped dir holding `key`, swapped in by renaming `..data`. */
+  updateConfigmap(value: string): void;
+  /** The lifecycle's cleanup, then unmounts the shm tmpfs, removes the cgroups and the temp dir. Idempotent. */
+  cleanup(): Promise<void>;
 }
 
-function spec(patch: (s: Record<string, any>) => void): OciSpec {
-  const json = JSON.parse(readFileSync(path.join(repoRoot, 'examples/bundle/config.json'), 'utf8'));
-  patch(json);
-  return parseOciSpec(JSON.stringify(json), 'config.json')._unsafeUnwrap();
+function writeConfig(dir: string, driver: BlockDriver, kubelet: string): string {
+  const text = [
+    '[hypervisor.qemu]',
+    'path = "/usr/bin/qemu-system-x86_64"',
+    `kernel = "${GUEST_DIR}/vmlinux"`,
+    `initrd = "${GUEST_DIR}/initramfs.cpio.gz"`,
+    'machine_type = "q35"',
+    `kernel_params = "${KERNEL_PARAMS}"`,
+    'default_vcpus = 1',
+    'default_maxvcpus = 2',
+    'default_memory = 512',
+    'pcie_root_port = 2',
+    'shared_fs = "none"',
+    `block_device_driver = "${driver}"`,
+    '[agent.kata]',
+    '[runtime]',
+    'sandbox_cgroup_only = true',
+    `kubelet_root_dir = "${kubelet}"`,
+    'copy_watch_debounce_ms = 100',
+    '',
+  ].join('\n');
+  const file = path.join(dir, 'configuration.toml');
+  writeFileSync(file, text);
+  return file;
 }
 
-const baseMounts = (shm: string) => [
+/** A bundle dir from examples/bundle/config.json, patched, with its own copy of the rootfs image. */
+function writeBundle(dir: string, name: string, patch: (s: Record<string, any>) => void): string {
+  const bundle = path.join(dir, name);
+  mkdirSync(bundle);
+  const spec = JSON.parse(readFileSync(path.join(repoRoot, 'examples/bundle/config.json'), 'utf8'));
+  patch(spec);
+  writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
+  const image = path.join(dir, `${name}-rootfs.ext4`);
+  copyFileSync(ROOTFS_IMAGE, image);
+  writeFileSync(path.join(bundle, 'rootfs-mounts.json'), JSON.stringify([{ type: 'ext4', source: image, options: ['loop', 'rw'] }]));
+  return bundle;
+}
+
+const mountsWith = (shm: string, extra: object[] = []) => [
   { destination: '/proc', type: 'proc', source: 'proc' },
   { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
   { destination: '/dev/shm', type: 'bind', source: shm, options: ['rbind', 'rw'] },
   { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+  ...extra,
 ];
 
-/** A kubelet configmap volume as kubelet writes it: `key` → `..data/key`, `..data` → a timestamped dir. */
-function configmapVolume(kubelet: string): string {
-  const dir = path.join(kubelet, 'pods/0b5c8a8e-0000-4000-8000-000000000001/volumes/kubernetes.io~configmap/app-config');
-  const stamped = path.join(dir, '..2026_11_28_21_00_00.000000001');
-  mkdirSync(stamped, { recursive: true });
-  writeFileSync(path.join(stamped, 'key'), CONFIGMAP_TEXT);
-  symlinkSync('..2026_11_28_21_00_00.000000001', path.join(dir, '..data'));
-  symlinkSync('..data/key', path.join(dir, 'key'));
-  return dir;
-}
-
 /**
- * Plans sandbox `sb` (`cat /etc/config/key` with the configmap at /etc/config) and container
- * `app` (`df -k /dev/shm`), each on its own copy of the busybox image, hot-plugged with `driver`.
+ * The sandbox `e2e-<hex>` runs `sandboxArgs` with the configmap at /etc/config; container
+ * `app-<hex>` runs `appArgs`. Both rootfs images are hot-plugged with `driver`.
  */
-export function podFixture(driver: BlockDriver): PodFixture {
-  const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-guest-'));
+export function podFixture(driver: BlockDriver, sandboxArgs: string[], appArgs: string[]): PodFixture {
+  const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-e2e-'));
+  const sandboxId = `e2e-${randomBytes(3).toString('hex')}`;
+  const appId = `app-${randomBytes(3).toString('hex')}`;
+  const stateRoot = path.join(dir, 'state');
+  const subtree = uniqueSubtree();
   const shm = path.join(dir, 'shm');
   let mounted = false;
-  const cleanup = () => {
+  let stamp = 0;
+  const kubelet = path.join(dir, 'kubelet');
+  const configmap = path.join(kubelet, 'pods/0b5c8a8e-0000-4000-8000-000000000001/volumes/kubernetes.io~configmap/app-config');
+  const updateConfigmap = (value: string) => {
+    const data = `..2026_11_28_21_00_0${stamp++}.000000001`;
+    mkdirSync(path.join(configmap, data));
+    writeFileSync(path.join(configmap, data, 'key'), value);
+    const previous = existsSync(path.join(configmap, '..data')) ? path.join(configmap, readlinkSync(path.join(configmap, '..data'))) : null;
+    symlinkSync(data, path.join(configmap, '..data_tmp'));
+    renameSync(path.join(configmap, '..data_tmp'), path.join(configmap, '..data'));
+    if (previous !== null) rmSync(previous, { recursive: true });
+  };
+  const cleanupAll = async () => {
+    pending.delete(exitCleanup);
+    await cleanup(sandboxId, { stateRoot });
+    exitCleanup();
+  };
+  const exitCleanup = () => {
     if (mounted) {
       execFileSync('umount', [shm]);
       mounted = false;
     }
+    removeSubtree(subtree);
     rmSync(dir, { recursive: true, force: true });
-    pending.delete(cleanup);
   };
-  pending.add(cleanup);
+  pending.add(exitCleanup);
   try {
     mkdirSync(shm);
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${SHM_SIZE_MIB}m`, 'kata-ts-shm', shm]);
     mounted = true;
-    const kubelet = path.join(dir, 'kubelet');
-    const configmap = configmapVolume(kubelet);
-    const images = ['sb', 'app'].map((id) => {
-      const image = path.join(dir, `${id}-rootfs.ext4`);
-      copyFileSync(ROOTFS_IMAGE, image);
-      return [{ type: 'ext4', source: image, options: ['loop', 'rw'] }];
+    mkdirSync(configmap, { recursive: true });
+    updateConfigmap('v1');
+    symlinkSync('..data/key', path.join(configmap, 'key'));
+    const sandboxBundle = writeBundle(dir, 'sandbox', (s) => {
+      s.process.args = sandboxArgs;
+      s.mounts = mountsWith(shm, [{ destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] }]);
+      s.linux.cgroupsPath = `/${subtree}/${sandboxId}`;
+      s.annotations = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-id': sandboxId };
     });
-    const sbSpec = spec((s) => {
-      s.process.args = ['cat', '/etc/config/key'];
-      s.mounts = [...baseMounts(shm), { destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] }];
-      s.annotations = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-id': 'sb' };
+    const appBundle = writeBundle(dir, 'app', (s) => {
+      s.process.args = appArgs;
+      s.mounts = mountsWith(shm);
+      s.linux.cgroupsPath = `/${subtree}/${appId}`;
+      s.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': sandboxId };
     });
-    const appSpec = spec((s) => {
-      s.process.args = ['df', '-k', '/dev/shm'];
-      s.mounts = baseMounts(shm);
-      s.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb' };
-    });
-    const parsed = parseKataConfig(readFileSync(path.join(repoRoot, 'examples/configuration-qemu.toml'), 'utf8'), 'configuration-qemu.toml')._unsafeUnwrap().config;
-    const hv: HypervisorConfig = { ...parsed.hypervisor, sharedFs: 'none', blockDeviceDriver: driver, pcieRootPort: 2, defaultMemoryMiB: 512, defaultMaxMemoryMiB: 0, initdata: '' };
-    const config: KataConfig = { ...parsed, hypervisor: hv, runtime: { ...parsed.runtime, kubeletRootDir: kubelet } };
-    const host = gatherHostFacts([sbSpec, appSpec], { rootfsMounts: images, kubeletRootDir: kubelet });
-    const planned = plan({
-      config,
-      configSource: 'configuration-qemu.toml',
-      sandbox: { id: 'sb', bundleDir: path.join(dir, 'sb'), spec: sbSpec, rootfsMounts: images[0]! },
-      containers: [{ id: 'app', bundleDir: path.join(dir, 'app'), spec: appSpec, rootfsMounts: images[1]! }],
-      host,
-    });
-    if (planned.isErr()) throw new Error(planned.error.problems.map((p) => p.message).join('\n'));
-    return { dir, config, hv: config.hypervisor, plan: planned.value, cleanup };
+    const config = writeConfig(dir, driver, kubelet);
+    const options: SandboxOptions = { stateRoot, accel: 'tcg', runtimePid: process.pid, bootTimeoutMs: 120_000 };
+    const consoleLog = path.join(stateRoot, sandboxId, 'vm', 'console.log');
+    return { dir, sandboxId, appId, config, sandboxBundle, appBundle, stateRoot, configmap, subtree, options, consoleLog, updateConfigmap, cleanup: cleanupAll };
   } catch (e) {
-    cleanup();
+    exitCleanup();
     throw e;
   }
 }
 
-/** CreateSandbox with the plan's request. */
-export async function createSandbox(agent: AgentClient, p: ResourcePlan): Promise<void> {
-  (await agent.createSandbox(fromJson(CreateSandboxRequestSchema, p.createSandbox))).match(
-    () => undefined,
-    (e) => {
-      throw new Error(`CreateSandbox: ${e.message}`);
-    },
-  );
-}
-
-/** Hot-plugs the container's planned block devices and sends its copy steps. */
-export async function prepareContainer(agent: AgentClient, qmp: QmpClient, c: ContainerPlan): Promise<void> {
-  for (const d of c.blockDevices) (await hotplugBlock(qmp, d, { timeoutMs: QMP_TIMEOUT_MS }))._unsafeUnwrap();
-  for (const s of c.copies) {
-    const r = await copyStepToGuest(agent, s);
-    if (r.isErr()) throw new Error(`copy ${s.hostPath} → ${s.guestPath}: ${r.error.message}`);
+/** What of the sandbox is still on the machine (empty when clean). */
+export function leftovers(f: PodFixture, recorded: readonly ProcessRef[]): string[] {
+  const left: string[] = [];
+  const stateDir = path.join(f.stateRoot, f.sandboxId);
+  if (existsSync(stateDir)) left.push(`state dir ${stateDir}`);
+  for (const h of hierarchies()) {
+    const cg = path.join(h, f.subtree, f.sandboxId);
+    if (existsSync(cg)) left.push(`cgroup ${cg}`);
   }
-}
-
-/** WaitProcess of the init process, bounded. */
-export async function waitInit(agent: AgentClient, containerId: string): Promise<number> {
-  const r = await within(STEP_TIMEOUT_MS, agent.waitProcess(containerId, ''), `WaitProcess ${containerId}`);
-  if (r.isErr()) throw new Error(`WaitProcess ${containerId}: ${r.error.message}`);
-  return r.value;
-}
-
-/** CreateContainer with the plan's request, then StartContainer. */
-export async function createAndStart(agent: AgentClient, c: ContainerPlan): Promise<void> {
-  const created = await agent.createContainer(fromJson(CreateContainerRequestSchema, c.createContainer));
-  if (created.isErr()) throw new Error(`CreateContainer ${c.id}: ${created.error.message}`);
-  const started = await agent.startContainer(c.id);
-  if (started.isErr()) throw new Error(`StartContainer ${c.id}: ${started.error.message}`);
-}
-
-/** Reads the init process's stdout to its end. */
-export async function readAllStdout(agent: AgentClient, containerId: string, onFirstByte?: () => void): Promise<string> {
-  const chunks: Buffer[] = [];
-  for (;;) {
-    const r = await within(STEP_TIMEOUT_MS, agent.readStdout(containerId, '', 64 * 1024), `ReadStdout ${containerId}`);
-    if (r.isErr()) {
-      // End of stream is an empty read; some agents report it as an error once the process is gone.
-      if (chunks.length > 0) break;
-      throw new Error(`ReadStdout ${containerId}: ${r.error.message}`);
-    }
-    if (r.value.length === 0) break;
-    if (chunks.length === 0) onFirstByte?.();
-    chunks.push(Buffer.from(r.value));
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-/** RemoveContainer, then unplug its devices. */
-export async function removeContainer(agent: AgentClient, qmp: QmpClient, c: ContainerPlan): Promise<void> {
-  const removed = await agent.removeContainer(c.id);
-  if (removed.isErr()) throw new Error(`RemoveContainer ${c.id}: ${removed.error.message}`);
-  for (const d of c.blockDevices) (await unplugBlock(qmp, d.id, QMP_TIMEOUT_MS))._unsafeUnwrap();
+  for (const ref of recorded) if (isAlive(ref)) left.push(`pid ${ref.pid}`);
+  for (const ref of processesWithArg(stateDir)) left.push(`process ${ref.pid} using ${stateDir}`);
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(f.dir) && !l.includes(`${f.dir}/shm `));
+  left.push(...mounts.map((m) => `mount ${m}`));
+  return left;
 }

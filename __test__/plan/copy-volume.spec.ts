@@ -22,7 +22,7 @@ test('a file mount is copied once to <cid>-<16 hex>-<basename(dest)> and bind-mo
   const p = planCopy([bind('/var/lib/containerd/c1/resolv.conf', '/etc/resolv.conf')], { '/var/lib/containerd/c1/resolv.conf': fileFact('/var/lib/containerd/c1/resolv.conf') })._unsafeUnwrap();
   const c = p.containers[1]!;
   t.is(c.copies.length, 1);
-  t.like(c.copies[0], { hostPath: '/var/lib/containerd/c1/resolv.conf', kind: 'file', watched: false });
+  t.like(c.copies[0], { source: '/var/lib/containerd/c1/resolv.conf', kind: 'file', watched: false });
   t.regex(c.copies[0]!.guestPath, guest('c1', 'resolv.conf'));
   const mount = (c.createContainer as any).OCI.Mounts[0];
   t.deepEqual(mount, { destination: '/etc/resolv.conf', source: c.copies[0]!.guestPath, type: 'bind', options: ['rbind', 'ro'] });
@@ -32,7 +32,7 @@ test('a file mount is copied once to <cid>-<16 hex>-<basename(dest)> and bind-mo
 test('a configmap directory is copied, watched and kept in the VolumeManager', (t) => {
   const p = planCopy([bind(CM, '/etc/config')], { [CM]: dirFact(CM) })._unsafeUnwrap();
   const copy = p.containers[1]!.copies[0]!;
-  t.like(copy, { hostPath: CM, kind: 'dir', watched: true });
+  t.like(copy, { source: CM, syncKey: CM, kind: 'dir', watched: true });
   t.regex(copy.guestPath, guest('c1', 'config'));
   t.deepEqual(p.copyVolumes, [{ source: CM, refCount: 1, destinations: [{ containerId: 'c1', guestPath: copy.guestPath }], watched: true }]);
 });
@@ -56,7 +56,7 @@ test('two containers sharing a configmap hold two references with distinct guest
 test('a kubelet root reached through a symlink is allowlisted by its canonical form', (t) => {
   const realCm = '/data/kubelet/pods/0b8e/volumes/kubernetes.io~configmap/cm1';
   const p = planCopy([bind(CM, '/etc/config')], { [CM]: dirFact(realCm), [KL]: dirFact('/data/kubelet') })._unsafeUnwrap();
-  t.like(p.containers[1]!.copies[0], { hostPath: realCm, kind: 'dir', watched: true });
+  t.like(p.containers[1]!.copies[0], { source: realCm, kind: 'dir', watched: true });
 });
 
 const refused: [string, unknown, Record<string, PathFact>, RegExp][] = [
@@ -82,7 +82,7 @@ for (const [title, mount, paths, want] of refused) {
 
 test('allow_any_copy_directory copies any directory, unwatched', (t) => {
   const p = planCopy([bind('/srv/data', '/data')], { '/srv/data': dirFact('/srv/data') }, ANY)._unsafeUnwrap();
-  t.like(p.containers[1]!.copies[0], { hostPath: '/srv/data', kind: 'dir', watched: false });
+  t.like(p.containers[1]!.copies[0], { source: '/srv/data', kind: 'dir', watched: false });
 });
 
 test('allow_any_copy_directory still refuses a volume escaping through ..', (t) => {

@@ -1,77 +1,90 @@
-// VolumeSyncs wires live syncs to the VolumeManager: one sync per canonical source fanning out
-// to every container's guest path; releasing one container keeps the others' updates flowing;
-// the last release and sandbox teardown stop the sync.
+// VolumeSyncs carries out planned copy steps: one sync per sync key fanning out to every
+// container's planned guest path; releasing one container keeps the others' updates flowing;
+// the last release and sandbox teardown stop the sync; unwatched steps are copied once.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { VolumeManager } from '../../ts/plan/volume-manager.js';
-import { sequentialHex } from '../../ts/plan/volumes-paths.js';
+import type { CopyStep } from '../../ts/plan/copy-volume.js';
 import { VolumeSyncs } from '../../ts/sync/volume-syncs.js';
 import { startAgent } from '../agent/agent-harness.js';
-import { sleep, tempDir, waitFor } from './sync-harness.js';
+import { guest, sleep, tempDir, waitFor } from './sync-harness.js';
+
+/** A planned copy step of `source` to `<share dir>/<name>` (as the planner makes them). */
+const step = (source: string, name: string, watched = true): CopyStep => ({ source, syncKey: source, guestPath: guest(name), kind: 'dir', watched });
 
 function setup(t: ExecutionContext, name: string) {
   const agent = startAgent(t);
   const host = tempDir(t, name);
   writeFileSync(join(host, 'key'), 'v1');
-  const manager = new VolumeManager();
-  const syncs = new VolumeSyncs(manager, { agent: agent.target, debounceMs: 100, dialTimeoutMs: 5_000 });
+  const syncs = new VolumeSyncs({ agent: agent.target, debounceMs: 100, dialTimeoutMs: 5_000 });
   t.teardown(() => syncs.teardown());
-  const guestKey = (guestPath: string) => join(agent.root, guestPath, 'key');
-  return { agent, host, manager, syncs, guestKey, random: sequentialHex() };
+  const guestKey = (s: CopyStep) => join(agent.root, s.guestPath, 'key');
+  return { agent, host, syncs, guestKey };
 }
 
 test('two containers sharing a configmap both see an update; releasing one keeps the other flowing', async (t) => {
-  const { host, manager, syncs, guestKey, random } = setup(t, 'shared');
-  const a = (await syncs.acquire(host, 'ctr-a', '/etc/config', random))._unsafeUnwrap();
-  const b = (await syncs.acquire(host, 'ctr-b', '/etc/config', random))._unsafeUnwrap();
-  t.true(a.first);
-  t.false(b.first);
-  t.not(a.guestPath, b.guestPath);
-  t.deepEqual(syncs.sources(), [host], 'one sync for the source');
-  t.is(readFileSync(guestKey(b.guestPath), 'utf8'), 'v1', 'the second destination gets a full copy');
+  const { host, syncs, guestKey } = setup(t, 'shared');
+  const [sa, sb] = [step(host, 'ctr-a-0000000000000001-config'), step(host, 'ctr-b-0000000000000002-config')];
+  t.true((await syncs.acquire('ctr-a', sa))._unsafeUnwrap().first);
+  t.false((await syncs.acquire('ctr-b', sb))._unsafeUnwrap().first);
+  t.deepEqual(syncs.sources(), [host], 'one sync for the key');
+  t.is(readFileSync(guestKey(sb), 'utf8'), 'v1', 'the second destination gets a full copy');
 
   writeFileSync(join(host, 'key'), 'v2');
-  t.true(await waitFor(() => readFileSync(guestKey(a.guestPath), 'utf8') === 'v2' && readFileSync(guestKey(b.guestPath), 'utf8') === 'v2'));
+  t.true(await waitFor(() => readFileSync(guestKey(sa), 'utf8') === 'v2' && readFileSync(guestKey(sb), 'utf8') === 'v2'));
 
-  t.false(syncs.release(host, 'ctr-a'), 'not the last reference');
-  t.is(manager.get(host)?.refCount, 1);
+  t.false(syncs.release('ctr-a', sa), 'not the last destination');
+  t.deepEqual(syncs.destinations(host), [{ containerId: 'ctr-b', guestPath: sb.guestPath }]);
   writeFileSync(join(host, 'key'), 'v3');
-  t.true(await waitFor(() => readFileSync(guestKey(b.guestPath), 'utf8') === 'v3'));
-  t.is(readFileSync(guestKey(a.guestPath), 'utf8'), 'v2', 'the released destination gets no more updates');
+  t.true(await waitFor(() => readFileSync(guestKey(sb), 'utf8') === 'v3'));
+  t.is(readFileSync(guestKey(sa), 'utf8'), 'v2', 'the released destination gets no more updates');
 });
 
 test('the last release stops the sync', async (t) => {
-  const { host, syncs, guestKey, random } = setup(t, 'last');
-  const a = (await syncs.acquire(host, 'ctr-a', '/etc/config', random))._unsafeUnwrap();
-  t.true(syncs.release(host, 'ctr-a'));
+  const { host, syncs, guestKey } = setup(t, 'last');
+  const sa = step(host, 'ctr-a-0000000000000001-config');
+  (await syncs.acquire('ctr-a', sa))._unsafeUnwrap();
+  t.true(syncs.release('ctr-a', sa));
   t.deepEqual(syncs.sources(), []);
   await sleep(100);
   writeFileSync(join(host, 'key'), 'after release');
   await sleep(800);
-  t.is(readFileSync(guestKey(a.guestPath), 'utf8'), 'v1');
+  t.is(readFileSync(guestKey(sa), 'utf8'), 'v1');
 });
 
 test('sandbox teardown stops every sync', async (t) => {
-  const { host, syncs, guestKey, random } = setup(t, 'teardown');
+  const { host, syncs, guestKey } = setup(t, 'teardown');
   const other = tempDir(t, 'teardown-other');
   writeFileSync(join(other, 'key'), 'o1');
-  const a = (await syncs.acquire(host, 'ctr-a', '/etc/a', random))._unsafeUnwrap();
-  const b = (await syncs.acquire(other, 'ctr-a', '/etc/b', random))._unsafeUnwrap();
+  const [sa, sb] = [step(host, 'ctr-a-0000000000000001-a'), step(other, 'ctr-a-0000000000000002-b')];
+  (await syncs.acquire('ctr-a', sa))._unsafeUnwrap();
+  (await syncs.acquire('ctr-a', sb))._unsafeUnwrap();
   t.is(syncs.sources().length, 2);
   await syncs.teardown();
   t.deepEqual(syncs.sources(), []);
   writeFileSync(join(host, 'key'), 'late');
   writeFileSync(join(other, 'key'), 'late');
   await sleep(800);
-  t.is(readFileSync(guestKey(a.guestPath), 'utf8'), 'v1');
-  t.is(readFileSync(guestKey(b.guestPath), 'utf8'), 'o1');
+  t.is(readFileSync(guestKey(sa), 'utf8'), 'v1');
+  t.is(readFileSync(guestKey(sb), 'utf8'), 'o1');
 });
 
-test('a failed first copy gives the reference back', async (t) => {
-  const { manager, syncs, random } = setup(t, 'fail');
-  const r = await syncs.acquire('/nonexistent/kata-ts-sync-source', 'ctr-a', '/etc/config', random);
+test('an unwatched step is copied once and holds no sync', async (t) => {
+  const { host, syncs, guestKey } = setup(t, 'once');
+  const s = step(host, 'ctr-a-0000000000000001-data', false);
+  t.true((await syncs.acquire('ctr-a', s))._unsafeUnwrap().first);
+  t.is(readFileSync(guestKey(s), 'utf8'), 'v1');
+  t.deepEqual(syncs.sources(), []);
+  writeFileSync(join(host, 'key'), 'v2');
+  await sleep(800);
+  t.is(readFileSync(guestKey(s), 'utf8'), 'v1', 'no watcher');
+});
+
+test('a failed first copy drops the destination again', async (t) => {
+  const { syncs } = setup(t, 'fail');
+  const s = step('/nonexistent/kata-ts-sync-source', 'ctr-a-0000000000000001-config');
+  const r = await syncs.acquire('ctr-a', s);
   t.like(r._unsafeUnwrapErr(), { kind: 'native', code: 'WATCH_START', source: '/nonexistent/kata-ts-sync-source' });
-  t.is(manager.get('/nonexistent/kata-ts-sync-source'), undefined);
+  t.deepEqual(syncs.destinations(s.syncKey), []);
   t.deepEqual(syncs.sources(), []);
 });

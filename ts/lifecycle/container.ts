@@ -2,14 +2,13 @@
 // OnlineCPUMem, cgroup cpuset, copy volumes + watchers, CreateContainer), startContainer, wait,
 // kill, removeContainer (unplug, release volumes). Each resource is recorded in the sandbox state
 // before and after it is made.
-import path from 'node:path';
 import { fromJson } from '@bufbuild/protobuf';
-import { ResultAsync } from 'neverthrow';
+import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { updateSandboxCpuset } from '../apply/cgroups.js';
 import { CreateContainerRequestSchema } from '../gen/agent_pb.js';
+import type { BlockDevice } from '../plan/devices.js';
 import type { ContainerPlan } from '../plan/plan.js';
 import { hotplugBlock, resizeVcpus, unplugBlock } from '../qemu/hotplug.js';
-import { VolumeManager } from '../plan/volume-manager.js';
 import { VolumeSyncs } from '../sync/volume-syncs.js';
 import { crashPoint } from './crash-point.js';
 import { mountContainerShares, unmountAll } from './host-mounts.js';
@@ -27,12 +26,22 @@ export interface AddContainerInput {
   readonly args?: readonly string[];
 }
 
-const fail = (sid: string, step: LifecycleStep) => (e: { message: string }): never => {
-  throw new StepFailure(stepError(sid, step, e));
-};
+type Step<T = void> = Promise<Result<T, LifecycleError>>;
 
-const toError = (sid: string, step: LifecycleStep) => (e: unknown): LifecycleError =>
-  e instanceof StepFailure ? e.error : stepError(sid, step, e instanceof Error ? e.message : String(e));
+const failed =
+  (sid: string, step: LifecycleStep) =>
+  (e: { readonly message: string }): LifecycleError =>
+    stepError(sid, step, e);
+
+/**
+ * A step body's Result as a ResultAsync; a state write that fails inside it (the recorder raises
+ * StepFailure) becomes its Err as well.
+ */
+function settle<T>(sid: string, step: LifecycleStep, body: Step<T>): ResultAsync<T, LifecycleError> {
+  const toError = (e: unknown): LifecycleError =>
+    e instanceof StepFailure ? e.error : stepError(sid, step, e instanceof Error ? e.message : String(e));
+  return ResultAsync.fromPromise(body, toError).andThen((r) => r);
+}
 
 function lap(sb: Sandbox, name: string, since: number): number {
   const now = performance.now();
@@ -40,13 +49,8 @@ function lap(sb: Sandbox, name: string, since: number): number {
   return now;
 }
 
-/** The 16 hex the planner put in a copy's guest path (`<cid>-<hex>-<name>`), replayed into VolumeSyncs. */
-function plannedHex(containerId: string, guestPath: string): string {
-  return path.posix.basename(guestPath).slice(containerId.length + 1, containerId.length + 17);
-}
-
 function syncsOf(sb: Sandbox): VolumeSyncs {
-  sb.syncs ??= new VolumeSyncs(new VolumeManager(), {
+  sb.syncs ??= new VolumeSyncs({
     agent: { kind: 'unix', path: sb.vm.agentSocket },
     connection: sb.agent.connection,
     debounceMs: sb.options.syncDebounceMs ?? sb.config.config.runtime.copyWatchDebounceMs,
@@ -54,77 +58,107 @@ function syncsOf(sb: Sandbox): VolumeSyncs {
   return sb.syncs;
 }
 
-async function hotplug(sb: Sandbox, c: ContainerPlan): Promise<void> {
+/** Rootless: QEMU opens the image as the VMM user, through a bind in its VM dir. */
+function openedBy(sb: Sandbox, d: BlockDevice, containerId: string): Result<BlockDevice, LifecycleError> {
+  if (sb.vmmUser === null) return ok(d);
+  return grantDisk(sb.recorder, sb.plan, sb.vmmUser, d, containerId).map((p) => ({ ...d, pathOnHost: p }));
+}
+
+async function hotplug(sb: Sandbox, c: ContainerPlan): Step {
   for (const d of c.blockDevices) {
     const entry = { id: d.id, containerId: c.id, pathOnHost: d.pathOnHost };
     sb.recorder.device(entry, 'intent');
-    // Rootless: QEMU opens the image as the VMM user, through a bind in its VM dir.
-    const opened = sb.vmmUser !== null ? { ...d, pathOnHost: grantDisk(sb.recorder, sb.plan, sb.vmmUser, d, c.id) } : d;
-    (await hotplugBlock(sb.vm.vm.qmp, opened, { timeoutMs: 20_000 })).match(() => undefined, fail(sb.id, 'hotplug'));
+    const opened = openedBy(sb, d, c.id);
+    if (opened.isErr()) return err(opened.error);
+    const plugged = await hotplugBlock(sb.vm.vm.qmp, opened.value, { timeoutMs: 20_000 });
+    if (plugged.isErr()) return err(failed(sb.id, 'hotplug')(plugged.error));
     crashPoint('hotplug');
     sb.recorder.device(entry, 'done');
   }
+  return ok(undefined);
 }
 
-async function resize(sb: Sandbox, c: ContainerPlan): Promise<void> {
+/**
+ * vCPUs up to the plan's count for this container (hot-plug, then OnlineCPUMem for the added
+ * ones), then the sandbox cpuset. The present count comes from QEMU; if it cannot be read, the
+ * add fails rather than guessing.
+ */
+async function resize(sb: Sandbox, c: ContainerPlan): Step {
   const qmp = sb.vm.vm.qmp;
-  const current = await qmp.execute<unknown[]>('query-cpus-fast');
-  const present = current.isOk() ? current.value.length : c.vcpusAfter;
-  if (c.vcpusAfter > present) {
-    (await resizeVcpus(qmp, c.vcpusAfter)).match(() => undefined, fail(sb.id, 'resize'));
-    (await sb.agent.onlineCpuMem({ wait: true, nbCpus: c.vcpusAfter - present, cpuOnly: true })).match(() => undefined, fail(sb.id, 'resize'));
+  const fail = failed(sb.id, 'resize');
+  const present = await qmp.execute<unknown[]>('query-cpus-fast');
+  if (present.isErr()) return err(fail({ message: `QMP query-cpus-fast: ${present.error.message}` }));
+  const added = c.vcpusAfter - present.value.length;
+  if (added > 0) {
+    const plugged = await resizeVcpus(qmp, c.vcpusAfter);
+    if (plugged.isErr()) return err(fail(plugged.error));
+    const online = await sb.agent.onlineCpuMem({ wait: true, nbCpus: added, cpuOnly: true });
+    if (online.isErr()) return err(fail(online.error));
   }
   const cg = sb.plan.cgroups;
-  (await updateSandboxCpuset(sb.cgroups, sb.options.cgroupHost ?? {}, { cpus: cg.cpuset, mems: cg.mems })).match(() => undefined, fail(sb.id, 'resize'));
+  const cpuset = await updateSandboxCpuset(sb.cgroups, sb.options.cgroupHost ?? {}, { cpus: cg.cpuset, mems: cg.mems });
+  return cpuset.mapErr(fail);
 }
 
-async function copyVolumes(sb: Sandbox, c: ContainerPlan): Promise<void> {
+/** Each planned copy step through the sandbox's syncs; watched ones are recorded as watchers. */
+async function copyVolumes(sb: Sandbox, c: ContainerPlan): Step {
   const owner = processRef(process.pid)!;
   for (const step of c.copies) {
-    const entry = { source: step.hostPath, containerId: c.id, guestPath: step.guestPath, owner };
+    const entry = { source: step.source, containerId: c.id, guestPath: step.guestPath, owner };
     const at = sb.recorder.state.watchers.length;
     if (step.watched) sb.recorder.update((s) => ({ ...s, watchers: [...s.watchers, { ...entry, phase: 'intent' }] }));
-    const hex = plannedHex(c.id, step.guestPath);
-    const mount = path.posix.basename(step.guestPath).slice(c.id.length + 18);
-    (await syncsOf(sb).acquire(step.hostPath, c.id, `/${mount}`, () => hex, step.watched)).match(() => undefined, fail(sb.id, 'copy'));
-    if (step.watched) sb.recorder.update((s) => ({ ...s, watchers: s.watchers.map((w, i) => (i === at ? { ...w, phase: 'done' as const } : w)) }));
+    const copied = await syncsOf(sb).acquire(c.id, step);
+    if (copied.isErr()) return err(failed(sb.id, 'copy')(copied.error));
+    const done = (s: typeof sb.state) => ({ ...s, watchers: s.watchers.map((w, i) => (i === at ? { ...w, phase: 'done' as const } : w)) });
+    if (step.watched) sb.recorder.update(done);
   }
+  return ok(undefined);
+}
+
+/** The container's plan: the sandbox's own, or a new one re-planned into the sandbox and recorded. */
+async function planned(sb: Sandbox, input: AddContainerInput): Step<ContainerPlan> {
+  if (input.id === sb.id) return ok(sb.plan.containers[0]!);
+  const bundle = await readBundle(sb.id, input.id, input.bundle, input.args);
+  if (bundle.isErr()) return err(bundle.error);
+  const next = replanWith(sb.plan, sb.config, sb.state.configPath, sb.bundles, bundle.value, sb.state.random);
+  if (next.isErr()) return err(next.error);
+  const creating = { id: input.id, bundle: input.bundle, status: 'creating' as const, exitStatus: null };
+  sb.recorder.update((s) => ({ ...s, random: next.value.random, containers: [...s.containers, creating] }));
+  sb.bundles = [...sb.bundles, bundle.value];
+  sb.plan = next.value.plan;
+  return ok(next.value.container);
 }
 
 /**
  * Adds a container: the sandbox's own (id = sandbox id, already planned) or a new one (re-planned
- * with the sandbox's recorded random draws), then creates it in the guest.
+ * with the sandbox's recorded random draws), then creates it in the guest. Every step is the
+ * plan's: shared-dir mounts (none unless shared_fs = virtio-fs), hot-plugs, vCPUs, copies.
  */
 export function addContainer(sb: Sandbox, input: AddContainerInput): ResultAsync<ContainerPlan, LifecycleError> {
-  const run = async (): Promise<ContainerPlan> => {
+  const run = async (): Step<ContainerPlan> => {
     let t = performance.now();
-    let c: ContainerPlan;
-    if (input.id === sb.id) {
-      c = sb.plan.containers[0]!;
-    } else {
-      const bundle = (await readBundle(sb.id, input.id, input.bundle, input.args)).match((b) => b, (e) => { throw new StepFailure(e); });
-      const next = replanWith(sb.plan, sb.config, sb.state.configPath, sb.bundles, bundle, sb.state.random).match((r) => r, (e) => { throw new StepFailure(e); });
-      sb.recorder.update((s) => ({ ...s, random: next.random, containers: [...s.containers, { id: input.id, bundle: input.bundle, status: 'creating', exitStatus: null }] }));
-      sb.bundles = [...sb.bundles, bundle];
-      sb.plan = next.plan;
-      c = next.container;
-    }
+    const c = await planned(sb, input);
+    if (c.isErr()) return c;
     t = lap(sb, 'plan', t);
-    if (sb.config.config.hypervisor.sharedFs === 'virtio-fs') mountContainerShares(sb.recorder, c);
-    await hotplug(sb, c);
-    await resize(sb, c);
+    const shared = mountContainerShares(sb.recorder, c.value);
+    if (shared.isErr()) return err(shared.error);
+    const plugged = await hotplug(sb, c.value);
+    if (plugged.isErr()) return err(plugged.error);
+    const resized = await resize(sb, c.value);
+    if (resized.isErr()) return err(resized.error);
     t = lap(sb, 'hotplug', t);
-    await copyVolumes(sb, c);
+    const copied = await copyVolumes(sb, c.value);
+    if (copied.isErr()) return err(copied.error);
     crashPoint('copy');
     t = lap(sb, 'copy', t);
-    const created = await sb.agent.createContainer(fromJson(CreateContainerRequestSchema, c.createContainer));
-    created.match(() => undefined, fail(sb.id, 'create-container'));
+    const created = await sb.agent.createContainer(fromJson(CreateContainerRequestSchema, c.value.createContainer));
+    if (created.isErr()) return err(failed(sb.id, 'create-container')(created.error));
     crashPoint('create-container');
-    sb.recorder.container(c.id, (x) => ({ ...x, status: 'created' }));
+    sb.recorder.container(c.value.id, (x) => ({ ...x, status: 'created' }));
     lap(sb, 'createContainer', t);
     return c;
   };
-  return ResultAsync.fromPromise(run(), toError(sb.id, 'create-container'));
+  return settle(sb.id, 'create-container', run());
 }
 
 export function startContainer(sb: Sandbox, containerId: string): ResultAsync<void, LifecycleError> {
@@ -173,31 +207,52 @@ export async function pumpOutput(sb: Sandbox, containerId: string, out: (b: Uint
   ]);
 }
 
-/** RemoveContainer in the guest, then unplug its devices and release its volumes. */
+/** Unplugs the container's devices, newest first (none once QEMU is gone). */
+async function unplug(sb: Sandbox, c: ContainerPlan): Step {
+  for (const d of [...c.blockDevices].reverse()) {
+    if (!sb.vm.vm.running) break;
+    const unplugged = await unplugBlock(sb.vm.vm.qmp, d.id);
+    if (unplugged.isErr()) return err(failed(sb.id, 'remove-container')(unplugged.error));
+    sb.recorder.device({ id: d.id, containerId: c.id, pathOnHost: d.pathOnHost }, 'removed');
+  }
+  return ok(undefined);
+}
+
+/**
+ * The rootfs mounts are this container's alone; volume binds may be shared (refcounted by the
+ * plan) and stay until the sandbox goes.
+ */
+function unmountRootfs(sb: Sandbox, c: ContainerPlan): Result<void, LifecycleError> {
+  const targets = new Set<string>([c.rootfs.hostMount?.target, c.rootfs.sharedBind?.hostPath].filter((x) => x !== undefined));
+  for (const m of [...sb.state.mounts].reverse()) {
+    if (m.containerId !== c.id || m.phase === 'removed' || !targets.has(m.target)) continue;
+    if (!unmountAll(m.target)) return err(stepError(sb.id, 'remove-container', `cannot unmount ${m.target}`));
+    const gone = (x: typeof m) => x.target === m.target && x.containerId === c.id;
+    sb.recorder.update((s) => ({ ...s, mounts: s.mounts.map((x) => (gone(x) ? { ...x, phase: 'removed' as const } : x)) }));
+  }
+  return ok(undefined);
+}
+
+/** RemoveContainer in the guest, then release its volumes, unplug its devices, unmount its rootfs. */
 export function removeContainer(sb: Sandbox, containerId: string): ResultAsync<void, LifecycleError> {
-  const run = async () => {
-    if (!sb.agent.closed) (await sb.agent.removeContainer(containerId, 10)).match(() => undefined, fail(sb.id, 'remove-container'));
+  const run = async (): Step => {
+    if (!sb.agent.closed) {
+      const removed = await sb.agent.removeContainer(containerId, 10);
+      if (removed.isErr()) return err(failed(sb.id, 'remove-container')(removed.error));
+    }
     const c = sb.plan.containers.find((x) => x.id === containerId);
-    for (const step of c?.copies ?? []) sb.syncs?.release(step.hostPath, containerId);
+    if (c === undefined) return err(stepError(sb.id, 'remove-container', `no container ${containerId} in the sandbox`));
+    for (const step of c.copies) sb.syncs?.release(containerId, step);
     sb.recorder.update((s) => ({
       ...s,
       watchers: s.watchers.map((w) => (w.containerId === containerId ? { ...w, phase: 'removed' as const } : w)),
     }));
-    for (const d of [...(c?.blockDevices ?? [])].reverse()) {
-      if (!sb.vm.vm.running) break;
-      (await unplugBlock(sb.vm.vm.qmp, d.id)).match(() => undefined, fail(sb.id, 'remove-container'));
-      sb.recorder.device({ id: d.id, containerId, pathOnHost: d.pathOnHost }, 'removed');
-    }
-    // The rootfs mounts are this container's alone; volume binds may be shared (refcounted by
-    // the plan) and stay until the sandbox goes.
-    const rootfsTargets = new Set<string>([c?.rootfs.hostMount?.target, c?.rootfs.sharedBind?.hostPath].filter((x) => x !== undefined));
-    for (const m of [...sb.state.mounts].reverse()) {
-      if (m.containerId !== containerId || m.phase === 'removed' || !rootfsTargets.has(m.target)) continue;
-      if (!unmountAll(m.target)) fail(sb.id, 'remove-container')({ message: `cannot unmount ${m.target}` });
-      const gone = (x: typeof m) => x.target === m.target && x.containerId === containerId;
-      sb.recorder.update((s) => ({ ...s, mounts: s.mounts.map((x) => (gone(x) ? { ...x, phase: 'removed' as const } : x)) }));
-    }
+    const unplugged = await unplug(sb, c);
+    if (unplugged.isErr()) return unplugged;
+    const unmounted = unmountRootfs(sb, c);
+    if (unmounted.isErr()) return unmounted;
     sb.recorder.container(containerId, (x) => ({ ...x, status: 'removed' }));
+    return ok(undefined);
   };
-  return ResultAsync.fromPromise(run(), toError(sb.id, 'remove-container'));
+  return settle(sb.id, 'remove-container', run());
 }

@@ -2,13 +2,14 @@
 // CreateSandbox), stopSandbox and deleteSandbox. Containers: ts/lifecycle/container.ts. Every
 // resource is recorded in the sandbox state before and after it is made (ts/lifecycle/state-*.ts),
 // and a failed create undoes itself with the same cleanup a fresh process would run.
-import { errAsync, ResultAsync } from 'neverthrow';
+import { err, errAsync, ok, ResultAsync, type Result } from 'neverthrow';
 import type { AgentClient } from '../agent/client.js';
 import type { CgroupHost, CgroupRecord } from '../apply/cgroups.js';
 import type { ParsedConfig } from '../config/parse-config.js';
 import type { BundleInput, ResourcePlan } from '../plan/plan.js';
 import { plan as planSandbox } from '../plan/plan.js';
-import { formatPlanError } from '../errors.js';
+import type { RandomHex } from '../plan/volumes-paths.js';
+import { formatPlanError, type PlanError } from '../errors.js';
 import { probeAccel } from '../qemu/accel.js';
 import type { Accel } from '../qemu/cmdline.js';
 import type { RunningVm } from '../qemu/launch.js';
@@ -99,86 +100,119 @@ function initialState(input: CreateSandboxInput): SandboxState {
   };
 }
 
+type Step<T> = Promise<Result<T, LifecycleError>>;
+
 const toError = (sid: string) => (e: unknown): LifecycleError =>
   e instanceof StepFailure ? e.error : stepError(sid, 'cleanup', e instanceof Error ? `internal: ${e.message}` : String(e));
 
-function storeFor(options: SandboxOptions, sid: string): StateStore {
+const planFailed = (sid: string, e: PlanError): LifecycleError => ({ kind: 'input', sandboxId: sid, lines: formatPlanError(e), message: 'plan' });
+
+/** What createSandbox knows before it acts: inputs read and checked, the sandbox planned. */
+interface Prepared {
+  readonly store: StateStore;
+  readonly config: ParsedConfig;
+  readonly bundle: BundleInput;
+  readonly rootless: boolean;
+  readonly plan: ResourcePlan;
+  readonly planMs: number;
+  /** The planner's random draws, recorded so a re-plan replays them. */
+  readonly drawn: string[];
+  readonly planWith: (rootlessDir: string | undefined, random: RandomHex) => Result<ResourcePlan, PlanError>;
+}
+
+/** Reads and checks the config and bundle and plans the sandbox; nothing on the machine changes. */
+async function prepare(input: CreateSandboxInput, options: SandboxOptions): Step<Prepared> {
+  const sid = input.sandboxId;
   const root = stateRoot(options.stateRoot);
-  if (root.isErr()) throw new StepFailure({ ...root.error, sandboxId: sid });
-  return new StateStore(root.value);
+  if (root.isErr()) return err({ ...root.error, sandboxId: sid });
+  const store = new StateStore(root.value);
+  const t0 = performance.now();
+  const config = await readConfig(sid, input.configPath);
+  if (config.isErr()) return err(config.error);
+  const unsupported = unsupportedConfig(sid, input.configPath, config.value.config);
+  if (unsupported !== null) return err(unsupported);
+  const bundle = await readBundle(sid, sid, input.bundle, input.args);
+  if (bundle.isErr()) return err(bundle.error);
+  const rootless = rootlessRequested(config.value.config, bundle.value);
+  const refused = rootless ? rootlessPreflight(sid) : null;
+  if (refused !== null) return err(refused);
+  const planWith = (rootlessDir: string | undefined, random: RandomHex) =>
+    planSandbox({
+      config: config.value.config,
+      configSource: input.configPath,
+      sandbox: bundle.value,
+      containers: [],
+      host: { ...hostFactsFor([bundle.value], config.value), ...(rootlessDir !== undefined ? { rootlessDir } : {}) },
+      random,
+    });
+  const drawn: string[] = [];
+  // Rootless: validated with a stand-in dir first, so bad input never creates a user.
+  const planned = planWith(rootless ? VALIDATION_ROOTLESS_DIR : undefined, replayingRandom([], drawn));
+  if (planned.isErr()) return err(planFailed(sid, planned.error));
+  if (store.read(sid).isOk()) return err({ kind: 'exists', sandboxId: sid, message: `sandbox ${sid} exists (state in ${store.dir(sid)._unsafeUnwrap()})` });
+  const planMs = performance.now() - t0;
+  return ok({ store, config: config.value, bundle: bundle.value, rootless, plan: planned.value, planMs, drawn, planWith });
+}
+
+/** Rootless: the VMM user, the plan again with its runtime dir, and its dirs. */
+function rootlessSetup(rec: StateRecorder, p: Prepared, accel: Accel): Result<{ plan: ResourcePlan; vmmUser: RootlessUser; accel: Accel }, LifecycleError> {
+  return createVmmUser(rec).andThen((vmmUser) => {
+    const again: string[] = [];
+    const replanned = p.planWith(vmmUser.runtimeDir, replayingRandom(p.drawn, again));
+    if (replanned.isErr()) return err(planFailed(rec.state.sandboxId, replanned.error));
+    rec.update((s) => ({ ...s, random: again }));
+    return prepareVmmDirs(rec, replanned.value).map(() => ({ plan: replanned.value, vmmUser, accel: vmmAccel(accel, vmmUser).accel }));
+  });
+}
+
+/** Everything that acts, each step recorded; the caller cleans up after an Err. */
+async function bringUp(rec: StateRecorder, p: Prepared, options: SandboxOptions, probed: Accel): Step<Sandbox> {
+  let plan = p.plan;
+  let accel = probed;
+  let vmmUser: RootlessUser | null = null;
+  if (p.rootless) {
+    const setup = rootlessSetup(rec, p, accel);
+    if (setup.isErr()) return err(setup.error);
+    ({ plan, vmmUser, accel } = setup.value);
+  }
+  const vmOptions: VmOptions = { ...options, accel, cgroupHost: options.cgroupHost ?? {}, ...(vmmUser !== null ? { vmmUser } : {}) };
+  const written = writeInitdataImage(rec, plan, vmmUser);
+  if (written.isErr()) return err(written.error);
+  crashPoint('dirs');
+  const timings: Record<string, number> = { plan: p.planMs };
+  options.onProgress?.(`booting VM (${accel})`, 'start');
+  const started = await startVm(rec, plan, p.config.config, vmOptions, timings);
+  options.onProgress?.(`booting VM (${accel})`, 'done');
+  if (started.isErr()) return err(started.error);
+  rec.update((s) => ({ ...s, status: 'ready' }));
+  const { vm, agent, cgroups, unexpectedExit } = started.value;
+  const sb = new Sandbox(rec, p.config, { ...options, accel }, [p.bundle], plan, vm, agent, cgroups);
+  sb.vmmUser = vmmUser;
+  Object.assign(sb.timings, timings);
+  void unexpectedExit.then((why) => markVmGone(sb, why));
+  return ok(sb);
 }
 
 /** Plans the sandbox and brings it up; on failure everything made so far is removed again. */
 export function createSandbox(input: CreateSandboxInput, options: SandboxOptions = {}): ResultAsync<Sandbox, LifecycleError> {
   const sid = input.sandboxId;
-  const run = async (): Promise<Sandbox> => {
-    const store = storeFor(options, sid);
-    const t0 = performance.now();
-    const config = (await readConfig(sid, input.configPath)).match((c) => c, (e) => { throw new StepFailure(e); });
-    const unsupported = unsupportedConfig(sid, input.configPath, config.config);
-    if (unsupported !== null) throw new StepFailure(unsupported);
-    const bundle = (await readBundle(sid, sid, input.bundle, input.args)).match((b) => b, (e) => { throw new StepFailure(e); });
-    const rootless = rootlessRequested(config.config, bundle);
-    if (rootless) {
-      const refused = rootlessPreflight(sid);
-      if (refused !== null) throw new StepFailure(refused);
-    }
-    const planWith = (rootlessDir: string | undefined, random: ReturnType<typeof replayingRandom>) =>
-      planSandbox({
-        config: config.config,
-        configSource: input.configPath,
-        sandbox: bundle,
-        containers: [],
-        host: { ...hostFactsFor([bundle], config), ...(rootlessDir !== undefined ? { rootlessDir } : {}) },
-        random,
-      });
-    const drawn: string[] = [];
-    // Rootless: validated with a stand-in dir first, so bad input never creates a user.
-    const planned = planWith(rootless ? VALIDATION_ROOTLESS_DIR : undefined, replayingRandom([], drawn));
-    if (planned.isErr()) throw new StepFailure({ kind: 'input', sandboxId: sid, lines: formatPlanError(planned.error), message: 'plan' });
-    const planMs = performance.now() - t0;
-    if (store.read(sid).isOk()) throw new StepFailure({ kind: 'exists', sandboxId: sid, message: `sandbox ${sid} exists (state in ${store.dir(sid)._unsafeUnwrap()})` });
-    const rec = new StateRecorder(store, { ...initialState(input), random: drawn });
+  const run = async (): Step<Sandbox> => {
+    const prepared = await prepare(input, options);
+    if (prepared.isErr()) return err(prepared.error);
+    const { store } = prepared.value;
+    const rec = new StateRecorder(store, { ...initialState(input), random: prepared.value.drawn });
     rec.update((s) => s);
-    const stateDir = store.dir(sid)._unsafeUnwrap();
-    rec.dir(stateDir, 'done');
-    let accel = options.accel ?? (await probeAccel()).accel;
-    try {
-      let plan = planned.value;
-      let vmmUser: RootlessUser | null = null;
-      if (rootless) {
-        // Setup guard: from here on a failure runs cleanup, which removes the recorded user.
-        vmmUser = createVmmUser(rec);
-        const again: string[] = [];
-        const replanned = planWith(vmmUser.runtimeDir, replayingRandom(drawn, again));
-        if (replanned.isErr()) throw new StepFailure({ kind: 'input', sandboxId: sid, lines: formatPlanError(replanned.error), message: 'plan' });
-        plan = replanned.value;
-        rec.update((s) => ({ ...s, random: again }));
-        accel = vmmAccel(accel, vmmUser).accel;
-        prepareVmmDirs(rec, plan);
-      }
-      const vmOptions: VmOptions = { ...options, accel, cgroupHost: options.cgroupHost ?? {}, ...(vmmUser !== null ? { vmmUser } : {}) };
-      writeInitdataImage(rec, plan, vmmUser);
-      crashPoint('dirs');
-      options.onProgress?.(`booting VM (${accel})`, 'start');
-      const timings: Record<string, number> = { plan: planMs };
-      const started = await startVm(rec, plan, config.config, vmOptions, timings);
-      options.onProgress?.(`booting VM (${accel})`, 'done');
-      rec.update((s) => ({ ...s, status: 'ready' }));
-      const sb = new Sandbox(rec, config, { ...options, accel }, [bundle], plan, started.vm, started.agent, started.cgroups);
-      sb.vmmUser = vmmUser;
-      Object.assign(sb.timings, timings);
-      void started.unexpectedExit.then((why) => markVmGone(sb, why));
-      return sb;
-    } catch (e) {
-      options.onProgress?.(`booting VM (${accel})`, 'done');
-      const error = toError(sid)(e);
-      rec.update((s) => ({ ...s, status: 'failed', error: error.message }));
-      await cleanupSandbox(store, sid);
-      throw new StepFailure(error);
-    }
+    rec.dir(store.dir(sid)._unsafeUnwrap(), 'done');
+    const accel = options.accel ?? (await probeAccel()).accel;
+    // From here on a failure runs cleanup, which removes whatever the state recorded.
+    const up = await ResultAsync.fromPromise(bringUp(rec, prepared.value, options, accel), toError(sid)).andThen((r) => r);
+    if (up.isOk()) return up;
+    // Best effort: cleanup removes the state either way, and the cause is what the caller needs.
+    void rec.tryUpdate((s) => ({ ...s, status: 'failed', error: up.error.message }));
+    await cleanupSandbox(store, sid);
+    return up;
   };
-  return ResultAsync.fromPromise(run(), toError(sid));
+  return ResultAsync.fromPromise(run(), toError(sid)).andThen((r) => r);
 }
 
 /** QEMU exited under the sandbox: record it, and fail pending agent calls. */
@@ -188,11 +222,8 @@ function markVmGone(sb: Sandbox, why: string): void {
   // Not when the state is gone or being cleaned up (a cleanup from another process killed QEMU).
   const onDisk = sb.recorder.store.read(sb.id);
   if (onDisk.isErr() || onDisk.value.status === 'deleting') return;
-  try {
-    sb.recorder.update((s) => ({ ...s, status: 'failed', error: why }));
-  } catch {
-    // The failure is still reported through `vmGone` and the closed agent connection.
-  }
+  // A failed write is still reported through `vmGone` and the closed agent connection.
+  void sb.recorder.tryUpdate((s) => ({ ...s, status: 'failed', error: why }));
 }
 
 /** Stops the watchers, tells the agent, stops the VM. The cgroups, dirs and state stay (deleteSandbox). */

@@ -1,9 +1,11 @@
 // Bringing a sandbox's VM up from its plan, each step recorded before and after it acts:
 // cgroups → QEMU (+ virtiofsd) → VMM placed in the sandbox cgroup → agent dialed and healthy →
-// CreateSandbox. Steps throw StepFailure; ts/lifecycle/sandbox.ts turns that into an Err.
+// CreateSandbox. Each step returns a Result; a failed state write (the recorder raises
+// StepFailure) becomes startVm's Err too.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fromJson } from '@bufbuild/protobuf';
+import { err, errAsync, ok, ResultAsync, type Result } from 'neverthrow';
 import { createSandboxCgroups, placeVmm, type CgroupHost, type CgroupRecord } from '../apply/cgroups.js';
 import { connectAgent, type AgentClient, type AgentTarget } from '../agent/client.js';
 import type { KataConfig } from '../config/kata-config.js';
@@ -15,7 +17,7 @@ import { launchVm, type RunningVm } from '../qemu/launch.js';
 import { rootlessLauncher, type RootlessUser } from '../rootless/index.js';
 import { crashPoint } from './crash-point.js';
 import { mountSharedDirs } from './host-mounts.js';
-import { stepError, type LifecycleStep } from './errors.js';
+import { stepError, type LifecycleError, type LifecycleStep } from './errors.js';
 import { processRef } from './process-ref.js';
 import { makeVmmDir } from './rootless-vmm.js';
 import { StateRecorder, StepFailure } from './state-recorder.js';
@@ -47,9 +49,12 @@ export interface StartedVm {
   readonly unexpectedExit: Promise<string>;
 }
 
-const fail = (sid: string, step: LifecycleStep) => (e: { message: string }) => {
-  throw new StepFailure(stepError(sid, step, e));
-};
+type Step<T> = Promise<Result<T, LifecycleError>>;
+
+const failed =
+  (sid: string, step: LifecycleStep) =>
+  (e: { readonly message: string }): LifecycleError =>
+    stepError(sid, step, e);
 
 /** The record createSandboxCgroups will return, known before it acts (ts/apply/cgroups.ts refs). */
 export function cgroupRecordOf(plan: ResourcePlan): CgroupRecord {
@@ -63,44 +68,66 @@ export function cgroupRecordOf(plan: ResourcePlan): CgroupRecord {
   return { driver: c.driver, version: c.version, sandbox, overhead, vcpuPlacement: c.vcpuPlacement };
 }
 
-async function startCgroups(rec: StateRecorder, plan: ResourcePlan, o: VmOptions): Promise<CgroupRecord> {
+async function startCgroups(rec: StateRecorder, plan: ResourcePlan, o: VmOptions): Step<CgroupRecord> {
   const sid = rec.state.sandboxId;
   const { controllers, systemd, root } = o.cgroupHost;
   const host = { ...(root !== undefined ? { root } : {}), ...(controllers ? { controllers: [...controllers] } : {}), ...(systemd ? { systemd: { ...systemd } } : {}) };
   rec.update((s) => ({ ...s, cgroups: { record: cgroupRecordOf(plan), host, phase: 'intent' } }));
-  const record = (await createSandboxCgroups(plan.cgroups, o.cgroupHost, o.runtimePid ?? process.pid)).match((r) => r, fail(sid, 'cgroups'));
+  const created = await createSandboxCgroups(plan.cgroups, o.cgroupHost, o.runtimePid ?? process.pid);
+  if (created.isErr()) return err(failed(sid, 'cgroups')(created.error));
+  const record = created.value;
   crashPoint('cgroups');
   rec.update((s) => ({ ...s, cgroups: { record, host, phase: 'done' } }));
-  return record;
+  return ok(record);
 }
 
-/** vCPU thread ids from QMP (for `threads` placement). */
-async function vcpuThreads(vm: RunningVm): Promise<number[]> {
-  const cpus = await vm.vm.qmp.execute<{ 'thread-id': number }[]>('query-cpus-fast');
-  return cpus.isOk() ? cpus.value.map((c) => c['thread-id']) : [];
+/** Places QEMU (and, for `threads` placement, its vCPU threads as QMP lists them) in the cgroups. */
+async function placeInCgroups(sid: string, cgroups: CgroupRecord, vm: RunningVm, o: VmOptions): Step<void> {
+  const fail = failed(sid, 'place-vmm');
+  let vcpuTids: number[] = [];
+  if (cgroups.vcpuPlacement === 'threads') {
+    const cpus = await vm.vm.qmp.execute<{ 'thread-id': number }[]>('query-cpus-fast');
+    if (cpus.isErr()) return err(fail({ message: `QMP query-cpus-fast (vCPU threads): ${cpus.error.message}` }));
+    vcpuTids = cpus.value.map((c) => c['thread-id']);
+  }
+  const placed = await placeVmm(cgroups, o.cgroupHost, { pid: vm.vm.pid, vcpuTids });
+  return placed.mapErr(fail);
 }
 
-async function startQemu(rec: StateRecorder, plan: ResourcePlan, config: KataConfig, o: VmOptions, onExit: (why: string) => void): Promise<RunningVm> {
+/** The VM's run dir, recorded before it is made (owned by the VMM user when rootless). */
+function makeRunDir(rec: StateRecorder, runDir: string, user: RootlessUser | undefined): Result<void, LifecycleError> {
+  if (user !== undefined) return makeVmmDir(rec, runDir);
+  try {
+    mkdirSync(runDir, { recursive: true });
+    return ok(undefined);
+  } catch (e) {
+    return err(stepError(rec.state.sandboxId, 'vm', `mkdir ${runDir}: ${(e as Error).message}`));
+  }
+}
+
+async function startQemu(rec: StateRecorder, plan: ResourcePlan, config: KataConfig, o: VmOptions, onExit: (why: string) => void): Step<RunningVm> {
   const sid = rec.state.sandboxId;
   const stateDir = rec.store.dir(sid)._unsafeUnwrap();
   const user = o.vmmUser;
   // Rootless: the QMP socket in `<jailer root>/qmp.sock` (runtime-rs), below the user's runtime dir.
   const runDir = user !== undefined ? plan.hostDirs.jailerRoot : path.join(stateDir, 'vm');
-  // virtiofsd exports the read-only view of the shared dir (ts/lifecycle/host-mounts.ts).
-  const sharedDir = plan.hostDirs.sharedRo;
   rec.dir(runDir, 'intent');
-  if (config.hypervisor.sharedFs === 'virtio-fs') mountSharedDirs(rec, plan);
+  // virtio-fs: the plan's shared dirs, mounted first; virtiofsd exports their read-only view.
+  if (plan.sharedDirs !== null) {
+    const mounted = mountSharedDirs(rec, plan);
+    if (mounted.isErr()) return err(mounted.error);
+  }
   const sockets = { qmpSocket: path.join(runDir, 'qmp.sock'), agentSocket: path.join(runDir, 'agent.sock'), virtiofsSocket: path.join(runDir, 'vfs.sock') };
   rec.update((s) => ({ ...s, vm: { phase: 'intent', ...sockets, qemu: null, virtiofsd: null, accel: o.accel } }));
-  if (user !== undefined) makeVmmDir(rec, runDir);
-  else mkdirSync(runDir, { recursive: true });
+  const made = makeRunDir(rec, runDir, user);
+  if (made.isErr()) return err(made.error);
   rec.dir(runDir, 'done');
   const h = config.hypervisor;
   const launched = await launchVm({
     plan,
     config: { ...h, path: h.path || DEFAULT_QEMU },
     runDir,
-    sharedDir,
+    ...(plan.sharedDirs !== null ? { sharedDir: plan.sharedDirs.ro } : {}),
     launch: {
       accel: o.accel,
       paused: o.paused ?? false,
@@ -113,38 +140,56 @@ async function startQemu(rec: StateRecorder, plan: ResourcePlan, config: KataCon
     onUnexpectedExit: onExit,
     ...(user !== undefined ? { launcher: rootlessLauncher(user), virtiofsSocketOwner: { uid: user.uid, gid: user.gid } } : {}),
   });
-  const vm = launched.match((v) => v, fail(sid, 'vm'));
+  if (launched.isErr()) return err(failed(sid, 'vm')(launched.error));
+  const vm = launched.value;
   crashPoint('vm');
   const qemu = processRef(vm.vm.pid);
   const virtiofsd = vm.virtiofsd?.pid !== undefined ? processRef(vm.virtiofsd.pid) : null;
   rec.update((s) => ({ ...s, vm: { phase: 'done', ...sockets, qemu, virtiofsd, accel: o.accel } }));
-  return vm;
+  return ok(vm);
 }
 
-async function dialAgent(rec: StateRecorder, vm: RunningVm, o: VmOptions): Promise<AgentClient> {
-  const sid = rec.state.sandboxId;
+async function dialAgent(rec: StateRecorder, vm: RunningVm, o: VmOptions): Step<AgentClient> {
+  const fail = failed(rec.state.sandboxId, 'agent');
   const budget = o.bootTimeoutMs ?? 120_000;
   const target: AgentTarget = o.agentTarget ?? { kind: 'unix', path: vm.agentSocket };
-  const agent = (await connectAgent(target, { dialTimeoutMs: budget, healthTimeoutMs: budget })).match((a) => a, fail(sid, 'agent'));
+  const agent = await connectAgent(target, { dialTimeoutMs: budget, healthTimeoutMs: budget });
+  if (agent.isErr()) return err(fail(agent.error));
   // Over virtio-serial the dial succeeds as soon as QEMU listens; the first answer means the
   // guest booted and its agent serves.
-  const health = await agent.check();
+  const health = await agent.value.check();
   if (health.isErr()) {
-    agent.close();
-    fail(sid, 'agent')({ message: `agent health check: ${health.error.message}` });
+    agent.value.close();
+    return err(fail({ message: `agent health check: ${health.error.message}` }));
   }
   crashPoint('agent');
+  return ok(agent.value);
+}
+
+/** Placement, agent, CreateSandbox on a started VM; `lap` records `boot` and `createSandbox`. */
+async function bringUp(rec: StateRecorder, plan: ResourcePlan, vm: RunningVm, cgroups: CgroupRecord, o: VmOptions, lap: (name: string) => void): Step<AgentClient> {
+  const sid = rec.state.sandboxId;
+  const placed = await placeInCgroups(sid, cgroups, vm, o);
+  if (placed.isErr()) return err(placed.error);
+  crashPoint('place-vmm');
+  const agent = await dialAgent(rec, vm, o);
+  if (agent.isErr()) return agent;
+  lap('boot');
+  const created = await agent.value.createSandbox(fromJson(CreateSandboxRequestSchema, plan.createSandbox));
+  if (created.isErr()) {
+    agent.value.close();
+    return err(failed(sid, 'create-sandbox')(created.error));
+  }
+  crashPoint('create-sandbox');
+  lap('createSandbox');
   return agent;
 }
 
-/** Cgroups, VM, placement, agent, CreateSandbox; `timings` gets `cgroups`, `boot` and `createSandbox` ms. */
-export async function startVm(
-  rec: StateRecorder,
-  plan: ResourcePlan,
-  config: KataConfig,
-  o: VmOptions,
-  timings: Record<string, number>,
-): Promise<StartedVm> {
+/**
+ * Cgroups, VM, placement, agent, CreateSandbox; `timings` gets `cgroups`, `boot` and
+ * `createSandbox` ms. A failure after QEMU started stops it; the rest is cleanup's (recorded).
+ */
+export function startVm(rec: StateRecorder, plan: ResourcePlan, config: KataConfig, o: VmOptions, timings: Record<string, number>): ResultAsync<StartedVm, LifecycleError> {
   const sid = rec.state.sandboxId;
   let t = performance.now();
   const lap = (name: string) => {
@@ -152,28 +197,26 @@ export async function startVm(
     timings[name] = (timings[name] ?? 0) + (now - t);
     t = now;
   };
-  const cgroups = await startCgroups(rec, plan, o);
-  lap('cgroups');
-  let onExit: (why: string) => void = () => {};
-  const unexpectedExit = new Promise<string>((resolve) => (onExit = resolve));
-  const vm = await startQemu(rec, plan, config, o, (why) => onExit(why));
-  try {
-    const tids = cgroups.vcpuPlacement === 'threads' ? await vcpuThreads(vm) : [];
-    (await placeVmm(cgroups, o.cgroupHost, { pid: vm.vm.pid, vcpuTids: tids })).match(() => undefined, fail(sid, 'place-vmm'));
-    crashPoint('place-vmm');
-    const agent = await dialAgent(rec, vm, o);
-    lap('boot');
-    const request = fromJson(CreateSandboxRequestSchema, plan.createSandbox);
-    const created = await agent.createSandbox(request);
-    if (created.isErr()) {
-      agent.close();
-      fail(sid, 'create-sandbox')(created.error);
-    }
-    crashPoint('create-sandbox');
-    lap('createSandbox');
-    return { vm, agent, cgroups, unexpectedExit };
-  } catch (e) {
-    await vm.stop(2_000);
-    throw e;
-  }
+  let started: RunningVm | null = null;
+  const run = async (): Step<StartedVm> => {
+    const cgroups = await startCgroups(rec, plan, o);
+    if (cgroups.isErr()) return err(cgroups.error);
+    lap('cgroups');
+    let onExit: (why: string) => void = () => {};
+    const unexpectedExit = new Promise<string>((resolve) => (onExit = resolve));
+    const vm = await startQemu(rec, plan, config, o, (why) => onExit(why));
+    if (vm.isErr()) return err(vm.error);
+    started = vm.value;
+    const agent = await bringUp(rec, plan, vm.value, cgroups.value, o, lap);
+    if (agent.isErr()) return err(agent.error);
+    return ok({ vm: vm.value, agent: agent.value, cgroups: cgroups.value, unexpectedExit });
+  };
+  const toError = (e: unknown): LifecycleError =>
+    e instanceof StepFailure ? e.error : stepError(sid, 'vm', e instanceof Error ? `internal: ${e.message}` : String(e));
+  return ResultAsync.fromPromise(run(), toError)
+    .andThen((r) => r)
+    .orElse((e) => {
+      const vm = started as RunningVm | null;
+      return ResultAsync.fromSafePromise(vm !== null ? vm.stop(2_000) : Promise.resolve()).andThen(() => errAsync<StartedVm, LifecycleError>(e));
+    });
 }

@@ -13,13 +13,19 @@ import { allowlistedVolume, lexicalPrefix, sameVolume } from './k8s-paths.js';
 import type { VolumeManager } from './volume-manager.js';
 import { copyGuestPath, mountProblem, type RandomHex } from './volumes-paths.js';
 
-/** One host entry to copy into the guest before the container starts. */
+/**
+ * One host entry to copy into the guest before the container starts: everything apply needs,
+ * so it neither parses the guest path nor re-derives the key.
+ */
 export interface CopyStep {
-  /** Canonical host source. */
-  readonly hostPath: string;
+  /** Canonical host source: what is copied. */
+  readonly source: string;
+  /** The live sync this destination joins: one watcher per key, fanning out to every destination. */
+  readonly syncKey: string;
+  /** Where it is copied to: `<share dir>/<cid>-<16 hex>-<basename(mount destination)>`. */
   readonly guestPath: GuestPath;
   readonly kind: 'file' | 'dir';
-  /** Kept in sync by a watcher after the first copy (allowlisted kubelet volumes). */
+  /** Kept in sync by a watcher after the first copy (allowlisted kubelet volumes); else copied once. */
   readonly watched: boolean;
 }
 
@@ -66,7 +72,8 @@ export function planCopyVolume(mount: OciMount, index: number, ctx: CopyVolumeCo
   if (fact.kind === 'file') {
     const guestPath = copyGuestPath(ctx.containerId, mount.destination, ctx.random);
     if (guestPath.isErr()) return fail(mount.destination, guestPath.error);
-    return ok({ mount: guestMount(guestPath.value), copy: { hostPath: real, guestPath: guestPath.value, kind: 'file', watched: false } });
+    const copy: CopyStep = { source: real, syncKey: real, guestPath: guestPath.value, kind: 'file', watched: false };
+    return ok({ mount: guestMount(guestPath.value), copy });
   }
   if (fact.kind !== 'dir') return fail(raw, `cannot copy a ${fact.kind} device or special file into the guest (shared_fs = none)`);
 
@@ -80,6 +87,6 @@ export function planCopyVolume(mount: OciMount, index: number, ctx: CopyVolumeCo
   }
   const acquired = ctx.manager.acquire(real, ctx.containerId, mount.destination, ctx.random, allowlisted);
   if (acquired.isErr()) return fail(mount.destination, acquired.error);
-  const guestPath = acquired.value.guestPath;
-  return ok({ mount: guestMount(guestPath), copy: { hostPath: real, guestPath, kind: 'dir', watched: allowlisted } });
+  const { guestPath, key } = acquired.value;
+  return ok({ mount: guestMount(guestPath), copy: { source: real, syncKey: key, guestPath, kind: 'dir', watched: allowlisted } });
 }

@@ -8,92 +8,26 @@ import { hostPath, type HostPath } from '../paths.js';
 import { applyConfigAnnotations, CC_INIT_DATA_ANNOTATION, HYPERVISOR_PREFIX } from '../spec/annotations.js';
 import { containerType, type ContainerType } from '../spec/container-type.js';
 import type { OciSpec } from '../spec/oci-spec.js';
-import type { JsonValue } from '@bufbuild/protobuf';
-import type { CopyStep } from './copy-volume.js';
 import { BlockDevicePlanner, type BlockDevice } from './devices.js';
-import { planCgroups, type CgroupPlan } from './cgroups.js';
+import { planCgroups } from './cgroups.js';
 import { collectSandboxCpuset, formatCpuset } from './cpuset.js';
 import { pathFact, type HostFacts } from './host-facts.js';
-import { planHostDirs, planRootlessContext, type HostDirs, type SharedMountPoint } from './host-dirs.js';
-import { planInitdata, type InitdataPlan } from './initdata.js';
-import { planPorts, type Port } from './ports.js';
+import { planHostDirs, planRootlessContext, type HostDirs } from './host-dirs.js';
+import { planInitdata } from './initdata.js';
+import { planPorts } from './ports.js';
+import type { BundleInput, ContainerPlan, PlanInput, ResourcePlan } from './plan-types.js';
 import { planSizing, staticRequestFrom, type ContainerLimits } from './sizing.js';
 import { containerRequestJson, createContainerRequest, createSandboxRequest, sandboxRequestJson, sharedFsStorages } from './requests.js';
-import { forceGuestPullEnabled, planRootfs, type RootfsMount, type RootfsPlan } from './rootfs.js';
+import { forceGuestPullEnabled, planRootfs } from './rootfs.js';
 import { sandboxShmSize, sandboxShmStorage } from './shm.js';
-import { VolumeManager, type CopiedVolume } from './volume-manager.js';
-import { planVolumes, type VolumeKind } from './volumes.js';
+import { VolumeManager } from './volume-manager.js';
+import { planVolumes } from './volumes.js';
 import { containerDevice } from './volumes-block.js';
 import { sequentialHex, type RandomHex } from './volumes-paths.js';
-import { SharedFsVolumes, type SharedFsBind } from './volumes-shared-fs.js';
+import { SharedFsVolumes } from './volumes-shared-fs.js';
 import type { DeviceInit } from './volumes-storage.js';
 
-/** A container (or the sandbox's own container) as given: its id, bundle and parsed spec. */
-export interface BundleInput {
-  readonly id: string;
-  readonly bundleDir: string;
-  readonly spec: OciSpec;
-  /** Absolute bundle path (the bundle_path annotation); defaults to `bundleDir`. */
-  readonly bundlePath?: string;
-  /** Rootfs mounts as a shim receives them (`rootfs-mounts.json`); absent or empty: root.path over the shared fs. */
-  readonly rootfsMounts?: readonly RootfsMount[];
-}
-
-export interface PlanInput {
-  readonly config: KataConfig;
-  /** Path of the configuration file, for errors. */
-  readonly configSource: string;
-  readonly sandbox: BundleInput;
-  /** Further containers, in the order they are added. */
-  readonly containers: readonly BundleInput[];
-  readonly host: HostFacts;
-  /** Random name parts (16-hex copy names, 8-hex share names); default: a deterministic sequence. */
-  readonly random?: RandomHex;
-}
-
-export interface ContainerPlan {
-  readonly id: string;
-  readonly type: ContainerType;
-  readonly vcpusAfter: number;
-  readonly memoryMiBAfter: number;
-  /** Hot-plugged for this container, in order: rootfs, volumes, linux.devices. */
-  readonly blockDevices: readonly BlockDevice[];
-  readonly rootfs: RootfsPlan;
-  /** What each spec mount became, by index. */
-  readonly volumes: readonly { readonly destination: string; readonly kind: VolumeKind }[];
-  /** Host entries copied into the guest before the container starts (shared_fs = none). */
-  readonly copies: readonly CopyStep[];
-  /** Binds into the sandbox shared dir (shared_fs = virtio-fs). */
-  readonly sharedFsBinds: readonly SharedFsBind[];
-  /** Block-volume mount points created in `hostDirs.sharedRw` before the agent mounts them. */
-  readonly sharedMountPoints: readonly SharedMountPoint[];
-  /** CreateContainerRequest, proto3 canonical JSON. */
-  readonly createContainer: JsonValue;
-}
-
-export interface ResourcePlan {
-  readonly sandboxId: string;
-  /** The rootless dir prefixing every host dir when the VMM runs rootless; null otherwise. */
-  readonly rootlessDir: HostPath | null;
-  /** The sandbox's host directories (rootless-prefixed when rootless). */
-  readonly hostDirs: HostDirs;
-  readonly vcpus: { readonly boot: number; readonly max: number; readonly exact: string };
-  readonly memoryMiB: number;
-  readonly maxMemoryMiB: number;
-  /** The cgroup plan plus the sandbox cpuset/mems (union of the containers', canonical; "" = unset). */
-  readonly cgroups: CgroupPlan & { readonly cpuset: string; readonly mems: string };
-  readonly ports: readonly Port[];
-  readonly coldplugDevices: readonly BlockDevice[];
-  readonly initdata: InitdataPlan | null;
-  /** The sandbox's own container first, then the others in order. */
-  readonly containers: readonly ContainerPlan[];
-  readonly warnings: readonly string[];
-  readonly shmSizeBytes: number;
-  /** Copied directories after all containers were added (VolumeManager state). */
-  readonly copyVolumes: readonly CopiedVolume[];
-  /** CreateSandboxRequest, proto3 canonical JSON. */
-  readonly createSandbox: JsonValue;
-}
+export type { BundleInput, ContainerPlan, PlanInput, ResourcePlan, SharedDirs } from './plan-types.js';
 
 /** containerd's id rule; ids become host path components and cgroup names. */
 const ID_PATTERN = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
@@ -354,6 +288,7 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
       vcpus: sized.vcpus,
       memoryMiB: sized.memoryMiB,
       maxMemoryMiB: sized.maxMemoryMiB,
+      kernelParams: h.kernelParams,
       cgroups: { ...cgroups._unsafeUnwrap(), cpuset: formatCpuset(cpuset._unsafeUnwrap()), mems: formatCpuset(mems._unsafeUnwrap()) },
       ports: ports._unsafeUnwrap().ports,
       coldplugDevices,
@@ -362,6 +297,8 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
       warnings: [...warnings, ...ports._unsafeUnwrap().warnings],
       shmSizeBytes,
       copyVolumes: state.copies.volumes(),
+      // virtio-fs: rw bound onto itself and shared, ro its read-only slave, exported by virtiofsd.
+      sharedDirs: h.sharedFs === 'virtio-fs' ? { sandbox: hostDirs.sharedSandbox, rw: hostDirs.sharedRw, ro: hostDirs.sharedRo } : null,
       createSandbox: sandboxRequestJson(
         createSandboxRequest({
           sandboxId: input.sandbox.id,

@@ -26,6 +26,8 @@ export interface CopiedVolume {
 
 export interface Acquired {
   readonly guestPath: GuestPath;
+  /** The canonical source the destination was added to (the entry's key). */
+  readonly key: string;
   /** True for the first reference: start the source's watcher (when watched). */
   readonly first: boolean;
 }
@@ -52,10 +54,10 @@ export class VolumeManager {
     const entry = this.#volumes.get(key);
     if (entry === undefined) {
       this.#volumes.set(key, { watched, destinations: [{ containerId, guestPath: guestPath.value }] });
-      return ok({ guestPath: guestPath.value, first: true });
+      return ok({ guestPath: guestPath.value, key, first: true });
     }
     entry.destinations.push({ containerId, guestPath: guestPath.value });
-    return ok({ guestPath: guestPath.value, first: false });
+    return ok({ guestPath: guestPath.value, key, first: false });
   }
 
   /**

@@ -44,7 +44,7 @@ export interface VolumePlan {
   readonly blockDevices: readonly BlockDevice[];
   readonly copies: readonly CopyStep[];
   readonly sharedFsBinds: readonly SharedFsBind[];
-  /** Block-volume mount points to create in the rw shared dir, in mount order. */
+  /** Block-volume mount points to create in the rw shared dir, in mount order (none without a shared fs). */
   readonly sharedMountPoints: readonly SharedMountPoint[];
 }
 
@@ -117,7 +117,8 @@ function planOne(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Prob
     acc.blockDevices.push(v.value.device);
     acc.storages.push(v.value.storage);
     acc.mounts.push(v.value.mount);
-    acc.sharedMountPoints.push(v.value.sharedMountPoint);
+    // The host mount point only matters where the shared dir is mounted (virtio-fs).
+    if (ctx.sharedFs !== 'none') acc.sharedMountPoints.push(v.value.sharedMountPoint);
     acc.kinds.push('block');
     return [];
   }

@@ -1,15 +1,16 @@
-// The VolumeManager's copied directories kept live: one LiveSync per canonical host source,
-// fanning out to every (container, guest path) destination the manager holds for it. The first
-// acquire starts it (copying to its destination), later ones add a destination (copying the
-// whole tree there), a release drops that container's destination, the last release stops it,
-// and sandbox teardown stops all. Unlike runtime-rs (reference §4), whose overwritten entry
-// makes releasing the first container stop the last one's watcher.
+// A sandbox's planned copy steps carried out and kept live: one LiveSync per sync key (the
+// canonical host source the plan chose), fanning out to every (container, guest path)
+// destination the plan gave it. The first acquire of a key starts its sync (copying to its
+// destination), later ones add a destination (copying the whole tree there), a release drops
+// that container's destination, the last release stops it, and sandbox teardown stops all.
+// Unwatched steps (files, directories copied without a watcher) are copied once. Unlike
+// runtime-rs (reference §4), whose overwritten entry makes releasing the first container stop
+// the last one's watcher. Nothing here decides a path: the plan's CopyStep carries them all.
 import { errAsync, okAsync, ResultAsync } from 'neverthrow';
 import type { AgentConnection, AgentTarget } from '../agent/client.js';
 import type { NativeError } from '../native.js';
 import type { GuestPath } from '../paths.js';
-import type { Acquired, VolumeManager } from '../plan/volume-manager.js';
-import type { RandomHex } from '../plan/volumes-paths.js';
+import type { CopyStep } from '../plan/copy-volume.js';
 import { startLiveSync, type LiveSync, type SyncEvent } from './live-sync.js';
 
 export type VolumeSyncError =
@@ -22,104 +23,127 @@ export interface VolumeSyncsOptions {
   readonly connection?: AgentConnection;
   readonly debounceMs?: number;
   readonly dialTimeoutMs?: number;
-  /** Every sync summary or watcher error, with the canonical source it is about. */
+  /** Every sync summary or watcher error, with the sync key (canonical source) it is about. */
   readonly onEvent?: (source: string, event: SyncEvent) => void;
 }
 
-export class VolumeSyncs {
-  readonly #manager: VolumeManager;
-  readonly #options: VolumeSyncsOptions;
-  /** Canonical source → its starting or running sync (undefined: failed to start). */
-  readonly #syncs = new Map<string, Promise<LiveSync | undefined>>();
+/** What acquire did with a step. */
+export interface Acquired {
+  /** True when the step started its key's sync (or was copied once). */
+  readonly first: boolean;
+}
 
-  constructor(manager: VolumeManager, options: VolumeSyncsOptions) {
-    this.#manager = manager;
+interface Destination {
+  readonly containerId: string;
+  readonly guestPath: GuestPath;
+}
+
+interface KeySync {
+  /** The starting or running sync (undefined: it failed to start). */
+  readonly sync: Promise<LiveSync | undefined>;
+  readonly destinations: Destination[];
+}
+
+export class VolumeSyncs {
+  readonly #options: VolumeSyncsOptions;
+  readonly #syncs = new Map<string, KeySync>();
+
+  constructor(options: VolumeSyncsOptions) {
     this.#options = options;
   }
 
   /**
-   * Adds a reference of `containerId` to `source` and copies it to the new guest path: through
-   * the source's running sync when there is one, else by starting it (or, for a directory that
-   * is not watched, by a one-off copy). A failed copy gives the reference back.
+   * Copies `step` for `containerId` to its planned guest path: through its key's running sync
+   * when there is one, else by starting it (or once, for an unwatched step). A failed copy
+   * drops the destination again.
    */
-  acquire(source: string, containerId: string, mountDestination: string, random: RandomHex, watched = true): ResultAsync<Acquired, VolumeSyncError> {
-    const acquired = this.#manager.acquire(source, containerId, mountDestination, random, watched);
-    if (acquired.isErr()) return errAsync({ kind: 'volume', source, message: acquired.error });
-    const { guestPath, first } = acquired.value;
-    const entry = this.#manager.get(source);
-    const key = entry?.source ?? source;
-    const copied = entry?.watched === false ? this.#copyOnce(key, guestPath) : first ? this.#start(key, guestPath) : this.#add(key, guestPath);
-    return copied.map(() => acquired.value).mapErr((e) => {
-      this.release(source, containerId);
+  acquire(containerId: string, step: CopyStep): ResultAsync<Acquired, VolumeSyncError> {
+    if (!step.watched) return this.#copyOnce(step.source, step.guestPath).map(() => ({ first: true }));
+    const dest = { containerId, guestPath: step.guestPath };
+    const running = this.#syncs.get(step.syncKey);
+    const copied = running === undefined ? this.#start(step, dest) : this.#add(step, running, dest);
+    return copied.map(() => ({ first: running === undefined })).mapErr((e) => {
+      this.release(containerId, step);
       return e;
     });
   }
 
   /**
-   * Drops one reference of `containerId`. True when it was the last: the source's sync is stopped.
-   * Otherwise only that container's destination stops receiving updates.
+   * Drops the destination of `step` for `containerId`. True when it was the key's last: its sync
+   * is stopped. Otherwise only that destination stops receiving updates. Unwatched steps hold
+   * nothing: true.
    */
-  release(source: string, containerId: string): boolean {
-    const entry = this.#manager.get(source);
-    const dest = entry?.destinations.find((d) => d.containerId === containerId);
-    const last = this.#manager.release(source, containerId);
-    const key = entry?.source ?? source;
-    const sync = this.#syncs.get(key);
-    if (sync === undefined || dest === undefined) return last;
-    if (last) {
-      this.#syncs.delete(key);
-      void sync.then((s) => s?.close());
-    } else {
-      void sync.then((s) => s?.removeDestination(dest.guestPath));
+  release(containerId: string, step: CopyStep): boolean {
+    if (!step.watched) return true;
+    const entry = this.#syncs.get(step.syncKey);
+    if (entry === undefined) return true;
+    const at = entry.destinations.findIndex((d) => d.containerId === containerId && d.guestPath === step.guestPath);
+    if (at < 0) return false;
+    entry.destinations.splice(at, 1);
+    if (entry.destinations.length === 0) {
+      this.#syncs.delete(step.syncKey);
+      void entry.sync.then((s) => s?.close());
+      return true;
     }
-    return last;
+    void entry.sync.then((s) => s?.removeDestination(step.guestPath));
+    return false;
   }
 
   /** Stops every sync (sandbox teardown); resolves once all are closed. */
   async teardown(): Promise<void> {
     const all = [...this.#syncs.values()];
     this.#syncs.clear();
-    for (const s of await Promise.all(all)) s?.close();
+    for (const s of await Promise.all(all.map((e) => e.sync))) s?.close();
   }
 
-  /** Canonical sources with a running or starting sync. */
+  /** Sync keys with a running or starting sync. */
   sources(): string[] {
     return [...this.#syncs.keys()];
+  }
+
+  /** Destinations of `key` (in the order they were added). */
+  destinations(key: string): readonly Destination[] {
+    return [...(this.#syncs.get(key)?.destinations ?? [])];
   }
 
   #native<T>(source: string, r: ResultAsync<T, NativeError>): ResultAsync<T, VolumeSyncError> {
     return r.mapErr((e) => ({ ...e, source }));
   }
 
-  #start(source: string, dest: GuestPath): ResultAsync<void, VolumeSyncError> {
-    const onEvent = this.#options.onEvent;
+  #start(step: CopyStep, dest: Destination): ResultAsync<void, VolumeSyncError> {
+    const o = this.#options;
+    const key = step.syncKey;
     const started = startLiveSync(
-      { source, destinations: [dest], agent: this.#options.agent, connection: this.#options.connection, debounceMs: this.#options.debounceMs, dialTimeoutMs: this.#options.dialTimeoutMs },
-      (e) => onEvent?.(source, e),
+      { source: step.source, destinations: [dest.guestPath], agent: o.agent, connection: o.connection, debounceMs: o.debounceMs, dialTimeoutMs: o.dialTimeoutMs },
+      (e) => o.onEvent?.(key, e),
     );
-    const handle = started.match(
-      (s) => s,
-      () => undefined,
-    );
-    this.#syncs.set(source, handle);
-    return this.#native(source, started).andThen((s) => {
+    const entry: KeySync = {
+      sync: started.match(
+        (s) => s,
+        () => undefined,
+      ),
+      destinations: [dest],
+    };
+    this.#syncs.set(key, entry);
+    return this.#native(step.source, started).andThen((s) => {
       // Released (or torn down) while the first copy ran: stop at once.
-      if (this.#syncs.get(source) !== handle) s.close();
+      if (this.#syncs.get(key) !== entry) s.close();
       return okAsync(undefined);
     });
   }
 
-  #add(source: string, dest: GuestPath): ResultAsync<void, VolumeSyncError> {
-    const sync = this.#syncs.get(source);
-    if (sync === undefined) return this.#start(source, dest);
-    return ResultAsync.fromSafePromise(sync).andThen((s) =>
-      s === undefined ? errAsync<void, VolumeSyncError>({ kind: 'volume', source, message: `the sync of ${source} failed to start` }) : this.#native(source, s.addDestination(dest)).map(() => undefined),
+  #add(step: CopyStep, entry: KeySync, dest: Destination): ResultAsync<void, VolumeSyncError> {
+    entry.destinations.push(dest);
+    return ResultAsync.fromSafePromise(entry.sync).andThen((s) =>
+      s === undefined
+        ? errAsync<void, VolumeSyncError>({ kind: 'volume', source: step.source, message: `the sync of ${step.source} failed to start` })
+        : this.#native(step.source, s.addDestination(dest.guestPath)).map(() => undefined),
     );
   }
 
   #copyOnce(source: string, dest: GuestPath): ResultAsync<void, VolumeSyncError> {
-    return this.#native(source, startLiveSync({ source, destinations: [dest], agent: this.#options.agent, connection: this.#options.connection, dialTimeoutMs: this.#options.dialTimeoutMs, watch: false })).map(
-      (s) => s.close(),
-    );
+    const o = this.#options;
+    const once = startLiveSync({ source, destinations: [dest], agent: o.agent, connection: o.connection, dialTimeoutMs: o.dialTimeoutMs, watch: false });
+    return this.#native(source, once).map((s) => s.close());
   }
 }
