@@ -51,14 +51,14 @@ export type CmdlineConfig = Pick<
   | 'kernel'
   | 'initrd'
   | 'image'
-  | 'kernelParams'
   | 'blockDeviceDriver'
   | 'memorySlots'
   | 'sharedFs'
   | 'vmRootfsDriver'
 >;
 
-export type CmdlinePlan = Pick<ResourcePlan, 'sandboxId' | 'vcpus' | 'memoryMiB' | 'maxMemoryMiB' | 'ports' | 'coldplugDevices'>;
+/** The kernel parameters come from the plan: the config's with the allowed annotation merged in. */
+export type CmdlinePlan = Pick<ResourcePlan, 'sandboxId' | 'vcpus' | 'memoryMiB' | 'maxMemoryMiB' | 'kernelParams' | 'ports' | 'coldplugDevices'>;
 
 /** The one problem source for command-line errors. */
 const SOURCE = 'qemu command line';
@@ -161,7 +161,7 @@ function agentArgs(agent: AgentChannel): string[] {
   ];
 }
 
-function bootArgs(config: CmdlineConfig, launch: VmLaunch): Result<string[], Problem[]> {
+function bootArgs(plan: CmdlinePlan, config: CmdlineConfig, launch: VmLaunch): Result<string[], Problem[]> {
   const args: string[] = [];
   const problems: Problem[] = [];
   const kernel = launch.kernel ?? config.kernel;
@@ -179,7 +179,7 @@ function bootArgs(config: CmdlineConfig, launch: VmLaunch): Result<string[], Pro
       );
     }
   }
-  const params = [config.kernelParams.trim(), launch.extraKernelParams?.trim() ?? ''].filter((p) => p !== '').join(' ');
+  const params = [plan.kernelParams.trim(), launch.extraKernelParams?.trim() ?? ''].filter((p) => p !== '').join(' ');
   if (kernel !== '' && params !== '') args.push('-append', params);
   return problems.length > 0 ? err(problems) : ok(args);
 }
@@ -207,7 +207,7 @@ export function qemuCommandLine(plan: CmdlinePlan, config: CmdlineConfig, launch
   } else {
     args.push('-serial', 'none');
   }
-  const boot = bootArgs(config, launch);
+  const boot = bootArgs(plan, config, launch);
   if (boot.isErr()) problems.push(...boot.error);
   else args.push(...boot.value);
 
