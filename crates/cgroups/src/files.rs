@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{io_err, FsError};
 
@@ -87,6 +87,59 @@ pub(crate) fn mkdir_all(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
         Err(e) => return Err(io_err("mkdir", dir, None, e)),
     }
     Ok(created)
+}
+
+/// Ancestors of `rel` (a checked relative cgroup path) below `mount` that do not exist yet,
+/// outermost first.
+pub(crate) fn missing_ancestors(mount: &Path, rel: &Path) -> Vec<PathBuf> {
+    let mut dir = mount.to_path_buf();
+    let parts: Vec<_> = rel.iter().collect();
+    let mut missing = Vec::new();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        dir.push(part);
+        if !missing.is_empty() || !dir.exists() {
+            missing.push(dir.clone());
+        }
+    }
+    missing
+}
+
+/// Removes the empty ones of `parents`, deepest first, and returns them. Each must lie strictly
+/// between a hierarchy mount and the cgroup's directory in it (`(mount, cgroup dir)` pairs in
+/// `cgroups`); a directory still in use (EBUSY, ENOTEMPTY) or already gone is left alone.
+pub(crate) fn remove_empty_parents(
+    cgroups: &[(PathBuf, PathBuf)],
+    parents: &[PathBuf],
+) -> Result<Vec<PathBuf>, FsError> {
+    let plain = |p: &Path| {
+        p.components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+    };
+    for p in parents {
+        let inside = cgroups.iter().any(|(mount, dir)| {
+            p.starts_with(mount) && p != mount && dir.starts_with(p) && p != dir
+        });
+        if !plain(p) || !inside {
+            return Err(FsError::InvalidPath {
+                path: p.display().to_string(),
+                reason: "is not a parent of this cgroup below its hierarchy root",
+            });
+        }
+    }
+    let mut ordered: Vec<&PathBuf> = parents.iter().collect();
+    ordered.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    ordered.dedup();
+    let mut removed = Vec::new();
+    for p in ordered {
+        match fs::remove_dir(p) {
+            Ok(()) => removed.push(p.clone()),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY)) => {}
+            Err(e) => return Err(io_err("rmdir", p, None, e)),
+        }
+    }
+    Ok(removed)
 }
 
 /// Child cgroup directories of `dir` (empty when `dir` does not exist).

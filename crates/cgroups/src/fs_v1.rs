@@ -111,18 +111,30 @@ impl FsV1Manager {
         })
     }
 
-    fn create_dirs(&self) -> Result<(), FsError> {
+    /// Makes the cgroup in every hierarchy; returns the ancestors made on the way.
+    fn create_dirs(&self) -> Result<Vec<PathBuf>, FsError> {
+        let mut parents = Vec::new();
         for h in &self.hierarchies {
-            let created = files::mkdir_all(&h.mount.join(&self.path))?;
+            let leaf = h.mount.join(&self.path);
+            let created = files::mkdir_all(&leaf)?;
             if h.name == "cpuset" {
                 // A new cpuset cgroup starts with empty cpus/mems and refuses tasks until they
                 // are set: copy them down from the parent, level by level.
-                for dir in created {
-                    inherit_cpuset(&dir)?;
+                for dir in &created {
+                    inherit_cpuset(dir)?;
                 }
             }
+            parents.extend(created.into_iter().filter(|d| *d != leaf));
         }
-        Ok(())
+        Ok(parents)
+    }
+
+    /// `(hierarchy mount, cgroup dir)` for each hierarchy.
+    fn cgroup_dirs(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.hierarchies
+            .iter()
+            .map(|h| (h.mount.clone(), h.mount.join(&self.path)))
+            .collect()
     }
 
     fn write_all(&self, file: &str, id: u32) -> Result<(), FsError> {
@@ -159,12 +171,24 @@ fn inherit_cpuset(dir: &Path) -> Result<(), FsError> {
 }
 
 impl CgroupManager for FsV1Manager {
-    fn create(&self, pids: &[u32]) -> Result<(), CgroupError> {
-        self.create_dirs()?;
+    fn create(&self, pids: &[u32]) -> Result<Vec<PathBuf>, CgroupError> {
+        let parents = self.create_dirs()?;
         for pid in pids {
             self.add_process(*pid)?;
         }
-        Ok(())
+        Ok(parents)
+    }
+
+    fn missing_parents(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        Ok(self
+            .hierarchies
+            .iter()
+            .flat_map(|h| files::missing_ancestors(&h.mount, &self.path))
+            .collect())
+    }
+
+    fn remove_parents(&self, parents: &[PathBuf]) -> Result<Vec<PathBuf>, CgroupError> {
+        Ok(files::remove_empty_parents(&self.cgroup_dirs(), parents)?)
     }
 
     fn add_process(&self, pid: u32) -> Result<(), CgroupError> {

@@ -87,13 +87,26 @@ fn max_or(value: i64) -> String {
 }
 
 impl CgroupManager for FsV2Manager {
-    fn create(&self, pids: &[u32]) -> Result<(), CgroupError> {
-        files::mkdir_all(&self.dir())?;
+    fn create(&self, pids: &[u32]) -> Result<Vec<PathBuf>, CgroupError> {
+        let leaf = self.dir();
+        let mut parents = files::mkdir_all(&leaf)?;
+        parents.retain(|d| *d != leaf);
         self.enable_controllers()?;
         for pid in pids {
             self.add_process(*pid)?;
         }
-        Ok(())
+        Ok(parents)
+    }
+
+    fn missing_parents(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        Ok(files::missing_ancestors(&self.root, &self.path))
+    }
+
+    fn remove_parents(&self, parents: &[PathBuf]) -> Result<Vec<PathBuf>, CgroupError> {
+        Ok(files::remove_empty_parents(
+            &[(self.root.clone(), self.dir())],
+            parents,
+        )?)
     }
 
     fn add_process(&self, pid: u32) -> Result<(), CgroupError> {

@@ -30,9 +30,9 @@ mod fs_v1;
 mod fs_v2;
 mod manager;
 mod systemd;
-mod systemd_names;
-mod systemd_props;
 
+#[cfg(test)]
+mod host_parent_tests;
 #[cfg(test)]
 mod host_tests;
 
@@ -41,8 +41,9 @@ pub use error::{CgroupError, FsError, SystemdError};
 pub use fs_v1::FsV1Manager;
 pub use fs_v2::FsV2Manager;
 pub use manager::{shares_to_weight, weight_to_shares, CgroupManager, Resources};
-pub use systemd::{SystemdLayout, SystemdManager, SystemdOptions};
-pub use systemd_names::{cpuset_mask, expand_slice, unit_name};
+pub use systemd::{
+    cpuset_mask, expand_slice, unit_name, SystemdLayout, SystemdManager, SystemdOptions,
+};
 
 /// The thread group id (process) of a task, from `/proc/<tid>/status`.
 pub fn tgid_of(tid: u32) -> Result<u32, FsError> {

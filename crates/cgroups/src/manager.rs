@@ -1,6 +1,7 @@
 //! The manager interface shared by the cgroupfs and systemd implementations.
 
 use std::fmt::Debug;
+use std::path::PathBuf;
 
 use crate::error::CgroupError;
 
@@ -35,8 +36,17 @@ impl Resources {
 pub trait CgroupManager: Debug + Send + Sync {
     /// Creates the cgroup (parents included) and places `pids` in it. The systemd driver needs
     /// at least one process to start a scope; with none it starts the scope on the first
-    /// [`add_process`](Self::add_process).
-    fn create(&self, pids: &[u32]) -> Result<(), CgroupError>;
+    /// [`add_process`](Self::add_process). Returns the ancestor directories this call created
+    /// (outermost first, in every hierarchy), for [`remove_parents`](Self::remove_parents).
+    fn create(&self, pids: &[u32]) -> Result<Vec<PathBuf>, CgroupError>;
+    /// The ancestor directories that do not exist yet: what [`create`](Self::create) would
+    /// make, known before it acts (so a crash in between can still be undone).
+    fn missing_parents(&self) -> Result<Vec<PathBuf>, CgroupError>;
+    /// Removes those of `parents` (ancestors [`create`](Self::create) made) that are empty,
+    /// deepest first, and returns them. One still in use (child cgroups or processes, e.g. of
+    /// another sandbox below the same parent) is left; one that is not an ancestor of this
+    /// cgroup below its hierarchy roots is refused.
+    fn remove_parents(&self, parents: &[PathBuf]) -> Result<Vec<PathBuf>, CgroupError>;
     /// Moves a whole process (all its threads) into the cgroup.
     fn add_process(&self, pid: u32) -> Result<(), CgroupError>;
     /// Moves one thread. Only cgroup v1 through cgroupfs places single threads; the other

@@ -2,25 +2,26 @@
 //! (<https://www.freedesktop.org/software/systemd/man/latest/org.freedesktop.systemd1.html>).
 //! Limits are read back from the scope's cgroup files.
 
+mod bus;
+mod names;
+mod properties;
+mod unit;
+
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zbus::blocking::Connection;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::OwnedObjectPath;
 
 use crate::error::{CgroupError, FsError, SystemdError};
 use crate::files;
 use crate::fs_v1::FsV1Manager;
 use crate::fs_v2::FsV2Manager;
 use crate::manager::{CgroupManager, Resources};
-use crate::systemd_names::expand_slice;
-use crate::systemd_props::{merge, unit_properties};
-
-const DEST: &str = "org.freedesktop.systemd1";
-const PATH: &str = "/org/freedesktop/systemd1";
-const MANAGER: &str = "org.freedesktop.systemd1.Manager";
-const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
+use bus::is_no_such_unit;
+pub use names::{cpuset_mask, expand_slice, unit_name};
+use properties::{merge, unit_properties};
 
 /// The cgroup layout the systemd instance runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,101 +135,6 @@ impl SystemdManager {
         &self.rel_path
     }
 
-    fn connection(&self) -> Result<Connection, SystemdError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(conn) = guard.as_ref() {
-            return Ok(conn.clone());
-        }
-        let address = self
-            .opts
-            .bus_address
-            .clone()
-            .unwrap_or_else(|| "system".to_string());
-        let conn = match &self.opts.bus_address {
-            None => Connection::system(),
-            Some(addr) => {
-                zbus::blocking::connection::Builder::address(addr.as_str()).and_then(|b| b.build())
-            }
-        }
-        .map_err(|source| SystemdError::Connect {
-            address,
-            source: Box::new(source),
-        })?;
-        *guard = Some(conn.clone());
-        Ok(conn)
-    }
-
-    fn call<B, R>(&self, call: &'static str, body: &B) -> Result<R, SystemdError>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-        R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-    {
-        let conn = self.connection()?;
-        let wrap = |source| SystemdError::Call {
-            call,
-            unit: self.opts.unit.clone(),
-            source: Box::new(source),
-        };
-        let msg = conn
-            .call_method(Some(DEST), PATH, Some(MANAGER), call, body)
-            .map_err(wrap)?;
-        msg.body().deserialize::<R>().map_err(wrap)
-    }
-
-    /// The unit's `ActiveState`, or `None` when systemd does not know the unit.
-    fn active_state(&self) -> Result<Option<String>, SystemdError> {
-        let path: OwnedObjectPath = match self.call("GetUnit", &(self.opts.unit.as_str(),)) {
-            Ok(p) => p,
-            Err(SystemdError::Call { source, .. }) if is_no_such_unit(&source) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let conn = self.connection()?;
-        let wrap = |source| SystemdError::Call {
-            call: "Get(ActiveState)",
-            unit: self.opts.unit.clone(),
-            source: Box::new(source),
-        };
-        let msg = conn
-            .call_method(
-                Some(DEST),
-                path.as_str(),
-                Some("org.freedesktop.DBus.Properties"),
-                "Get",
-                &("org.freedesktop.systemd1.Unit", "ActiveState"),
-            )
-            .map_err(wrap)?;
-        let value: OwnedValue = msg.body().deserialize().map_err(wrap)?;
-        let state = String::try_from(value).map_err(|e| wrap(zbus::Error::Variant(e)))?;
-        Ok(Some(state))
-    }
-
-    fn wait_for(
-        &self,
-        call: &'static str,
-        want: &'static str,
-        done: impl Fn(Option<&str>) -> bool,
-    ) -> Result<Option<String>, SystemdError> {
-        let start = Instant::now();
-        let mut delay = Duration::from_micros(200);
-        loop {
-            let state = self.active_state()?;
-            if done(state.as_deref()) {
-                return Ok(state);
-            }
-            if start.elapsed() > self.opts.timeout {
-                return Err(SystemdError::Timeout {
-                    call,
-                    unit: self.opts.unit.clone(),
-                    want,
-                    last: state.unwrap_or_else(|| "(no unit)".into()),
-                    timeout_ms: u64::try_from(self.opts.timeout.as_millis()).unwrap_or(u64::MAX),
-                });
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(10));
-        }
-    }
-
     fn ns_pid(&self, pid: u32) -> Result<u32, FsError> {
         if self.opts.pid_namespace {
             files::innermost_pid(pid)
@@ -236,111 +142,32 @@ impl SystemdManager {
             Ok(pid)
         }
     }
-
-    fn start(&self, pids: &[u32]) -> Result<(), CgroupError> {
-        let ns_pids = pids
-            .iter()
-            .map(|p| self.ns_pid(*p))
-            .collect::<Result<Vec<u32>, _>>()?;
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut props: Vec<(&str, Value<'_>)> = vec![
-            (
-                "Description",
-                Value::from(format!("kata-ts sandbox {}", self.opts.unit)),
-            ),
-            ("Slice", Value::from(self.opts.slice.as_str())),
-            ("Delegate", Value::from(true)),
-            ("DefaultDependencies", Value::from(false)),
-            ("CPUAccounting", Value::from(true)),
-            ("MemoryAccounting", Value::from(true)),
-            ("TasksAccounting", Value::from(true)),
-            ("PIDs", Value::from(ns_pids)),
-        ];
-        props.extend(unit_properties(&pending, self.opts.layout)?);
-        let aux: Vec<(&str, Vec<(&str, Value<'_>)>)> = Vec::new();
-        let _job: OwnedObjectPath = self.call(
-            "StartTransientUnit",
-            &(self.opts.unit.as_str(), "replace", props, aux),
-        )?;
-        let state = self.wait_for("StartTransientUnit", "active", |s| {
-            matches!(s, Some("active" | "failed"))
-        })?;
-        if state.as_deref() != Some("active") {
-            return Err(SystemdError::BadState {
-                call: "StartTransientUnit",
-                unit: self.opts.unit.clone(),
-                state: state.unwrap_or_default(),
-            }
-            .into());
-        }
-        self.apply_cpuset_v1(&pending, pids)?;
-        Ok(())
-    }
-
-    /// Writes `pid` to the scope's `cgroup.procs` in every hierarchy where the scope exists.
-    fn attach_via_files(&self, pid: u32) -> Result<(), FsError> {
-        let dirs: Vec<PathBuf> = match self.opts.layout {
-            SystemdLayout::V2 => vec![self.opts.cgroup_root.join(&self.rel_path)],
-            SystemdLayout::V1 => std::fs::read_dir(&self.opts.cgroup_root)
-                .map_err(|e| crate::error::io_err("list", &self.opts.cgroup_root, None, e))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().join(&self.rel_path))
-                .filter(|d| d.join("cgroup.procs").exists())
-                .collect(),
-        };
-        for dir in dirs {
-            files::write(&dir.join("cgroup.procs"), &pid.to_string())?;
-        }
-        Ok(())
-    }
-
-    /// v1: cpuset lives outside systemd; create the scope's cpuset cgroup and move its
-    /// processes there when a cpuset is asked for.
-    fn apply_cpuset_v1(&self, r: &Resources, pids: &[u32]) -> Result<(), CgroupError> {
-        let Some(cpuset) = &self.cpuset else {
-            return Ok(());
-        };
-        if r.cpuset_cpus.is_none() && r.cpuset_mems.is_none() {
-            return Ok(());
-        }
-        cpuset.create(&[])?;
-        cpuset.set_resources(&Resources {
-            cpuset_cpus: r.cpuset_cpus.clone(),
-            cpuset_mems: r.cpuset_mems.clone(),
-            ..Resources::default()
-        })?;
-        let mut all = self.view.procs()?;
-        all.extend_from_slice(pids);
-        all.sort_unstable();
-        all.dedup();
-        for pid in all {
-            cpuset.add_process(pid)?;
-        }
-        Ok(())
-    }
-}
-
-fn is_no_such_unit(e: &zbus::Error) -> bool {
-    matches!(e, zbus::Error::MethodError(name, _, _) if name.as_str() == NO_SUCH_UNIT)
 }
 
 impl CgroupManager for SystemdManager {
-    fn create(&self, pids: &[u32]) -> Result<(), CgroupError> {
+    /// systemd makes (and removes) the slices above a scope: no parent is ours.
+    fn create(&self, pids: &[u32]) -> Result<Vec<PathBuf>, CgroupError> {
         if pids.is_empty() {
             // A scope cannot exist empty: it starts with the first process added.
-            return Ok(());
+            return Ok(Vec::new());
         }
         if self.active_state()?.as_deref() == Some("active") {
             for pid in pids {
                 self.add_process(*pid)?;
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
-        self.start(pids)
+        self.start(pids)?;
+        Ok(Vec::new())
+    }
+
+    fn missing_parents(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        Ok(Vec::new())
+    }
+
+    /// Only the scope's own cgroup files are ours to check: delegated to its files view.
+    fn remove_parents(&self, parents: &[PathBuf]) -> Result<Vec<PathBuf>, CgroupError> {
+        self.view.remove_parents(parents)
     }
 
     fn add_process(&self, pid: u32) -> Result<(), CgroupError> {

@@ -3,10 +3,10 @@
 
 use zbus::zvariant::Value;
 
+use super::names::cpuset_mask;
+use super::SystemdLayout;
 use crate::error::SystemdError;
 use crate::manager::{shares_to_weight, Resources};
-use crate::systemd::SystemdLayout;
-use crate::systemd_names::cpuset_mask;
 
 /// D-Bus unit properties for a set of limits.
 pub(crate) fn unit_properties(
