@@ -3,7 +3,7 @@
 // and returns once the sandbox container is created; `start`, `kill`, `wait` and `delete` talk to
 // that owner over `<state dir>/control.sock`. `delete` of a sandbox whose owner is gone cleans up.
 import { spawn } from 'node:child_process';
-import { openSync, writeSync, closeSync, existsSync } from 'node:fs';
+import { writeSync, closeSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
@@ -15,12 +15,14 @@ import type { LifecycleError } from '../lifecycle/errors.js';
 import { isAlive } from '../lifecycle/process-ref.js';
 import { addStateRootOption, reportError, sandboxOptions, type LifecycleFlags } from './lifecycle-options.js';
 import type { CommandContext } from './main.js';
+import { openOutputs } from './output-file.js';
 
 interface CreateFlags extends LifecycleFlags {
   readonly config: string;
   readonly bundle: string;
   readonly stdout?: string;
   readonly stderr?: string;
+  readonly outputGroup?: string;
 }
 
 /** Readiness of `_serve`, written as one JSON line on fd 3. */
@@ -38,9 +40,11 @@ function registerCreate(program: Command, ctx: CommandContext): void {
   withFlags(program.command('create').description('create a sandbox and its container in the background; returns when created'))
     .option('--stdout <file>', "the container's stdout (default /dev/null)")
     .option('--stderr <file>', "the container's stderr (default /dev/null)")
+    .option('--output-group <group>', 'new --stdout/--stderr files are 0640 owned by this group (default: 0600)')
     .action(async (id: string, cmd: string[], f: CreateFlags) => {
-      const out = openSync(f.stdout ?? '/dev/null', 'a');
-      const err = openSync(f.stderr ?? '/dev/null', 'a');
+      const opened = openOutputs(f);
+      if (opened.isErr()) return reportError(ctx, { kind: 'input', sandboxId: id, lines: opened.error, message: opened.error.join('; ') });
+      const { out, err } = opened.value;
       const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, '_serve', ...createArgs(id, cmd, f)], {
         detached: true,
         stdio: ['ignore', out, err, 'pipe'],
