@@ -5,12 +5,12 @@ SHELL := /bin/bash
 NAPI_CRATE := kata-ts-napi
 NAPI_OUT := build/napi
 NODE_BIN := kata-ts.linux-x64-gnu.node
-APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-linux qemu-system-x86 qemu-utils busybox-static cpio xz-utils rsync e2fsprogs file containerd runc
+APT_PACKAGES := protobuf-compiler libprotobuf-dev systemd dbus-daemon gcc util-linux qemu-system-x86 qemu-utils busybox-static cpio xz-utils rsync e2fsprogs file containerd runc linux-source-6.1 make bc flex bison libelf-dev libssl-dev
 NPM_STAMP := node_modules/.kata-ts-npm-stamp
 # The stamp names the package list, so adding a package installs it on the next run.
 APT_STAMP := build/.apt-stamp-$(shell echo '$(APT_PACKAGES)' | md5sum | cut -c1-8)
 
-.PHONY: build native agent guest ts proto deps apt npm test check bench fuzz demo pack types clean
+.PHONY: build native agent guest kernel kata-agent ts proto deps apt npm test check bench fuzz demo pack types clean
 
 deps: apt npm
 
@@ -42,17 +42,36 @@ AGENT_BIN := target/x86_64-unknown-linux-gnu/release/kata-ts-agent
 agent: apt
 	cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
 
-# The guest: a Debian kernel and its modules (apt-get download, never installed on the host) and a
-# busybox initramfs with the agent as PID 1 (or the test shell), cached in build/guest and rebuilt
-# when the agent or the scripts change; plus a busybox ext4 container rootfs in build/rootfs.
-# The agent is linked statically (the initramfs has no libc), in its own target dir so these
-# RUSTFLAGS do not rebuild the host's agent and addon.
+# The guests (ts/guest/build-guest.sh, cached in build/guest; README "Guest images"):
+#   vmlinux-debian  Debian's kernel (apt-get download, never installed on the host): the peer;
+#   vmlinux-minimal the minimal kernel (make kernel); vmlinux links to GUEST_KERNEL's;
+#   initramfs.cpio.gz with our agent as PID 1, initramfs-kata.cpio.gz with upstream kata-agent
+#   and our serial relay (make kata-agent); plus a busybox ext4 container rootfs in build/rootfs.
+# The minimal kernel and kata-agent are built once per machine into a cache outside the clone
+# (KATA_TS_CACHE, default /var/cache/kata-ts) from ../shared (read-only); without ../shared they
+# are skipped loudly (exit 3) and the guest keeps the Debian kernel and our agent only.
+# Our agent and the relay are linked statically (the initramfs has no libc), in their own target
+# dir so these RUSTFLAGS do not rebuild the host's agent and addon.
 AGENT_STATIC_DIR := target/guest-static
 AGENT_STATIC_BIN := $(AGENT_STATIC_DIR)/x86_64-unknown-linux-gnu/release/kata-ts-agent
-guest: apt
-	RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$(AGENT_STATIC_DIR) cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
-	bash ts/guest/build-guest.sh build/guest $(AGENT_STATIC_BIN)
+RELAY_STATIC_BIN := $(AGENT_STATIC_DIR)/x86_64-unknown-linux-gnu/release/kata-ts-serial-relay
+GUEST_KERNEL ?= debian
+KERNEL_OUT := build/kernel
+guest: apt kernel kata-agent
+	RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$(AGENT_STATIC_DIR) cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent -p serial-relay
+	minimal=$$(bash scripts/build-kernel.sh --print-path || true); kata=$$(bash scripts/build-kata-agent.sh --print-path || true); \
+	  MINIMAL_KERNEL=$$minimal KATA_AGENT=$$kata SERIAL_RELAY=$${kata:+$(RELAY_STATIC_BIN)} GUEST_KERNEL=$(GUEST_KERNEL) \
+	  bash ts/guest/build-guest.sh build/guest $(AGENT_STATIC_BIN)
 	bash scripts/build-rootfs-image.sh build/rootfs
+
+# The minimal guest kernel: Debian's linux-source-6.1 with Kata's config fragments, built in,
+# an uncompressed PVH vmlinux (scripts/build-kernel.sh; exit 3: no ../shared, skipped).
+kernel: apt
+	nice -n 10 bash scripts/build-kernel.sh $(KERNEL_OUT) >/dev/null || [ $$? = 3 ]
+
+# Upstream kata-agent (the test peer), static, with init-data (scripts/build-kata-agent.sh).
+kata-agent: apt
+	nice -n 10 bash scripts/build-kata-agent.sh >/dev/null || [ $$? = 3 ]
 
 types: native
 	cp $(NAPI_OUT)/index.d.ts $(NAPI_OUT)/index.js .

@@ -1,10 +1,14 @@
 #!/bin/busybox sh
 # /init of the test guest (copied into the initramfs by ts/guest/build-guest.sh).
-# Mounts the pseudo filesystems, loads the modules (overlay and xfs load on demand), finds
-# the `agent.channel.0` virtio-serial port, then by kernel command line: `katats.init=shell` serves
-# the line shell of ts/guest/guest-shell.ts; otherwise the agent runs as PID 1 on the port. The
-# root stays the initramfs (rootfs): the agent enters container roots with chroot, since
-# pivot_root(2) refuses to move rootfs (a tmpfs copy + switch_root cost ~1.4 s under TCG).
+# Mounts the pseudo filesystems, loads the modules when they match the running kernel (the
+# minimal kernel has its drivers built in; overlay and xfs load on demand), finds the
+# `agent.channel.0` virtio-serial port, then by kernel command line: `katats.init=shell` serves
+# the line shell of ts/guest/guest-shell.ts; otherwise the image's agent: ours runs as PID 1 on
+# the port; upstream kata-agent (in the kata image) listens on unix:///run/kata-agent.sock with
+# kata-ts-serial-relay joining the port to it, and the guest powers off when it exits (as Kata's
+# kata-agent.service does with FailureAction=poweroff). The root stays the initramfs (rootfs): the
+# agents enter container roots with chroot, since pivot_root(2) refuses to move rootfs (a tmpfs
+# copy + switch_root cost ~1.4 s under TCG).
 # shellcheck shell=sh
 bb=/bin/busybox
 say() {
@@ -28,8 +32,14 @@ mount -t tmpfs -o mode=0755,nosuid,nodev run /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmp /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 say "pseudo filesystems mounted"
-while read -r m; do insmod "$m" 2>/dev/null; done </etc/modules.order
-say "modules loaded"
+# The modules were built for one kernel (Debian's); another kernel (minimal, drivers built in)
+# has no /lib/modules/<its release>, and nothing to load.
+if [ -d "/lib/modules/$(uname -r)" ]; then
+  while read -r m; do insmod "$m" 2>/dev/null; done </etc/modules.order
+  say "modules loaded"
+else
+  say "kernel $(uname -r): drivers built in, no modules loaded"
+fi
 
 port=""
 i=0
@@ -58,6 +68,17 @@ case " $(cat /proc/cmdline) " in
   poweroff -f
   ;;
 esac
+
+if [ -x /bin/kata-agent ]; then
+  # Upstream kata-agent as an ordinary process (not PID 1: /init keeps the relay and reaps).
+  mkdir -p /run/kata-containers
+  say "kata-agent on unix:///run/kata-agent.sock, relayed from $port"
+  /bin/kata-ts-serial-relay --port "$port" --socket /run/kata-agent.sock &
+  KATA_AGENT_SERVER_ADDR=unix:///run/kata-agent.sock /bin/kata-agent
+  say "kata-agent exited ($?): powering off"
+  sync
+  poweroff -f
+fi
 
 [ -x /bin/kata-ts-agent ] || { say "no /bin/kata-ts-agent in this image"; poweroff -f; }
 # --guest: real mode (storages, containers in namespaces; as PID 1 DestroySandbox powers off).
