@@ -1,4 +1,5 @@
 // Runs the CLI in-process with captured stdout/stderr, and builds temp bundles/configs.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,6 +21,40 @@ export async function runCli(args: string[]): Promise<CliRun> {
   let stderr = '';
   const code = await main(args, { out: (s) => (stdout += s), err: (s) => (stderr += s) });
   return { code, stdout, stderr };
+}
+
+/** `runCli`'s result plus whether the process had to be killed at the deadline. */
+export interface SpawnedRun extends CliRun {
+  readonly timedOut: boolean;
+}
+
+/**
+ * Runs the real CLI (`node --import=tsx ts/cli/run.ts …`) as its own process: a hang (a FIFO read
+ * that never returns) ends at `timeoutMs` with the process killed by its pid, and what it printed
+ * is what a user would see, stack traces included.
+ */
+export function spawnCli(args: string[], timeoutMs = 60_000): Promise<SpawnedRun> {
+  const child = spawn(process.execPath, ['--import=tsx', path.join(repoRoot, 'ts/cli/run.ts'), ...args], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, KATA_TS_LOG: 'silent' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr, timedOut });
+    });
+  });
 }
 
 /** A temp dir removed on teardown. */
