@@ -5,6 +5,8 @@
 import { gzipSync } from 'node:zlib';
 import test from 'ava';
 import { formatPlanError } from '../../ts/errors.js';
+import { MAX_ANNOTATION_VALUE_BYTES, MAX_VIRTUAL_VOLUME_BYTES } from '../../ts/input/limits.js';
+import { decodeVirtualVolume } from '../../ts/plan/virtual-volume.js';
 import { applyConfigAnnotations, decodeInitdataAnnotation, globToRegExp, MAX_INITDATA_BYTES } from '../../ts/spec/annotations.js';
 import { kataConfig, ociSpec, planOf } from '../plan/plan-builders.js';
 
@@ -55,4 +57,50 @@ test('a cc_init_data gzip bomb is refused without decompressing it all', (t) => 
 test('initdata just under the cap still decodes', (t) => {
   const text = `x = "${'a'.repeat(MAX_INITDATA_BYTES - 10)}"\n`;
   t.is(decodeInitdataAnnotation(gzipSync(text).toString('base64'))._unsafeUnwrap().length, text.length);
+});
+
+// Issue 17 #5: an 8 MiB cc_init_data overflowed V8's stack in the base64 regex (`Maximum call stack
+// size exceeded`, exit 1) and a 3 MiB one was echoed whole. Values are capped before they are
+// parsed, base64 is checked without a regex, and errors show a short prefix.
+const CC = 'io.katacontainers.config.hypervisor.cc_init_data';
+const ccConfig = kataConfig({ enableAnnotations: ['cc_init_data'] });
+
+test('an 8 MiB cc_init_data is refused by MAX_ANNOTATION_VALUE_BYTES, without throwing and without echoing it', (t) => {
+  for (const value of ['A'.repeat(8 * 1024 * 1024), `${'A'.repeat(3 * 1024 * 1024)}*`]) {
+    const e = applyConfigAnnotations(ccConfig, { [CC]: value }, 'spec')._unsafeUnwrapErr();
+    const lines = formatPlanError(e);
+    t.is(lines.length, 1);
+    t.true(lines[0]!.endsWith(`value of ${value.length} bytes is larger than ${MAX_ANNOTATION_VALUE_BYTES} bytes (MAX_ANNOTATION_VALUE_BYTES)`), lines[0]);
+    t.true(e.problems[0]!.value.length < 100);
+  }
+});
+
+test('cc_init_data just under MAX_ANNOTATION_VALUE_BYTES is decoded; one byte over is refused', (t) => {
+  // Incompressible TOML so the base64 lands near the cap.
+  const random = Buffer.from(Array.from({ length: 150_000 }, (_, i) => (i * 7919 + (i >> 3) * 31) % 251)).toString('hex').slice(0, 180_000);
+  const toml = `algorithm = "sha384"\nversion = "0.1.0"\n[data]\nk = "${random}"\n`;
+  let value = gzipSync(toml, { level: 0 }).toString('base64');
+  t.true(value.length > MAX_ANNOTATION_VALUE_BYTES * 0.9 && value.length <= MAX_ANNOTATION_VALUE_BYTES, `${value.length}`);
+  t.is(applyConfigAnnotations(ccConfig, { [CC]: value }, 'spec')._unsafeUnwrap().config.hypervisor.initdata, toml);
+  value = value.padEnd(MAX_ANNOTATION_VALUE_BYTES + 1, 'A');
+  t.regex(formatPlanError(applyConfigAnnotations(ccConfig, { [CC]: value }, 'spec')._unsafeUnwrapErr())[0]!, /MAX_ANNOTATION_VALUE_BYTES/);
+});
+
+test('invalid base64 under the cap is refused with a short message, never echoing the value', (t) => {
+  const value = `${'QUJD'.repeat(60_000)}*===`;
+  const lines = formatPlanError(applyConfigAnnotations(ccConfig, { [CC]: value }, 'spec')._unsafeUnwrapErr());
+  t.deepEqual(lines, [`kata-ts: spec: ${CC}: base64 decode: not padded standard base64`]);
+});
+
+test('a virtual volume payload over MAX_VIRTUAL_VOLUME_BYTES is refused with a short prefix; one under it decodes', (t) => {
+  const big = Buffer.from(JSON.stringify({ volume_type: 'image_guest_pull', source: 'x'.repeat(4_800_000) })).toString('base64');
+  const e = decodeVirtualVolume(big)._unsafeUnwrapErr();
+  t.true(e.length < 250, e);
+  t.true(e.endsWith(`(larger than ${MAX_VIRTUAL_VOLUME_BYTES} bytes (MAX_VIRTUAL_VOLUME_BYTES))`), e);
+  const near = { volume_type: 'image_guest_pull', source: 'y'.repeat(Math.floor((MAX_VIRTUAL_VOLUME_BYTES * 3) / 4) - 100) };
+  const b64 = Buffer.from(JSON.stringify(near)).toString('base64');
+  t.true(b64.length <= MAX_VIRTUAL_VOLUME_BYTES);
+  t.deepEqual(decodeVirtualVolume(b64)._unsafeUnwrap(), near);
+  const bad = decodeVirtualVolume(`${'e30='.repeat(50_000)}!`)._unsafeUnwrapErr();
+  t.true(bad.length < 250, bad);
 });
