@@ -2,6 +2,8 @@
 //! Task service). Each request is passed undecoded to one JS async handler through a
 //! threadsafe function; what it resolves with (payload, or status code + message) is the
 //! response. A handler that throws or rejects answers UNKNOWN with the error's message.
+//! The socket is 0600 whatever the umask, and only root and this process's uid (or the uids
+//! given) are served; other peers are disconnected on accept.
 //! Codes: TTRPC_LISTEN (binding the socket failed).
 
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use napi::bindgen_prelude::{Buffer, Promise};
 use napi::threadsafe_function::ThreadsafeFunction;
 use napi::Status;
 use napi_derive::napi;
-use transport::server::{Incoming, Reply, Server};
+use transport::server::{AllowedPeers, Incoming, Reply, Server};
 use transport::wire::Status as RpcStatus;
 
 use crate::error::{coded, guard_async};
@@ -106,14 +108,20 @@ pub struct TtrpcServer {
 }
 
 /// Listens on the unix socket `path` (which must not exist) and answers every request with
-/// `handler`; requests run concurrently.
+/// `handler`; requests run concurrently. `allowedUids` replaces the default peers (root and
+/// this process's effective uid).
 #[napi(
-    ts_args_type = "path: string, handler: (request: TtrpcServerRequest) => Promise<TtrpcServerReply>"
+    ts_args_type = "path: string, handler: (request: TtrpcServerRequest) => Promise<TtrpcServerReply>, allowedUids?: number[]"
 )]
-pub async fn listen_ttrpc(path: String, handler: RequestHandler) -> napi::Result<TtrpcServer> {
+pub async fn listen_ttrpc(
+    path: String,
+    handler: RequestHandler,
+    allowed_uids: Option<Vec<u32>>,
+) -> napi::Result<TtrpcServer> {
     let handler = Arc::new(handler);
+    let peers = allowed_uids.map_or_else(AllowedPeers::root_and_self, AllowedPeers::uids);
     guard_async(async move {
-        let server = Server::bind(&PathBuf::from(&path), move |req| {
+        let server = Server::bind(&PathBuf::from(&path), peers, move |req| {
             handle(handler.clone(), req)
         })
         .map_err(|e| coded("TTRPC_LISTEN", e.to_string()))?;
@@ -141,6 +149,12 @@ impl TtrpcServer {
     #[napi(getter)]
     pub fn connections(&self) -> u32 {
         u32::try_from(self.server.connections()).unwrap_or(u32::MAX)
+    }
+
+    /// Connections closed on accept because their peer's uid is not allowed.
+    #[napi(getter)]
+    pub fn refused(&self) -> u32 {
+        u32::try_from(self.server.refused()).unwrap_or(u32::MAX)
     }
 
     /// The socket path.

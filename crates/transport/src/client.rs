@@ -16,7 +16,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::dial::BoxStream;
-use crate::frame::{request_frame, Header, HEADER_LEN, MESSAGE_LENGTH_MAX, TYPE_RESPONSE};
+use crate::frame::{
+    read_data, request_frame, Header, HEADER_LEN, MESSAGE_LENGTH_MAX, TYPE_RESPONSE,
+};
 use crate::wire::{code_name, Request, Response};
 
 /// Why a call failed.
@@ -119,10 +121,10 @@ async fn read_loop(mut rd: ReadHalf<BoxStream>, shared: Arc<Shared>) {
             Ok(h) => h,
             Err(e) => break format!("bad frame from agent: {e}"),
         };
-        let mut data = vec![0u8; header.data_len()];
-        if let Err(e) = rd.read_exact(&mut data).await {
-            break format!("read {} bytes of frame data: {e}", data.len());
-        }
+        let data = match read_data(&mut rd, header.data_len()).await {
+            Ok(d) => d,
+            Err(e) => break format!("read {} bytes of frame data: {e}", header.data_len()),
+        };
         if header.kind != TYPE_RESPONSE {
             // Streaming frames are not used by the Kata agent protocol; ignore them.
             continue;

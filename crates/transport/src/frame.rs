@@ -2,6 +2,8 @@
 //! `MESSAGE_LENGTH_MAX`): a 10-byte header — data length u32 BE, stream id u32 BE, type u8,
 //! flags u8 — then the data.
 
+use tokio::io::{AsyncRead, AsyncReadExt};
+
 /// Header size in bytes.
 pub const HEADER_LEN: usize = 10;
 /// Largest data length either side accepts (4 MiB).
@@ -108,6 +110,22 @@ pub fn split_frame(bytes: &[u8]) -> Result<(Header, &[u8], &[u8]), FrameError> {
         });
     }
     Ok((header, &body[..want], &body[want..]))
+}
+
+/// Reads exactly `length` bytes of frame data. The buffer grows with what arrives (as
+/// `read_to_end` does), so a peer that announces 4 MiB and sends a few bytes costs a few bytes,
+/// not a 4 MiB buffer per idle connection.
+pub async fn read_data<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    length: usize,
+) -> std::io::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    let want = u64::try_from(length).unwrap_or(u64::MAX);
+    rd.take(want).read_to_end(&mut data).await?;
+    if data.len() < length {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(data)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod dial;
 pub mod frame;
 pub mod replay;
 pub mod server;
+pub mod varint;
 pub mod wire;
 
 pub use client::{CallError, Client};

@@ -4,6 +4,7 @@
 //! Requests on one connection run concurrently (containerd holds `Wait` open while `State` and
 //! `Kill` arrive), each connection has its own writer task fed by a channel, and
 //! [`Server::close`] stops the accept loop, every connection and every pending handler at once.
+//! The socket is 0600 whatever the umask and only [`AllowedPeers`] are served (`server_socket.rs`).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -16,12 +17,17 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::frame::{Header, HEADER_LEN, MESSAGE_LENGTH_MAX, TYPE_REQUEST, TYPE_RESPONSE};
+use crate::frame::{
+    read_data, Header, HEADER_LEN, MESSAGE_LENGTH_MAX, TYPE_REQUEST, TYPE_RESPONSE,
+};
 use crate::wire::Status;
 
 #[path = "server_wire.rs"]
 pub mod server_wire;
 pub use server_wire::{encode_response, Incoming, RequestError};
+#[path = "server_socket.rs"]
+pub mod server_socket;
+pub use server_socket::{listen_private, AllowedPeers, SocketError, SOCKET_MODE};
 
 /// What a handler answers: the encoded response message, or a non-OK status.
 pub type Reply = Result<Vec<u8>, Status>;
@@ -48,15 +54,7 @@ where
 }
 
 /// Why the server could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Binding the socket failed (the path exists, its directory is missing, …).
-    #[error("listen on {path}: {source}")]
-    Bind {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
+pub type ServerError = SocketError;
 
 /// A listening ttrpc server. Dropping it closes it.
 #[derive(Debug)]
@@ -64,25 +62,43 @@ pub struct Server {
     path: PathBuf,
     shutdown: watch::Sender<bool>,
     connections: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
 }
 
-type Shared = (Arc<dyn Handler>, watch::Receiver<bool>, Arc<AtomicUsize>);
+/// What the accept loop and every connection share.
+#[derive(Clone)]
+struct Shared {
+    handler: Arc<dyn Handler>,
+    shutdown: watch::Receiver<bool>,
+    connections: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+    peers: Arc<AllowedPeers>,
+}
 
 impl Server {
-    /// Binds `path` and starts serving with `handler`. Must run inside a tokio runtime.
-    pub fn bind(path: &Path, handler: impl Handler) -> Result<Server, ServerError> {
-        let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    /// Binds `path` (mode 0600, see [`listen_private`]) and serves `peers` with `handler`.
+    /// Must run inside a tokio runtime.
+    pub fn bind(
+        path: &Path,
+        peers: AllowedPeers,
+        handler: impl Handler,
+    ) -> Result<Server, ServerError> {
+        let listener = listen_private(path)?;
         let (shutdown, rx) = watch::channel(false);
-        let connections = Arc::new(AtomicUsize::new(0));
-        let shared: Shared = (Arc::new(handler), rx, connections.clone());
+        let shared = Shared {
+            handler: Arc::new(handler),
+            shutdown: rx,
+            connections: Arc::new(AtomicUsize::new(0)),
+            refused: Arc::new(AtomicUsize::new(0)),
+            peers: Arc::new(peers),
+        };
+        let (connections, refused) = (shared.connections.clone(), shared.refused.clone());
         tokio::spawn(accept_loop(listener, shared));
         Ok(Server {
             path: path.to_path_buf(),
             shutdown,
             connections,
+            refused,
         })
     }
 
@@ -102,6 +118,11 @@ impl Server {
     /// Connections currently open.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed on accept because their peer's uid is not allowed.
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// The socket path.
@@ -125,14 +146,18 @@ async fn accept_loop(listener: UnixListener, shared: Shared) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
+                // Dropping the stream closes it: nothing is read from a refused peer.
+                Ok((stream, _)) if !shared.peers.admits(&stream) => {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                }
                 Ok((stream, _)) => {
-                    shared.2.fetch_add(1, Ordering::Relaxed);
+                    shared.connections.fetch_add(1, Ordering::Relaxed);
                     tokio::spawn(connection(stream, shared.clone()));
                 }
                 // EMFILE and the like: keep serving the connections we have.
                 Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
             },
-            () = closed(shared.1.clone()) => break,
+            () = closed(shared.shutdown.clone()) => break,
         }
     }
 }
@@ -162,9 +187,7 @@ async fn read_frame(rd: &mut OwnedReadHalf) -> std::io::Result<Frame> {
         }
         return Ok(Frame::TooLarge(header, size));
     }
-    let mut data = vec![0u8; size];
-    rd.read_exact(&mut data).await?;
-    Ok(Frame::Whole(header, data))
+    Ok(Frame::Whole(header, read_data(rd, size).await?))
 }
 
 fn response_frame(stream_id: u32, reply: &Reply) -> Vec<u8> {
@@ -187,7 +210,12 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<
 }
 
 async fn connection(stream: UnixStream, shared: Shared) {
-    let (handler, shutdown, count) = shared;
+    let Shared {
+        handler,
+        shutdown,
+        connections: count,
+        ..
+    } = shared;
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_loop(wr, rx));

@@ -69,7 +69,12 @@ fn echo(release: Arc<Notify>) -> impl Handler {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_a_call_with_the_handlers_payload() {
     let (_dir, path) = socket("echo");
-    let server = Server::bind(&path, echo(Arc::new(Notify::new()))).unwrap();
+    let server = Server::bind(
+        &path,
+        AllowedPeers::root_and_self(),
+        echo(Arc::new(Notify::new())),
+    )
+    .unwrap();
     let c = client(&path).await;
     let out = c.call("svc.S", "Do", b"x", None).await.unwrap();
     assert_eq!(out, b"svc.S/Do:x");
@@ -84,7 +89,12 @@ async fn answers_a_call_with_the_handlers_payload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_status_reaches_the_client_with_code_and_message() {
     let (_dir, path) = socket("status");
-    let _server = Server::bind(&path, echo(Arc::new(Notify::new()))).unwrap();
+    let _server = Server::bind(
+        &path,
+        AllowedPeers::root_and_self(),
+        echo(Arc::new(Notify::new())),
+    )
+    .unwrap();
     let c = client(&path).await;
     let err = c.call("svc.S", "Fail", b"task", None).await.unwrap_err();
     assert_eq!(
@@ -102,7 +112,8 @@ async fn a_status_reaches_the_client_with_code_and_message() {
 async fn calls_complete_while_another_is_held_open() {
     let (_dir, path) = socket("held");
     let release = Arc::new(Notify::new());
-    let _server = Server::bind(&path, echo(release.clone())).unwrap();
+    let _server =
+        Server::bind(&path, AllowedPeers::root_and_self(), echo(release.clone())).unwrap();
     let c = Arc::new(client(&path).await);
     let held = tokio::spawn({
         let c = c.clone();
@@ -123,7 +134,12 @@ async fn calls_complete_while_another_is_held_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_connections_are_served_and_counted() {
     let (_dir, path) = socket("conns");
-    let server = Server::bind(&path, echo(Arc::new(Notify::new()))).unwrap();
+    let server = Server::bind(
+        &path,
+        AllowedPeers::root_and_self(),
+        echo(Arc::new(Notify::new())),
+    )
+    .unwrap();
     for _ in 0..3 {
         let c = client(&path).await;
         assert_eq!(c.call("a", "b", b"", None).await.unwrap(), b"a/b:");
@@ -142,7 +158,12 @@ async fn new_connections_are_served_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_fails_pending_calls_and_removes_the_socket() {
     let (_dir, path) = socket("close");
-    let server = Server::bind(&path, echo(Arc::new(Notify::new()))).unwrap();
+    let server = Server::bind(
+        &path,
+        AllowedPeers::root_and_self(),
+        echo(Arc::new(Notify::new())),
+    )
+    .unwrap();
     let c = Arc::new(client(&path).await);
     let held = tokio::spawn({
         let c = c.clone();
@@ -165,7 +186,12 @@ async fn close_fails_pending_calls_and_removes_the_socket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_request_gets_resource_exhausted_and_the_connection_survives() {
     let (_dir, path) = socket("large");
-    let _server = Server::bind(&path, echo(Arc::new(Notify::new()))).unwrap();
+    let _server = Server::bind(
+        &path,
+        AllowedPeers::root_and_self(),
+        echo(Arc::new(Notify::new())),
+    )
+    .unwrap();
     let mut raw = UnixStream::connect(&path).await.unwrap();
     let over = MESSAGE_LENGTH_MAX + 1;
     let header = Header {
@@ -193,10 +219,46 @@ async fn an_oversized_request_gets_resource_exhausted_and_the_connection_survive
 async fn binding_an_existing_path_fails_naming_it() {
     let (_dir, path) = socket("exists");
     std::fs::write(&path, b"").unwrap();
-    let err = Server::bind(&path, echo(Arc::new(Notify::new()))).unwrap_err();
+    let err = Server::bind(
+        &path,
+        AllowedPeers::root_and_self(),
+        echo(Arc::new(Notify::new())),
+    )
+    .unwrap_err();
     assert!(
         err.to_string()
             .starts_with(&format!("listen on {}", path.display())),
         "{err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_uid_is_not_allowed_is_disconnected_unanswered() {
+    let (_dir, path) = socket("peer");
+    let me = nix::unistd::geteuid().as_raw();
+    let others = AllowedPeers::uids([me.wrapping_add(1)]);
+    let server = Server::bind(&path, others, echo(Arc::new(Notify::new()))).unwrap();
+    let c = client(&path).await;
+    let err = c.call("svc.S", "State", b"", None).await.unwrap_err();
+    assert!(matches!(err, CallError::ConnectionLost { .. }), "{err:?}");
+    assert_eq!((server.refused(), server.connections()), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_socket_is_0600_and_no_temp_name_is_left() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, path) = socket("mode");
+    let _server = Server::bind(
+        &path,
+        AllowedPeers::root_and_self(),
+        echo(Arc::new(Notify::new())),
+    )
+    .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, SOCKET_MODE);
+    let names: Vec<_> = std::fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["s.sock"]);
 }

@@ -1,6 +1,7 @@
 //! The server half of the ttrpc envelope: decoding `ttrpc.Request` (metadata is skipped) and
 //! encoding `ttrpc.Response`, by hand like the client half in `wire.rs`.
 
+use crate::varint::{put_len_field, put_signed, read_varint};
 use crate::wire::Status;
 
 /// A decoded `ttrpc.Request`.
@@ -19,18 +20,7 @@ pub struct Incoming {
 pub struct RequestError(pub &'static str);
 
 fn varint(bytes: &mut &[u8]) -> Result<u64, RequestError> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes
-            .split_first()
-            .ok_or(RequestError("truncated varint"))?;
-        *bytes = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err(RequestError("varint too long"))
+    read_varint(bytes).map_err(|e| RequestError(e.as_str()))
 }
 
 fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], RequestError> {
@@ -74,29 +64,15 @@ impl Incoming {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
-        v >>= 7;
-    }
-    out.push(u8::try_from(v).unwrap_or(0));
-}
-
-fn put_bytes(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-    out.push(tag);
-    put_varint(out, u64::try_from(bytes.len()).unwrap_or(u64::MAX));
-    out.extend_from_slice(bytes);
-}
-
 /// Encodes a `ttrpc.Response`. The status is always present (`0a00` when OK), as containerd's
 /// Go server sends it; an error response carries no payload.
 pub fn encode_response(result: &Result<Vec<u8>, Status>) -> Vec<u8> {
     let mut out = Vec::new();
     match result {
         Ok(payload) => {
-            put_bytes(&mut out, 0x0a, &[]);
+            put_len_field(&mut out, 0x0a, &[]);
             if !payload.is_empty() {
-                put_bytes(&mut out, 0x12, payload);
+                put_len_field(&mut out, 0x12, payload);
             }
         }
         Err(status) => {
@@ -104,15 +80,12 @@ pub fn encode_response(result: &Result<Vec<u8>, Status>) -> Vec<u8> {
             if status.code != 0 {
                 s.push(0x08);
                 // int32: negative values are sign-extended to 10 bytes, as protobuf does.
-                put_varint(
-                    &mut s,
-                    u64::from_ne_bytes(i64::from(status.code).to_ne_bytes()),
-                );
+                put_signed(&mut s, i64::from(status.code));
             }
             if !status.message.is_empty() {
-                put_bytes(&mut s, 0x12, status.message.as_bytes());
+                put_len_field(&mut s, 0x12, status.message.as_bytes());
             }
-            put_bytes(&mut out, 0x0a, &s);
+            put_len_field(&mut out, 0x0a, &s);
         }
     }
     out

@@ -2,6 +2,8 @@
 //! hand: five fields are not worth a protobuf code generator in this crate. The encoding is
 //! proto3-canonical (default values omitted), which the golden bytes below pin down.
 
+use crate::varint::{put_len_field, put_signed, read_varint};
+
 /// `ttrpc.Request` as the client sends it (no metadata).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request<'a> {
@@ -30,21 +32,11 @@ pub struct Response {
 #[error("malformed ttrpc response: {0}")]
 pub struct DecodeError(pub &'static str);
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
-        v >>= 7;
+/// Proto3 omits empty fields.
+fn put_nonempty(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    if !bytes.is_empty() {
+        put_len_field(out, tag, bytes);
     }
-    out.push(u8::try_from(v).unwrap_or(0));
-}
-
-fn put_len_field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
-    if bytes.is_empty() {
-        return;
-    }
-    out.push(tag);
-    put_varint(out, u64::try_from(bytes.len()).unwrap_or(u64::MAX));
-    out.extend_from_slice(bytes);
 }
 
 impl Request<'_> {
@@ -52,15 +44,12 @@ impl Request<'_> {
     pub fn encode(&self) -> Vec<u8> {
         let mut out =
             Vec::with_capacity(self.service.len() + self.method.len() + self.payload.len() + 24);
-        put_len_field(&mut out, 0x0a, self.service.as_bytes());
-        put_len_field(&mut out, 0x12, self.method.as_bytes());
-        put_len_field(&mut out, 0x1a, self.payload);
+        put_nonempty(&mut out, 0x0a, self.service.as_bytes());
+        put_nonempty(&mut out, 0x12, self.method.as_bytes());
+        put_nonempty(&mut out, 0x1a, self.payload);
         if self.timeout_nano != 0 {
             out.push(0x20);
-            put_varint(
-                &mut out,
-                u64::from_ne_bytes(self.timeout_nano.to_ne_bytes()),
-            );
+            put_signed(&mut out, self.timeout_nano);
         }
         out
     }
@@ -70,19 +59,7 @@ struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = self
-                .0
-                .split_first()
-                .ok_or(DecodeError("truncated varint"))?;
-            self.0 = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError("varint too long"))
+        read_varint(&mut self.0).map_err(|e| DecodeError(e.as_str()))
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {

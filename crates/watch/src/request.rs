@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use transport::varint::put_varint;
+
 use crate::guest::{GuestPath, GuestPathError};
 use crate::tree::{Entry, Kind};
 
@@ -30,14 +32,6 @@ pub struct CopyRequest {
     pub dir_mode: u32,
     pub uid: u32,
     pub gid: u32,
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(u8::try_from(v & 0x7f).unwrap_or(0) | 0x80);
-        v >>= 7;
-    }
-    out.push(u8::try_from(v).unwrap_or(0));
 }
 
 fn put_uint(out: &mut Vec<u8>, tag: u8, v: u64) {
