@@ -40,8 +40,12 @@ export declare class CgroupManager {
   static cgroupfs(options: CgroupfsOptions): CgroupManager
   /** A systemd scope manager (the bus is contacted on first use). */
   static systemd(options: SystemdScopeOptions): CgroupManager
-  /** Creates the cgroup and places `pids` in it. */
-  create(pids: Array<number>): void
+  /** Creates the cgroup and places `pids` in it; returns the parent directories it created. */
+  create(pids: Array<number>): Array<string>
+  /** Parent directories that do not exist yet (what `create` would make). */
+  missingParents(): Array<string>
+  /** Removes the empty ones of `parents` (made by `create`), deepest first; returns them. */
+  removeParents(parents: Array<string>): Array<string>
   /** Moves a whole process in. */
   addProcess(pid: number): void
   /** Moves one thread in (v1 cgroupfs); other drivers move its whole process. */
@@ -55,7 +59,9 @@ export declare class CgroupManager {
   /** Moves remaining processes to the root and removes the cgroup; idempotent. */
   delete(): void
   /** `create` on a blocking thread. */
-  createAsync(pids: Array<number>): Promise<void>
+  createAsync(pids: Array<number>): Promise<Array<string>>
+  /** `removeParents` on a blocking thread. */
+  removeParentsAsync(parents: Array<string>): Promise<Array<string>>
   /** `addProcess` on a blocking thread. */
   addProcessAsync(pid: number): Promise<void>
   /** `addThread` on a blocking thread. */
@@ -92,6 +98,8 @@ export declare class TtrpcServer {
   get closed(): boolean
   /** Connections currently open. */
   get connections(): number
+  /** Connections closed on accept because their peer's uid is not allowed. */
+  get refused(): number
   /** The socket path. */
   get path(): string
 }
@@ -211,9 +219,10 @@ export declare function dialAgent(options: AgentDialOptions): Promise<AgentConne
 
 /**
  * Listens on the unix socket `path` (which must not exist) and answers every request with
- * `handler`; requests run concurrently.
+ * `handler`; requests run concurrently. `allowedUids` replaces the default peers (root and
+ * this process's effective uid).
  */
-export declare function listenTtrpc(path: string, handler: (request: TtrpcServerRequest) => Promise<TtrpcServerReply>): Promise<TtrpcServer>
+export declare function listenTtrpc(path: string, handler: (request: TtrpcServerRequest) => Promise<TtrpcServerReply>, allowedUids?: number[]): Promise<TtrpcServer>
 
 /** Parses a cpuset list (`0-3,6`) into ascending CPU numbers. */
 export declare function parseCpuset(text: string): Array<number>

@@ -9,9 +9,17 @@ import type { CgroupDriver, CgroupPlan, CgroupVersion, VcpuPlacement } from '../
 
 type Manager = InstanceType<NativeAddon['CgroupManager']>;
 
-/** One cgroup as created: enough to find it again at delete. */
+/**
+ * One cgroup as created: enough to find it again at delete. `createdParents`: the ancestor
+ * directories its create made (`<hierarchy>/kata-ts-demo` of `/kata-ts-demo/<sid>`), removed
+ * again at delete while empty; absent when it made none (and in records older than this field).
+ */
 export type CgroupRef =
-  | { readonly driver: 'cgroupfs'; readonly path: string }
+  | {
+      readonly driver: 'cgroupfs';
+      readonly path: string;
+      readonly createdParents?: string[];
+    }
   | { readonly driver: 'systemd'; readonly slice: string; readonly unit: string };
 
 /** What `createSandboxCgroups` made; persisted with the sandbox and handed back to delete. */
@@ -46,6 +54,7 @@ export type CgroupStep =
   | 'update-cpuset'
   | 'delete-sandbox'
   | 'delete-overhead'
+  | 'delete-parents'
   | 'read-back';
 
 export interface CgroupApplyError {
@@ -56,7 +65,12 @@ export interface CgroupApplyError {
 }
 
 function fail(step: CgroupStep) {
-  return (e: NativeError): CgroupApplyError => ({ kind: 'cgroup', step, code: e.code, message: `${step}: ${e.message}` });
+  return (e: NativeError): CgroupApplyError => ({
+    kind: 'cgroup',
+    step,
+    code: e.code,
+    message: `${step}: ${e.message}`,
+  });
 }
 
 function refs(plan: CgroupPlan): { sandbox: CgroupRef; overhead: CgroupRef | null } {
@@ -64,13 +78,22 @@ function refs(plan: CgroupPlan): { sandbox: CgroupRef; overhead: CgroupRef | nul
     ? { driver: 'systemd', slice: plan.systemd.slice, unit: plan.systemd.unit }
     : { driver: 'cgroupfs', path: plan.path };
   let overhead: CgroupRef | null = null;
-  if (plan.overheadSystemd) overhead = { driver: 'systemd', slice: plan.overheadSystemd.slice, unit: plan.overheadSystemd.unit };
+  if (plan.overheadSystemd)
+    overhead = {
+      driver: 'systemd',
+      slice: plan.overheadSystemd.slice,
+      unit: plan.overheadSystemd.unit,
+    };
   else if (plan.overheadPath !== null) overhead = { driver: 'cgroupfs', path: plan.overheadPath };
   return { sandbox, overhead };
 }
 
 /** A native manager for one recorded cgroup. */
-export function openCgroup(ref: CgroupRef, version: CgroupVersion, host: CgroupHost): ResultAsync<Manager, NativeError> {
+export function openCgroup(
+  ref: CgroupRef,
+  version: CgroupVersion,
+  host: CgroupHost,
+): ResultAsync<Manager, NativeError> {
   const root = host.root ?? '/sys/fs/cgroup';
   const made = call((n) =>
     ref.driver === 'cgroupfs'
@@ -85,9 +108,15 @@ export function openCgroup(ref: CgroupRef, version: CgroupVersion, host: CgroupH
           slice: ref.slice,
           unit: ref.unit,
           cgroupRoot: root,
-          ...(host.systemd?.busAddress !== undefined ? { busAddress: host.systemd.busAddress } : {}),
-          ...(host.systemd?.cgroupBase !== undefined ? { cgroupBase: host.systemd.cgroupBase } : {}),
-          ...(host.systemd?.pidNamespace !== undefined ? { pidNamespace: host.systemd.pidNamespace } : {}),
+          ...(host.systemd?.busAddress !== undefined
+            ? { busAddress: host.systemd.busAddress }
+            : {}),
+          ...(host.systemd?.cgroupBase !== undefined
+            ? { cgroupBase: host.systemd.cgroupBase }
+            : {}),
+          ...(host.systemd?.pidNamespace !== undefined
+            ? { pidNamespace: host.systemd.pidNamespace }
+            : {}),
         }),
   );
   return made.isOk() ? okAsync(made.value) : errAsync(made.error);
@@ -135,17 +164,64 @@ export function createSandboxCgroups(
   runtimePid: number,
 ): ResultAsync<CgroupRecord, CgroupApplyError> {
   const { sandbox, overhead } = refs(plan);
-  const record: CgroupRecord = { driver: plan.driver, version: plan.version, sandbox, overhead, vcpuPlacement: plan.vcpuPlacement };
+  const record: CgroupRecord = {
+    driver: plan.driver,
+    version: plan.version,
+    sandbox,
+    overhead,
+    vcpuPlacement: plan.vcpuPlacement,
+  };
   const sandboxPids = plan.sandboxCgroupOnly ? [runtimePid] : [];
-  return withCgroup('create-sandbox', sandbox, plan.version, host, (m) => m.create(sandboxPids), (m) => m.createAsync(sandboxPids))
-    .andThen(() =>
-      overhead === null
-        ? okAsync(undefined)
-        : withCgroup('create-overhead', overhead, plan.version, host, (m) => m.create([runtimePid]), (m) => m.createAsync([runtimePid])).orElse(
-            (e) => deleteSandboxCgroups(record, host).andThen(() => errAsync(e)),
-          ),
-    )
-    .map(() => record);
+  const create = (step: CgroupStep, ref: CgroupRef, pids: number[]) =>
+    withCgroup(
+      step,
+      ref,
+      plan.version,
+      host,
+      (m) => m.create(pids),
+      (m) => m.createAsync(pids),
+    ).map((made) => withParents(ref, made));
+  let made: CgroupRecord = record;
+  return create('create-sandbox', sandbox, sandboxPids).andThen((s) => {
+    made = { ...made, sandbox: s };
+    return overhead === null
+      ? okAsync(made)
+      : create('create-overhead', overhead, [runtimePid])
+          .map((o) => ({ ...made, overhead: o }))
+          .orElse((e) => deleteSandboxCgroups(made, host).andThen(() => errAsync(e)));
+  });
+}
+
+function withParents(ref: CgroupRef, parents: readonly string[]): CgroupRef {
+  return ref.driver === 'cgroupfs' && parents.length > 0
+    ? { ...ref, createdParents: [...parents] }
+    : ref;
+}
+
+/**
+ * The record as it will be once created, with the parents `create` is about to make: written as
+ * the state's intent, so a crash right after the create still removes them. Best effort: a
+ * manager that cannot be opened fails the create itself, with its error.
+ */
+export function intendedCgroupRecord(record: CgroupRecord, host: CgroupHost): CgroupRecord {
+  const missing = (ref: CgroupRef): CgroupRef => {
+    if (ref.driver !== 'cgroupfs') return ref;
+    const opened = call((n) =>
+      n.CgroupManager.cgroupfs({
+        version: record.version,
+        root: host.root ?? '/sys/fs/cgroup',
+        path: ref.path,
+        ...(host.controllers ? { controllers: [...host.controllers] } : {}),
+      }),
+    );
+    const parents = opened.andThen((m) => call(() => m.missingParents()));
+    return parents.isOk() ? withParents(ref, parents.value) : ref;
+  };
+  return {
+    ...record,
+    sandbox: missing(record.sandbox),
+    overhead: record.overhead && missing(record.overhead),
+  };
 }
 
 /** The VMM as seen from the host: its pid and its vCPU thread ids. */
@@ -159,15 +235,31 @@ export interface VmmThreads {
  * (`threads`, v1 + cgroupfs), the whole process (`process`), or nothing (`none`: the VMM started
  * inside). With `threads` and no vCPU thread the VMM cannot be placed (reference error text).
  */
-export function placeVmm(record: CgroupRecord, host: CgroupHost, vmm: VmmThreads): ResultAsync<void, CgroupApplyError> {
+export function placeVmm(
+  record: CgroupRecord,
+  host: CgroupHost,
+  vmm: VmmThreads,
+): ResultAsync<void, CgroupApplyError> {
   switch (record.vcpuPlacement) {
     case 'none':
       return okAsync(undefined);
     case 'process':
-      return withCgroup('place-vmm', record.sandbox, record.version, host, (m) => m.addProcess(vmm.pid), (m) => m.addProcessAsync(vmm.pid));
+      return withCgroup(
+        'place-vmm',
+        record.sandbox,
+        record.version,
+        host,
+        (m) => m.addProcess(vmm.pid),
+        (m) => m.addProcessAsync(vmm.pid),
+      );
     case 'threads': {
       if (vmm.vcpuTids.length === 0) {
-        return errAsync({ kind: 'cgroup', step: 'place-vmm', code: 'CGROUP_NO_VCPUS', message: 'place-vmm: hypervisor cannot be moved to sandbox cgroup' });
+        return errAsync({
+          kind: 'cgroup',
+          step: 'place-vmm',
+          code: 'CGROUP_NO_VCPUS',
+          message: 'place-vmm: hypervisor cannot be moved to sandbox cgroup',
+        });
       }
       const tids = [...vmm.vcpuTids];
       return withCgroup(
@@ -195,24 +287,63 @@ export function updateSandboxCpuset(
 ): ResultAsync<void, CgroupApplyError> {
   if (cpuset.cpus === '') return okAsync(undefined);
   const resources = { cpus: cpuset.cpus, ...(cpuset.mems ? { mems: cpuset.mems } : {}) };
-  return withCgroup('update-cpuset', record.sandbox, record.version, host, (m) => m.setResources(resources), (m) =>
-    m.setResourcesAsync(resources),
+  return withCgroup(
+    'update-cpuset',
+    record.sandbox,
+    record.version,
+    host,
+    (m) => m.setResources(resources),
+    (m) => m.setResourcesAsync(resources),
   );
 }
 
 /**
- * Deletes the sandbox cgroup, then the overhead cgroup, with the driver recorded at create.
+ * Deletes the sandbox cgroup, then the overhead cgroup, with the driver recorded at create, then
+ * the parents their create made, while empty (another sandbox below the same parent keeps it).
  * Remaining processes go to the root first. Idempotent: a cgroup already gone is success.
  */
-export function deleteSandboxCgroups(record: CgroupRecord, host: CgroupHost): ResultAsync<void, CgroupApplyError> {
+export function deleteSandboxCgroups(
+  record: CgroupRecord,
+  host: CgroupHost,
+): ResultAsync<void, CgroupApplyError> {
   const del = (step: CgroupStep, ref: CgroupRef) =>
-    withCgroup(step, ref, record.version, host, (m) => m.delete(), (m) => m.deleteAsync());
-  return del('delete-sandbox', record.sandbox).andThen(() =>
-    record.overhead === null ? okAsync(undefined) : del('delete-overhead', record.overhead),
-  );
+    withCgroup(
+      step,
+      ref,
+      record.version,
+      host,
+      (m) => m.delete(),
+      (m) => m.deleteAsync(),
+    );
+  const parents = (ref: CgroupRef | null): ResultAsync<unknown, CgroupApplyError> => {
+    const dirs = ref?.driver === 'cgroupfs' ? [...(ref.createdParents ?? [])] : [];
+    if (ref === null || dirs.length === 0) return okAsync(undefined);
+    return withCgroup(
+      'delete-parents',
+      ref,
+      record.version,
+      host,
+      (m) => m.removeParents(dirs),
+      (m) => m.removeParentsAsync(dirs),
+    );
+  };
+  return del('delete-sandbox', record.sandbox)
+    .andThen(() =>
+      record.overhead === null ? okAsync(undefined) : del('delete-overhead', record.overhead),
+    )
+    .andThen(() => parents(record.sandbox))
+    .andThen(() => parents(record.overhead))
+    .map(() => undefined);
 }
 
 /** Reads a recorded cgroup's limits back (for tests and `kata-ts` diagnostics). */
 export function readCgroupResources(ref: CgroupRef, version: CgroupVersion, host: CgroupHost) {
-  return withCgroup('read-back', ref, version, host, (m) => m.readResources(), (m) => m.readResourcesAsync());
+  return withCgroup(
+    'read-back',
+    ref,
+    version,
+    host,
+    (m) => m.readResources(),
+    (m) => m.readResourcesAsync(),
+  );
 }

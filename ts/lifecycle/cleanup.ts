@@ -2,8 +2,8 @@
 // and after any crash. Idempotent: each entry is undone whether its phase is `intent` or `done`
 // (an intent may or may not have happened), what is already gone counts as undone, and the state
 // is rewritten after each step so an interrupted cleanup resumes where it stopped.
-import { readFileSync, rmSync } from 'node:fs';
-import { ResultAsync } from 'neverthrow';
+import { readFileSync, rmdirSync, rmSync } from 'node:fs';
+import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import { deleteSandboxCgroups } from '../apply/cgroups.js';
 import { teardownRootlessUser } from '../rootless/index.js';
 import { crashPoint } from './crash-point.js';
@@ -29,6 +29,19 @@ function uidOf(name: string): number | undefined {
   return uid === undefined ? undefined : Number(uid);
 }
 
+/** rmdir: true when removed; false when gone already or in use (not empty, a mount point). */
+function removeIfEmpty(dir: string): Result<boolean, string> {
+  try {
+    rmdirSync(dir);
+    return ok(true);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EBUSY')
+      return ok(false);
+    return err(`rmdir ${dir}: ${(e as Error).message}`);
+  }
+}
+
 async function stopProcesses(s: SandboxState, actions: string[]): Promise<string[]> {
   const failures: string[] = [];
   // The owner holds the agent connection and the watcher threads; a live owner other than us is
@@ -46,12 +59,16 @@ async function stopProcesses(s: SandboxState, actions: string[]): Promise<string
     if (await killRecorded(ref)) actions.push(`killed pid ${ref.pid}`);
     else failures.push(`pid ${ref.pid} did not exit`);
   }
-  for (const sock of [s.vm.qmpSocket, s.vm.agentSocket, s.vm.virtiofsSocket]) rmSync(sock, { force: true });
+  for (const sock of [s.vm.qmpSocket, s.vm.agentSocket, s.vm.virtiofsSocket])
+    rmSync(sock, { force: true });
   return failures;
 }
 
 /** Undoes the sandbox's recorded resources and removes its state. */
-export function cleanupSandbox(store: StateStore, sandboxId: string): ResultAsync<CleanupReport, LifecycleError> {
+export function cleanupSandbox(
+  store: StateStore,
+  sandboxId: string,
+): ResultAsync<CleanupReport, LifecycleError> {
   const run = async (): Promise<CleanupReport> => {
     const read = store.read(sandboxId);
     if (read.isErr()) {
@@ -107,8 +124,15 @@ export function cleanupSandbox(store: StateStore, sandboxId: string): ResultAsyn
     const user = s.rootlessUser;
     if (user !== null && user.phase !== 'removed') {
       const uid = user.runtimeDir === '' ? uidOf(user.name) : undefined;
-      const runtimeDir = user.runtimeDir !== '' ? user.runtimeDir : uid !== undefined ? `/run/user/${uid}` : undefined;
-      const torn = teardownRootlessUser(runtimeDir === undefined ? { name: user.name } : { name: user.name, runtimeDir });
+      const runtimeDir =
+        user.runtimeDir !== ''
+          ? user.runtimeDir
+          : uid !== undefined
+            ? `/run/user/${uid}`
+            : undefined;
+      const torn = teardownRootlessUser(
+        runtimeDir === undefined ? { name: user.name } : { name: user.name, runtimeDir },
+      );
       if (torn.isErr()) throw fail(torn.error.message);
       actions.push(`removed user ${user.name}`);
       s = { ...s, rootlessUser: { ...user, phase: 'removed' } };
@@ -117,9 +141,17 @@ export function cleanupSandbox(store: StateStore, sandboxId: string): ResultAsyn
 
     for (const d of [...s.dirs].reverse()) {
       if (d.phase === 'removed') continue;
+      if (d.ifEmpty === true) {
+        // A parent we created, maybe shared by now: only while empty, never recursively.
+        const removed = removeIfEmpty(d.path);
+        if (removed.isErr()) throw fail(removed.error);
+        if (removed.value) actions.push(`removed empty ${d.path}`);
+        continue;
+      }
       // Never recurse into a mount: that would delete the mounted source's files.
       const busy = mountsUnder(d.path);
-      if (busy.length > 0) throw fail(`refusing to remove ${d.path}: still mounted below it: ${busy.join(', ')}`);
+      if (busy.length > 0)
+        throw fail(`refusing to remove ${d.path}: still mounted below it: ${busy.join(', ')}`);
       rmSync(d.path, { recursive: true, force: true });
       actions.push(`removed ${d.path}`);
     }
@@ -130,6 +162,8 @@ export function cleanupSandbox(store: StateStore, sandboxId: string): ResultAsyn
     return { sandboxId, actions };
   };
   return ResultAsync.fromPromise(run(), (e) =>
-    typeof e === 'object' && e !== null && 'kind' in e ? (e as LifecycleError) : stepError(sandboxId, 'cleanup', String(e)),
+    typeof e === 'object' && e !== null && 'kind' in e
+      ? (e as LifecycleError)
+      : stepError(sandboxId, 'cleanup', String(e)),
   );
 }

@@ -1,14 +1,16 @@
 // Host mounts of shared_fs = virtio-fs sandboxes, as runtime-rs makes them: the shared dir's `rw`
 // is bind-mounted onto itself and made shared, then bound read-only onto `ro` as a slave, so
 // binds made later in `rw` (container rootfs, volumes) appear in `ro`, which is what virtiofsd
-// exports. Each mount is recorded before it is made; cleanup unmounts in reverse order (lazily,
+// exports; a read-only volume is made read-only in both. Each mount is recorded before it is made; cleanup unmounts in reverse order (lazily,
 // so a busy mount cannot block it) and refuses to remove a directory with mounts still below it.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ContainerPlan, ResourcePlan } from '../plan/plan.js';
-import { stepError, type LifecycleStep } from './errors.js';
-import { StepFailure, type StateRecorder } from './state-recorder.js';
+import { err, ok, type Result } from 'neverthrow';
+import { stepError, type LifecycleError, type LifecycleStep } from './errors.js';
+import { makeRecordedDir } from './host-files.js';
+import type { StateRecorder } from './state-recorder.js';
 
 function run(args: string[]): string | null {
   try {
@@ -22,7 +24,8 @@ function run(args: string[]): string | null {
 
 /** Mount points at or below `dir` (from /proc/self/mountinfo, octal escapes decoded). */
 export function mountsUnder(dir: string): string[] {
-  const decode = (p: string) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const decode = (p: string) =>
+    p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => decode(l.split(' ')[4] ?? ''))
@@ -49,13 +52,57 @@ class Mounter {
   ) {}
 
   /** Records `target`, runs each `mount` argv in order, marks it done. */
-  mount(target: string, ...commands: string[][]): void {
-    this.rec.update((s) => ({ ...s, mounts: [...s.mounts, { target, containerId: this.containerId, phase: 'intent' }] }));
-    for (const args of commands) {
-      const failed = run(args);
-      if (failed !== null) throw new StepFailure(stepError(this.rec.state.sandboxId, this.step, `mount ${args.join(' ')}: ${failed}`));
+  mount(target: string, ...commands: string[][]): Result<void, LifecycleError> {
+    const sid = this.rec.state.sandboxId;
+    const runAll = (): Result<void, LifecycleError> => {
+      for (const args of commands) {
+        const failed = run(args);
+        if (failed !== null)
+          return err(stepError(sid, this.step, `mount ${args.join(' ')}: ${failed}`));
+      }
+      return ok(undefined);
+    };
+    return this.rec
+      .tryUpdate((s) => ({
+        ...s,
+        mounts: [...s.mounts, { target, containerId: this.containerId, phase: 'intent' }],
+      }))
+      .andThen(runAll)
+      .andThen(() =>
+        this.rec.tryUpdate((s) => ({
+          ...s,
+          mounts: s.mounts.map((m) =>
+            m.target === target && m.phase === 'intent' ? { ...m, phase: 'done' as const } : m,
+          ),
+        })),
+      )
+      .map(() => undefined);
+  }
+
+  /** Changes the flags of a mount that exists (no new mount, nothing to record). */
+  remount(target: string, flags: 'ro' | 'rw'): Result<void, LifecycleError> {
+    const failed = run(['-o', `remount,bind,${flags}`, target]);
+    return failed === null
+      ? ok(undefined)
+      : err(
+          stepError(
+            this.rec.state.sandboxId,
+            this.step,
+            `mount -o remount,bind,${flags} ${target}: ${failed}`,
+          ),
+        );
+  }
+
+  /** Runs `fs`, an error naming `what` instead of a throw. */
+  fs(what: string, fs: () => void): Result<void, LifecycleError> {
+    try {
+      fs();
+      return ok(undefined);
+    } catch (e) {
+      return err(
+        stepError(this.rec.state.sandboxId, this.step, `${what}: ${(e as Error).message}`),
+      );
     }
-    this.rec.update((s) => ({ ...s, mounts: s.mounts.map((m) => (m.target === target && m.phase === 'intent' ? { ...m, phase: 'done' as const } : m)) }));
   }
 }
 
@@ -67,42 +114,99 @@ function makeTarget(source: string, target: string): void {
 }
 
 /** `rw` self-bound and shared, `ro` its read-only slave (virtiofsd's root). */
-export function mountSharedDirs(rec: StateRecorder, plan: ResourcePlan): void {
+export function mountSharedDirs(
+  rec: StateRecorder,
+  plan: ResourcePlan,
+): Result<void, LifecycleError> {
   const { sharedSandbox, sharedRw, sharedRo } = plan.hostDirs;
-  rec.dir(sharedSandbox, 'intent');
-  mkdirSync(sharedRw, { recursive: true, mode: 0o750 });
-  mkdirSync(sharedRo, { recursive: true, mode: 0o750 });
-  rec.dir(sharedSandbox, 'done');
   const m = new Mounter(rec, 'dirs', null);
-  m.mount(sharedRw, ['--bind', sharedRw, sharedRw], ['--make-shared', sharedRw]);
-  m.mount(sharedRo, ['--bind', sharedRw, sharedRo], ['--make-slave', sharedRo], ['-o', 'remount,bind,ro', sharedRo]);
+  return makeRecordedDir(rec, 'dirs', sharedSandbox, 0o750)
+    .andThen(() =>
+      m.fs(`mkdir ${sharedRw}`, () => mkdirSync(sharedRw, { recursive: true, mode: 0o750 })),
+    )
+    .andThen(() =>
+      m.fs(`mkdir ${sharedRo}`, () => mkdirSync(sharedRo, { recursive: true, mode: 0o750 })),
+    )
+    .andThen(() => m.mount(sharedRw, ['--bind', sharedRw, sharedRw], ['--make-shared', sharedRw]))
+    .andThen(() =>
+      m.mount(
+        sharedRo,
+        ['--bind', sharedRw, sharedRo],
+        ['--make-slave', sharedRo],
+        ['-o', 'remount,bind,ro', sharedRo],
+      ),
+    );
+}
+
+/**
+ * A volume bind in `rw`. Its propagated copy in `ro` (what virtiofsd exports) keeps the flags
+ * the bind had when it propagated, so a read-only volume's copy is remounted read-only itself,
+ * first, as runtime-rs does (`bind_remount` of the ro path in share_virtio_fs); a read-write
+ * upgrade remounts both copies rw.
+ */
+function mountVolume(
+  m: Mounter,
+  b: ContainerPlan['sharedFsBinds'][number],
+): Result<void, LifecycleError> {
+  if (b.action === 'reuse') return ok(undefined);
+  if (b.action === 'upgrade-rw') {
+    return m
+      .mount(b.hostPath, ['-o', 'remount,bind,rw', b.hostPath])
+      .andThen(() => m.remount(b.hostReadOnlyPath, 'rw'));
+  }
+  return m
+    .fs(`bind target ${b.hostPath}`, () => makeTarget(b.hostSource, b.hostPath))
+    .andThen(() => m.mount(b.hostPath, ['--bind', b.hostSource, b.hostPath]))
+    .andThen(() =>
+      b.readOnly
+        ? m.remount(b.hostReadOnlyPath, 'ro').andThen(() => m.remount(b.hostPath, 'ro'))
+        : ok(undefined),
+    );
 }
 
 /** The container's rootfs mount and bind, volume binds and mount points in the shared dir. */
-export function mountContainerShares(rec: StateRecorder, c: ContainerPlan): void {
+export function mountContainerShares(
+  rec: StateRecorder,
+  c: ContainerPlan,
+): Result<void, LifecycleError> {
   const m = new Mounter(rec, 'copy', c.id);
   const { hostMount, sharedBind } = c.rootfs;
+  let done: Result<void, LifecycleError> = ok(undefined);
   if (hostMount) {
-    mkdirSync(hostMount.target, { recursive: true });
     const opts = hostMount.options.length > 0 ? ['-o', hostMount.options.join(',')] : [];
-    m.mount(hostMount.target, ['-t', hostMount.type, ...opts, hostMount.source, hostMount.target]);
+    done = done
+      .andThen(() =>
+        m.fs(`mkdir ${hostMount.target}`, () => mkdirSync(hostMount.target, { recursive: true })),
+      )
+      .andThen(() =>
+        m.mount(hostMount.target, [
+          '-t',
+          hostMount.type,
+          ...opts,
+          hostMount.source,
+          hostMount.target,
+        ]),
+      );
   }
   if (sharedBind) {
-    makeTarget(sharedBind.source, sharedBind.hostPath);
-    m.mount(sharedBind.hostPath, ['--bind', sharedBind.source, sharedBind.hostPath]);
+    done = done
+      .andThen(() =>
+        m.fs(`bind target ${sharedBind.hostPath}`, () =>
+          makeTarget(sharedBind.source, sharedBind.hostPath),
+        ),
+      )
+      .andThen(() =>
+        m.mount(sharedBind.hostPath, ['--bind', sharedBind.source, sharedBind.hostPath]),
+      );
   }
-  for (const b of c.sharedFsBinds) {
-    if (b.action === 'reuse') continue;
-    if (b.action === 'upgrade-rw') {
-      m.mount(`${b.hostPath}`, ['-o', 'remount,bind,rw', b.hostPath]);
-      continue;
-    }
-    makeTarget(b.hostSource, b.hostPath);
-    const ro = b.readOnly ? [['-o', 'remount,bind,ro', b.hostPath]] : [];
-    m.mount(b.hostPath, ['--bind', b.hostSource, b.hostPath], ...ro);
-  }
+  for (const b of c.sharedFsBinds) done = done.andThen(() => mountVolume(m, b));
   for (const p of c.sharedMountPoints) {
-    mkdirSync(p.kind === 'dir' ? p.path : path.dirname(p.path), { recursive: true });
-    if (p.kind === 'file') writeFileSync(p.path, '', { flag: 'a' });
+    done = done.andThen(() =>
+      m.fs(`mount point ${p.path}`, () => {
+        mkdirSync(p.kind === 'dir' ? p.path : path.dirname(p.path), { recursive: true });
+        if (p.kind === 'file') writeFileSync(p.path, '', { flag: 'a' });
+      }),
+    );
   }
+  return done;
 }

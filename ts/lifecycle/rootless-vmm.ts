@@ -12,11 +12,19 @@ import type { KataConfig } from '../config/kata-config.js';
 import type { BundleInput, ResourcePlan } from '../plan/plan.js';
 import { hostConst, type HostPath } from '../paths.js';
 import type { Accel } from '../qemu/cmdline.js';
-import { createDirAllWithInheritOwner, createRootlessUser, findSbinTool, SBIN_DIRS, userExists, type RootlessUser } from '../rootless/index.js';
+import {
+  createDirAllWithInheritOwner,
+  createRootlessUser,
+  findSbinTool,
+  SBIN_DIRS,
+  userExists,
+  type RootlessUser,
+} from '../rootless/index.js';
+import { err, ok, type Result } from 'neverthrow';
 import { applyConfigAnnotations } from '../spec/annotations.js';
 import { stepError, type LifecycleError } from './errors.js';
 import type { SandboxState } from './state-schema.js';
-import { StepFailure, type StateRecorder } from './state-recorder.js';
+import type { StateRecorder } from './state-recorder.js';
 
 /** Mode of the host dirs made for the VMM user (runtime-rs: 0o750, owner inherited). */
 export const VMM_DIR_MODE = 0o750;
@@ -29,48 +37,94 @@ export const VALIDATION_ROOTLESS_DIR = '/run/user/0';
 
 /** Rootless from the config or its (allowed) annotation, as the planner will see it. */
 export function rootlessRequested(config: KataConfig, bundle: BundleInput): boolean {
-  const applied = applyConfigAnnotations(config, bundle.spec.annotations, `${bundle.bundleDir}/config.json`);
+  const applied = applyConfigAnnotations(
+    config,
+    bundle.spec.annotations,
+    `${bundle.bundleDir}/config.json`,
+  );
   // Bad annotations are reported by the planner with their keys.
   return applied.isOk() ? applied.value.config.hypervisor.rootless : config.hypervisor.rootless;
 }
 
 /** Whether kata-ts can create the VMM user at all: it must be root and find useradd. */
-export function rootlessPreflight(sandboxId: string, euid = process.geteuid?.() ?? -1, sbinDirs: readonly string[] = SBIN_DIRS): LifecycleError | null {
+export function rootlessPreflight(
+  sandboxId: string,
+  euid = process.geteuid?.() ?? -1,
+  sbinDirs: readonly string[] = SBIN_DIRS,
+): LifecycleError | null {
   if (euid !== 0) {
-    return stepError(sandboxId, 'rootless-user', `rootless VMM requested but kata-ts runs as uid ${euid}, not root: it cannot create the VMM user`);
+    return stepError(
+      sandboxId,
+      'rootless-user',
+      `rootless VMM requested but kata-ts runs as uid ${euid}, not root: it cannot create the VMM user`,
+    );
   }
   const useradd = findSbinTool('useradd', sbinDirs);
-  return useradd.isErr() ? stepError(sandboxId, 'rootless-user', `rootless VMM requested but useradd is missing: ${useradd.error.message}`) : null;
+  return useradd.isErr()
+    ? stepError(
+        sandboxId,
+        'rootless-user',
+        `rootless VMM requested but useradd is missing: ${useradd.error.message}`,
+      )
+    : null;
 }
 
 /**
  * Creates the VMM user. Each name is recorded as an intent before useradd runs (and only if no
  * such user exists yet, so cleanup never removes a user it did not make); done with its dir after.
  */
-export function createVmmUser(rec: StateRecorder): RootlessUser {
+export function createVmmUser(rec: StateRecorder): Result<RootlessUser, LifecycleError> {
   const sid = rec.state.sandboxId;
+  // A failed state write must stop useradd from running: the callback below aborts with it.
+  class Unrecorded {
+    constructor(readonly error: LifecycleError) {}
+  }
   const suffix = (): string => {
     let hex = randomBytes(4).toString('hex');
     while (userExists(`kata-${hex}`)) hex = randomBytes(4).toString('hex');
-    rec.update((s) => ({ ...s, rootlessUser: { name: `kata-${hex}`, runtimeDir: '', phase: 'intent' } }));
+    const recorded = rec.tryUpdate((s) => ({
+      ...s,
+      rootlessUser: { name: `kata-${hex}`, runtimeDir: '', phase: 'intent' },
+    }));
+    if (recorded.isErr()) throw new Unrecorded(recorded.error);
     return hex;
   };
-  const created = createRootlessUser({ randomSuffix: suffix });
+  let created: ReturnType<typeof createRootlessUser>;
+  try {
+    created = createRootlessUser({ randomSuffix: suffix });
+  } catch (e) {
+    if (e instanceof Unrecorded) return err(e.error);
+    throw e;
+  }
   if (created.isErr()) {
     // createRootlessUser removed whatever it made; nothing of ours is left to undo.
-    rec.update((s) => ({ ...s, rootlessUser: s.rootlessUser && { ...s.rootlessUser, phase: 'removed' } }));
-    throw new StepFailure(stepError(sid, 'rootless-user', created.error));
+    const error = stepError(sid, 'rootless-user', created.error);
+    return rec
+      .tryUpdate((s) => ({
+        ...s,
+        rootlessUser: s.rootlessUser && { ...s.rootlessUser, phase: 'removed' },
+      }))
+      .andThen(() => err(error));
   }
   const user = created.value;
-  rec.update((s) => ({ ...s, rootlessUser: { name: user.name, runtimeDir: user.runtimeDir, phase: 'done' } }));
-  return user;
+  return rec
+    .tryUpdate((s) => ({
+      ...s,
+      rootlessUser: { name: user.name, runtimeDir: user.runtimeDir, phase: 'done' },
+    }))
+    .map(() => user);
 }
 
 /** Whether `uid` with groups `gids` may open `device` read-write (root's bypass does not apply). */
 export function userCanOpenRw(device: string, uid: number, gids: readonly number[]): boolean {
   try {
     const st = statSync(device);
-    const bits = st.uid === uid ? (st.mode >> 6) & 0o7 : gids.includes(st.gid) ? (st.mode >> 3) & 0o7 : st.mode & 0o7;
+    const bits =
+      st.uid === uid
+        ? (st.mode >> 6) & 0o7
+        : gids.includes(st.gid)
+          ? (st.mode >> 3) & 0o7
+          : st.mode & 0o7;
     return (bits & 0o6) === 0o6;
   } catch {
     return false;
@@ -78,7 +132,11 @@ export function userCanOpenRw(device: string, uid: number, gids: readonly number
 }
 
 /** KVM only if the VMM user itself can open /dev/kvm (probed as root, it may not): else TCG. */
-export function vmmAccel(accel: Accel, user: RootlessUser, device = '/dev/kvm'): { accel: Accel; reason: string } {
+export function vmmAccel(
+  accel: Accel,
+  user: RootlessUser,
+  device = '/dev/kvm',
+): { accel: Accel; reason: string } {
   if (accel !== 'kvm') return { accel, reason: '' };
   return userCanOpenRw(device, user.uid, [user.gid, user.kvmGid])
     ? { accel, reason: '' }
@@ -86,27 +144,27 @@ export function vmmAccel(accel: Accel, user: RootlessUser, device = '/dev/kvm'):
 }
 
 /** A host dir the VMM uses: recorded, made with owners inherited from the user's runtime dir. */
-export function makeVmmDir(rec: StateRecorder, dir: string): void {
-  rec.dir(dir, 'intent');
-  const made = createDirAllWithInheritOwner(dir, VMM_DIR_MODE);
-  if (made.isErr()) throw new StepFailure(stepError(rec.state.sandboxId, 'dirs', made.error));
-  rec.dir(dir, 'done');
+export function makeVmmDir(rec: StateRecorder, dir: string): Result<void, LifecycleError> {
+  return rec
+    .tryDir(dir, 'intent')
+    .andThen(() =>
+      createDirAllWithInheritOwner(dir, VMM_DIR_MODE).mapErr((e) =>
+        stepError(rec.state.sandboxId, 'dirs', e),
+      ),
+    )
+    .andThen(() => rec.tryDir(dir, 'done'));
 }
 
 /** The VM dir (with the jailer root holding the sockets) and the initdata dir, owned by the user. */
-export function prepareVmmDirs(rec: StateRecorder, plan: ResourcePlan): void {
-  makeVmmDir(rec, plan.hostDirs.vm);
-  makeVmmDir(rec, plan.hostDirs.jailerRoot);
-  if (plan.initdata !== null) makeVmmDir(rec, plan.hostDirs.initdata);
-}
-
-/** A file QEMU opens itself (the initdata image) handed to the VMM user. */
-export function giveToVmmUser(sandboxId: string, file: string, user: RootlessUser): void {
-  try {
-    chownSync(file, user.uid, user.gid);
-  } catch (e) {
-    throw new StepFailure(stepError(sandboxId, 'dirs', `chown ${file} to ${user.name}: ${(e as Error).message}`));
-  }
+export function prepareVmmDirs(
+  rec: StateRecorder,
+  plan: ResourcePlan,
+): Result<void, LifecycleError> {
+  return makeVmmDir(rec, plan.hostDirs.vm)
+    .andThen(() => makeVmmDir(rec, plan.hostDirs.jailerRoot))
+    .andThen(() =>
+      plan.initdata !== null ? makeVmmDir(rec, plan.hostDirs.initdata) : ok(undefined),
+    );
 }
 
 /**
@@ -115,30 +173,86 @@ export function giveToVmmUser(sandboxId: string, file: string, user: RootlessUse
  * owner recorded first. Returns the path QEMU opens. Cleanup unmounts the bind and gives the file
  * back (restoreGrants).
  */
-export function grantDisk(rec: StateRecorder, plan: ResourcePlan, user: RootlessUser, d: { id: string; pathOnHost: string }, containerId: string): HostPath {
+export function grantDisk(
+  rec: StateRecorder,
+  plan: ResourcePlan,
+  user: RootlessUser,
+  d: { id: string; pathOnHost: string },
+  containerId: string,
+): Result<HostPath, LifecycleError> {
   const sid = rec.state.sandboxId;
   const target = path.join(plan.hostDirs.vm, 'disks', d.id);
-  try {
+  const io = (what: string, act: () => void): Result<void, LifecycleError> => {
+    try {
+      act();
+      return ok(undefined);
+    } catch (e) {
+      const x = e as { stderr?: Buffer; message: string };
+      return err(
+        stepError(
+          sid,
+          'hotplug',
+          `giving ${d.pathOnHost} to ${user.name}: ${what}: ${x.stderr?.toString().trim() || x.message}`,
+        ),
+      );
+    }
+  };
+  const grantDone = () =>
+    rec.tryUpdate((s) => ({
+      ...s,
+      grants: (s.grants ?? []).map((g) =>
+        g.path === d.pathOnHost && g.phase === 'intent' ? { ...g, phase: 'done' as const } : g,
+      ),
+    }));
+  const mountDone = () =>
+    rec.tryUpdate((s) => ({
+      ...s,
+      mounts: s.mounts.map((m) =>
+        m.target === target && m.phase === 'intent' ? { ...m, phase: 'done' as const } : m,
+      ),
+    }));
+  let owner = { uid: 0, gid: 0 };
+  return io('stat', () => {
     const st = statSync(d.pathOnHost);
-    rec.update((s) => ({ ...s, grants: [...(s.grants ?? []), { path: d.pathOnHost, uid: st.uid, gid: st.gid, phase: 'intent' }] }));
-    chownSync(d.pathOnHost, user.uid, user.gid);
-    rec.update((s) => ({ ...s, grants: (s.grants ?? []).map((g) => (g.path === d.pathOnHost && g.phase === 'intent' ? { ...g, phase: 'done' as const } : g)) }));
-    mkdirSync(path.dirname(target), { recursive: true, mode: VMM_DIR_MODE });
-    chownSync(path.dirname(target), user.uid, user.gid);
-    if (!existsSync(target)) writeFileSync(target, '', { mode: 0o600 });
-    rec.update((s) => ({ ...s, mounts: [...s.mounts, { target, containerId, phase: 'intent' }] }));
-    execFileSync('mount', ['--bind', d.pathOnHost, target], { stdio: ['ignore', 'ignore', 'pipe'] });
-    rec.update((s) => ({ ...s, mounts: s.mounts.map((m) => (m.target === target && m.phase === 'intent' ? { ...m, phase: 'done' as const } : m)) }));
-  } catch (e) {
-    if (e instanceof StepFailure) throw e;
-    const x = e as { stderr?: Buffer; message: string };
-    throw new StepFailure(stepError(sid, 'hotplug', `giving ${d.pathOnHost} to ${user.name}: ${x.stderr?.toString().trim() || x.message}`));
-  }
-  return hostConst(target);
+    owner = { uid: st.uid, gid: st.gid };
+  })
+    .andThen(() =>
+      rec.tryUpdate((s) => ({
+        ...s,
+        grants: [...(s.grants ?? []), { path: d.pathOnHost, ...owner, phase: 'intent' }],
+      })),
+    )
+    .andThen(() => io('chown', () => chownSync(d.pathOnHost, user.uid, user.gid)))
+    .andThen(grantDone)
+    .andThen(() =>
+      io('bind target', () => {
+        mkdirSync(path.dirname(target), { recursive: true, mode: VMM_DIR_MODE });
+        chownSync(path.dirname(target), user.uid, user.gid);
+        if (!existsSync(target)) writeFileSync(target, '', { mode: 0o600 });
+      }),
+    )
+    .andThen(() =>
+      rec.tryUpdate((s) => ({
+        ...s,
+        mounts: [...s.mounts, { target, containerId, phase: 'intent' }],
+      })),
+    )
+    .andThen(() =>
+      io('bind', () =>
+        execFileSync('mount', ['--bind', d.pathOnHost, target], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        }),
+      ),
+    )
+    .andThen(mountDone)
+    .map(() => hostConst(target));
 }
 
 /** Gives every granted file back to its recorded owner (missing files count as done). */
-export function restoreGrants(grants: NonNullable<SandboxState['grants']>): { restored: string[]; failed: string[] } {
+export function restoreGrants(grants: NonNullable<SandboxState['grants']>): {
+  restored: string[];
+  failed: string[];
+} {
   const restored: string[] = [];
   const failed: string[] = [];
   for (const g of grants) {

@@ -19,7 +19,11 @@ const ProcessRef = z.strictObject({
 export type ProcessRef = z.infer<typeof ProcessRef>;
 
 const CgroupRef = z.union([
-  z.strictObject({ driver: z.literal('cgroupfs'), path: z.string() }),
+  z.strictObject({
+    driver: z.literal('cgroupfs'),
+    path: z.string(),
+    createdParents: z.array(z.string()).optional(),
+  }),
   z.strictObject({ driver: z.literal('systemd'), slice: z.string(), unit: z.string() }),
 ]);
 
@@ -37,11 +41,23 @@ const CgroupHostSchema = z.strictObject({
   root: z.string().optional(),
   controllers: z.array(z.string()).optional(),
   systemd: z
-    .strictObject({ busAddress: z.string().optional(), cgroupBase: z.string().optional(), pidNamespace: z.boolean().optional() })
+    .strictObject({
+      busAddress: z.string().optional(),
+      cgroupBase: z.string().optional(),
+      pidNamespace: z.boolean().optional(),
+    })
     .optional(),
 });
 
-const DirEntry = z.strictObject({ path: z.string(), phase: Phase });
+const DirEntry = z.strictObject({
+  path: z.string(),
+  phase: Phase,
+  /**
+   * A parent dir this sandbox created (e.g. /run/kata-containers/shared/sandboxes) that others
+   * may use once it exists: cleanup removes it only while it is empty (rmdir, never recursive).
+   */
+  ifEmpty: z.boolean().optional(),
+});
 
 const VmEntry = z.strictObject({
   phase: Phase,
@@ -55,7 +71,11 @@ const VmEntry = z.strictObject({
 });
 
 /** A host mount (shared_fs = virtio-fs binds into the shared dir); unmounted by cleanup. */
-const MountEntry = z.strictObject({ target: z.string(), containerId: z.string().nullable(), phase: Phase });
+const MountEntry = z.strictObject({
+  target: z.string(),
+  containerId: z.string().nullable(),
+  phase: Phase,
+});
 
 /**
  * A host file handed to the rootless VMM user (a hot-plugged disk image): chowned to it, its
@@ -63,7 +83,12 @@ const MountEntry = z.strictObject({ target: z.string(), containerId: z.string().
  */
 const GrantEntry = z.strictObject({ path: z.string(), uid: z.int(), gid: z.int(), phase: Phase });
 
-const DeviceEntry = z.strictObject({ id: z.string(), containerId: z.string(), pathOnHost: z.string(), phase: Phase });
+const DeviceEntry = z.strictObject({
+  id: z.string(),
+  containerId: z.string(),
+  pathOnHost: z.string(),
+  phase: Phase,
+});
 
 const WatcherEntry = z.strictObject({
   source: z.string(),
@@ -96,8 +121,12 @@ export const SandboxStateSchema = z.strictObject({
   /** The process holding the sandbox's agent connection and watchers. */
   owner: ProcessRef.nullable(),
   dirs: z.array(DirEntry),
-  rootlessUser: z.strictObject({ name: z.string(), runtimeDir: z.string(), phase: Phase }).nullable(),
-  cgroups: z.strictObject({ record: CgroupRecordSchema, host: CgroupHostSchema, phase: Phase }).nullable(),
+  rootlessUser: z
+    .strictObject({ name: z.string(), runtimeDir: z.string(), phase: Phase })
+    .nullable(),
+  cgroups: z
+    .strictObject({ record: CgroupRecordSchema, host: CgroupHostSchema, phase: Phase })
+    .nullable(),
   vm: VmEntry.nullable(),
   /** In mount order; undone in reverse. */
   mounts: z.array(MountEntry),

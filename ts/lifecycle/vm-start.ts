@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fromJson } from '@bufbuild/protobuf';
 import { err, errAsync, ok, ResultAsync, type Result } from 'neverthrow';
-import { createSandboxCgroups, placeVmm, type CgroupHost, type CgroupRecord } from '../apply/cgroups.js';
+import { createSandboxCgroups, intendedCgroupRecord, placeVmm, type CgroupHost, type CgroupRecord } from '../apply/cgroups.js';
 import { connectAgent, type AgentClient, type AgentTarget } from '../agent/client.js';
 import type { KataConfig } from '../config/kata-config.js';
 import { CreateSandboxRequestSchema } from '../gen/agent_pb.js';
@@ -72,7 +72,7 @@ async function startCgroups(rec: StateRecorder, plan: ResourcePlan, o: VmOptions
   const sid = rec.state.sandboxId;
   const { controllers, systemd, root } = o.cgroupHost;
   const host = { ...(root !== undefined ? { root } : {}), ...(controllers ? { controllers: [...controllers] } : {}), ...(systemd ? { systemd: { ...systemd } } : {}) };
-  rec.update((s) => ({ ...s, cgroups: { record: cgroupRecordOf(plan), host, phase: 'intent' } }));
+  rec.update((s) => ({ ...s, cgroups: { record: intendedCgroupRecord(cgroupRecordOf(plan), o.cgroupHost), host, phase: 'intent' } }));
   const created = await createSandboxCgroups(plan.cgroups, o.cgroupHost, o.runtimePid ?? process.pid);
   if (created.isErr()) return err(failed(sid, 'cgroups')(created.error));
   const record = created.value;

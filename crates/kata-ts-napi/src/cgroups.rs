@@ -141,6 +141,10 @@ pub struct CgroupManager {
     inner: Arc<dyn Manager>,
 }
 
+fn paths_to_js(paths: Vec<PathBuf>) -> Vec<String> {
+    paths.into_iter().map(|p| p.display().to_string()).collect()
+}
+
 fn root_of(root: Option<String>) -> PathBuf {
     PathBuf::from(root.unwrap_or_else(|| "/sys/fs/cgroup".to_string()))
 }
@@ -210,10 +214,23 @@ impl CgroupManager {
         guard(AssertUnwindSafe(move || op(inner.as_ref()).map_err(to_js)))
     }
 
-    /// Creates the cgroup and places `pids` in it.
+    /// Creates the cgroup and places `pids` in it; returns the parent directories it created.
     #[napi]
-    pub fn create(&self, pids: Vec<u32>) -> Result<()> {
-        self.run(|m| m.create(&pids))
+    pub fn create(&self, pids: Vec<u32>) -> Result<Vec<String>> {
+        self.run(|m| m.create(&pids)).map(paths_to_js)
+    }
+
+    /// Parent directories that do not exist yet (what `create` would make).
+    #[napi]
+    pub fn missing_parents(&self) -> Result<Vec<String>> {
+        self.run(|m| m.missing_parents()).map(paths_to_js)
+    }
+
+    /// Removes the empty ones of `parents` (made by `create`), deepest first; returns them.
+    #[napi]
+    pub fn remove_parents(&self, parents: Vec<String>) -> Result<Vec<String>> {
+        let parents: Vec<PathBuf> = parents.into_iter().map(PathBuf::from).collect();
+        self.run(|m| m.remove_parents(&parents)).map(paths_to_js)
     }
 
     /// Moves a whole process in.
@@ -255,8 +272,19 @@ impl CgroupManager {
 
     /// `create` on a blocking thread.
     #[napi]
-    pub async fn create_async(&self, pids: Vec<u32>) -> napi::Result<()> {
-        blocking(self.inner.clone(), move |m| m.create(&pids)).await
+    pub async fn create_async(&self, pids: Vec<u32>) -> napi::Result<Vec<String>> {
+        blocking(self.inner.clone(), move |m| m.create(&pids))
+            .await
+            .map(paths_to_js)
+    }
+
+    /// `removeParents` on a blocking thread.
+    #[napi]
+    pub async fn remove_parents_async(&self, parents: Vec<String>) -> napi::Result<Vec<String>> {
+        let parents: Vec<PathBuf> = parents.into_iter().map(PathBuf::from).collect();
+        blocking(self.inner.clone(), move |m| m.remove_parents(&parents))
+            .await
+            .map(paths_to_js)
     }
 
     /// `addProcess` on a blocking thread.
