@@ -87,8 +87,8 @@ for t in $targets; do
 done
 rm -rf "$scratch"
 
-# Read-modify-write: keep every other key. The Metric fields (ours/peer/ratio/unit/note) let
-# bench/run.ts print these rows in its table like any other figure.
+# Read-modify-write: keep every other key. The Metric fields (kind/ours/peer/ratio/unit/note) let
+# bench/run.ts print these rows in its table like any other figure: an absolute figure, no peer.
 if [ -n "$results" ]; then
   node - "$results" "$summary" "$sanitizer" <<'JS'
 const fs = require('node:fs');
@@ -100,7 +100,7 @@ for (const line of fs.readFileSync(summary, 'utf8').split('\n').filter(Boolean))
   const perSecond = s > 0 ? Math.round(n / s) : 0;
   results[`fuzz.${target}`] = {
     executions: n, seconds: s, crashes: c,
-    ours: perSecond, peer: 0, ratio: 0, unit: 'exec/s',
+    kind: 'absolute', ours: perSecond, peer: null, ratio: null, unit: 'exec/s',
     note: `cargo fuzz (libFuzzer, sanitizer ${sanitizer}): ${n} executions in ${s} s, ${c} crash(es)`,
   };
 }

@@ -37,5 +37,5 @@ test('a file that is not a JSON object is left alone', (t) => {
 });
 
 test('figures carry executions per second as the bench value', (t) => {
-  t.deepEqual(fuzzFigures(300, 1, 2, 'x'), { executions: 300, failures: 1, crashes: 1, seconds: 2, ours: 150, peer: 0, ratio: 0, unit: 'exec/s', note: 'x' });
+  t.deepEqual(fuzzFigures(300, 1, 2, 'x'), { executions: 300, failures: 1, crashes: 1, seconds: 2, kind: 'absolute', ours: 150, peer: null, ratio: null, unit: 'exec/s', note: 'x' });
 });

@@ -16,9 +16,11 @@ export interface FuzzFigures {
   readonly failures: number;
   readonly crashes: number;
   readonly seconds: number;
+  /** An absolute figure (bench/metric.ts): nothing to compare against. */
+  readonly kind: 'absolute';
   readonly ours: number;
-  readonly peer: 0;
-  readonly ratio: 0;
+  readonly peer: null;
+  readonly ratio: null;
   readonly unit: 'exec/s';
   readonly note: string;
 }
@@ -26,7 +28,7 @@ export interface FuzzFigures {
 /** Figures for `executions` runs with `failures` failing properties in `seconds`. */
 export function fuzzFigures(executions: number, failures: number, seconds: number, note: string): FuzzFigures {
   const ours = seconds > 0 ? Math.round(executions / seconds) : 0;
-  return { executions, failures, crashes: failures, seconds, ours, peer: 0, ratio: 0, unit: 'exec/s', note };
+  return { executions, failures, crashes: failures, seconds, kind: 'absolute', ours, peer: null, ratio: null, unit: 'exec/s', note };
 }
 
 /**
