@@ -28,10 +28,17 @@ function subtree(t: ExecutionContext): string {
   return name;
 }
 
-const file = (ctrl: string, path: string, name: string) => readFileSync(`${ROOT}/${ctrl}/${path}/${name}`, 'utf8').trim();
+const file = (ctrl: string, path: string, name: string) =>
+  readFileSync(`${ROOT}/${ctrl}/${path}/${name}`, 'utf8').trim();
 
 function plan(sub: string, sandboxCgroupOnly: boolean): CgroupPlan {
-  const p = planCgroups({ sandboxId: 's1', cgroupsPath: `/${sub}/sandbox`, sandboxCgroupOnly, version: 'v1', source: 'test' })._unsafeUnwrap();
+  const p = planCgroups({
+    sandboxId: 's1',
+    cgroupsPath: `/${sub}/sandbox`,
+    sandboxCgroupOnly,
+    version: 'v1',
+    source: 'test',
+  })._unsafeUnwrap();
   // The overhead cgroup goes below the test subtree too, so teardown removes it.
   return p.overheadPath === null ? p : { ...p, overheadPath: `${sub}/kata_overhead/s1` };
 }
@@ -42,9 +49,23 @@ test('the host layout is detected as hybrid (v1 controllers plus cgroup2 at unif
 
 test('v1 limits are written to the controller files and read back', (t) => {
   const sub = subtree(t);
-  const m = call((n) => n.CgroupManager.cgroupfs({ version: 'v1', path: `${sub}/limits`, controllers: ['cpu', 'cpuset', 'memory', 'pids'] }))._unsafeUnwrap();
+  const m = call((n) =>
+    n.CgroupManager.cgroupfs({
+      version: 'v1',
+      path: `${sub}/limits`,
+      controllers: ['cpu', 'cpuset', 'memory', 'pids'],
+    }),
+  )._unsafeUnwrap();
   m.create([]);
-  const limits = { quotaUs: 50_000, periodUs: 200_000, shares: 512, cpus: '0', mems: '0', memoryBytes: 128 * 1024 * 1024, pidsMax: 64 };
+  const limits = {
+    quotaUs: 50_000,
+    periodUs: 200_000,
+    shares: 512,
+    cpus: '0',
+    mems: '0',
+    memoryBytes: 128 * 1024 * 1024,
+    pidsMax: 64,
+  };
   m.setResources(limits);
   const path = `${sub}/limits`;
   t.is(file('cpu', path, 'cpu.cfs_quota_us'), '50000');
@@ -64,11 +85,19 @@ test('v1 limits are written to the controller files and read back', (t) => {
 
 test('a new cpuset cgroup inherits cpus and mems from its parent at every level', (t) => {
   const sub = subtree(t);
-  const m = call((n) => n.CgroupManager.cgroupfs({ version: 'v1', path: `${sub}/a/b`, controllers: ['cpuset'] }))._unsafeUnwrap();
+  const m = call((n) =>
+    n.CgroupManager.cgroupfs({ version: 'v1', path: `${sub}/a/b`, controllers: ['cpuset'] }),
+  )._unsafeUnwrap();
   const p = sleeper(t);
   m.create([p.pid]); // would fail with ENOSPC if cpus/mems were still empty
-  t.is(file('cpuset', `${sub}/a/b`, 'cpuset.cpus'), readFileSync(`${ROOT}/cpuset/cpuset.cpus`, 'utf8').trim());
-  t.is(file('cpuset', `${sub}/a`, 'cpuset.mems'), readFileSync(`${ROOT}/cpuset/cpuset.mems`, 'utf8').trim());
+  t.is(
+    file('cpuset', `${sub}/a/b`, 'cpuset.cpus'),
+    readFileSync(`${ROOT}/cpuset/cpuset.cpus`, 'utf8').trim(),
+  );
+  t.is(
+    file('cpuset', `${sub}/a`, 'cpuset.mems'),
+    readFileSync(`${ROOT}/cpuset/cpuset.mems`, 'utf8').trim(),
+  );
   t.deepEqual(m.procs(), [p.pid]);
 });
 
@@ -78,10 +107,24 @@ test('sandbox_cgroup_only: the runtime process is found in cgroup.procs; delete 
   const record = (await createSandboxCgroups(plan(sub, true), host, runtime.pid))._unsafeUnwrap();
   // The record is persisted with the sandbox state; delete works from the stored copy.
   const persisted = JSON.parse(JSON.stringify(record)) as CgroupRecord;
-  t.deepEqual(persisted, { driver: 'cgroupfs', version: 'v1', sandbox: { driver: 'cgroupfs', path: `${sub}/sandbox` }, overhead: null, vcpuPlacement: 'none' });
-  for (const ctrl of host.controllers!) t.deepEqual(readIds(`${ROOT}/${ctrl}/${sub}/sandbox/cgroup.procs`), [runtime.pid], ctrl);
+  // The subtree did not exist: create made it in each hierarchy, and says so.
+  const createdParents = host.controllers!.map((c) => `${ROOT}/${c}/${sub}`);
+  t.deepEqual(persisted, {
+    driver: 'cgroupfs',
+    version: 'v1',
+    sandbox: { driver: 'cgroupfs', path: `${sub}/sandbox`, createdParents },
+    overhead: null,
+    vcpuPlacement: 'none',
+  });
+  for (const ctrl of host.controllers!)
+    t.deepEqual(readIds(`${ROOT}/${ctrl}/${sub}/sandbox/cgroup.procs`), [runtime.pid], ctrl);
   (await deleteSandboxCgroups(persisted, host))._unsafeUnwrap();
   t.false(existsSync(`${ROOT}/cpu/${sub}/sandbox`));
+  t.deepEqual(
+    createdParents.filter((d) => existsSync(d)),
+    [],
+    'the parents it made are gone too',
+  );
   t.true(readIds(`${ROOT}/cpu/cgroup.procs`).includes(runtime.pid));
   (await deleteSandboxCgroups(record, host))._unsafeUnwrap(); // idempotent
 });
@@ -96,10 +139,15 @@ test('with an overhead cgroup on v1 + cgroupfs, vCPU threads move one by one', a
   t.deepEqual(readIds(`${ROOT}/cpu/${sub}/kata_overhead/s1/cgroup.procs`), [runtime.pid]);
   t.deepEqual(readIds(`${ROOT}/cpu/${sub}/sandbox/cgroup.procs`), []);
   (await placeVmm(record, host, { pid: vmm.pid, vcpuTids: vmm.workerTids }))._unsafeUnwrap();
-  t.deepEqual(readIds(`${ROOT}/cpu/${sub}/sandbox/tasks`).sort(), [...vmm.workerTids].sort(), 'exactly the vCPU threads');
+  t.deepEqual(
+    readIds(`${ROOT}/cpu/${sub}/sandbox/tasks`).sort(),
+    [...vmm.workerTids].sort(),
+    'exactly the vCPU threads',
+  );
   const others = threadsOf(vmm.pid).filter((tid) => !vmm.workerTids.includes(tid));
   t.true(others.length > 0);
-  for (const tid of others) t.false(readFileSync(`/proc/${vmm.pid}/task/${tid}/cgroup`, 'utf8').includes(`${sub}/sandbox`));
+  for (const tid of others)
+    t.false(readFileSync(`/proc/${vmm.pid}/task/${tid}/cgroup`, 'utf8').includes(`${sub}/sandbox`));
   (await deleteSandboxCgroups(record, host))._unsafeUnwrap();
   t.false(existsSync(`${ROOT}/cpu/${sub}/sandbox`));
   t.false(existsSync(`${ROOT}/cpu/${sub}/kata_overhead/s1`));
@@ -126,16 +174,24 @@ test('the sandbox cpuset follows the containers as they come and go', async (t) 
   (await updateSandboxCpuset(record, host, { cpus: all }))._unsafeUnwrap();
   t.is(file('cpuset', `${sub}/sandbox`, 'cpuset.cpus'), all);
   (await updateSandboxCpuset(record, host, { cpus: '' }))._unsafeUnwrap();
-  t.is(file('cpuset', `${sub}/sandbox`, 'cpuset.cpus'), all, 'an empty union leaves the cpuset alone');
+  t.is(
+    file('cpuset', `${sub}/sandbox`, 'cpuset.cpus'),
+    all,
+    'an empty union leaves the cpuset alone',
+  );
   (await deleteSandboxCgroups(record, host))._unsafeUnwrap();
 });
 
 test('errors carry a code and name the file or path', (t) => {
   const sub = subtree(t);
-  const bad = call((n) => n.CgroupManager.cgroupfs({ version: 'v1', path: '../etc' }))._unsafeUnwrapErr();
+  const bad = call((n) =>
+    n.CgroupManager.cgroupfs({ version: 'v1', path: '../etc' }),
+  )._unsafeUnwrapErr();
   t.is(bad.code, 'CGROUP_INVALID');
   t.regex(bad.message, /\.\.\/etc/);
-  const m = call((n) => n.CgroupManager.cgroupfs({ version: 'v1', path: `${sub}/x`, controllers: ['cpu'] }))._unsafeUnwrap();
+  const m = call((n) =>
+    n.CgroupManager.cgroupfs({ version: 'v1', path: `${sub}/x`, controllers: ['cpu'] }),
+  )._unsafeUnwrap();
   m.create([]);
   const noMem = call(() => m.setResources({ memoryBytes: 1 << 20 }))._unsafeUnwrapErr();
   t.is(noMem.code, 'CGROUP_NO_CONTROLLER');
@@ -143,6 +199,8 @@ test('errors carry a code and name the file or path', (t) => {
   const gone = call(() => m.addProcess(2 ** 22 + 1))._unsafeUnwrapErr(); // above pid_max: no such process
   t.is(gone.code, 'CGROUP_IO');
   t.true(gone.message.includes(`${ROOT}/cpu/${sub}/x/cgroup.procs`), gone.message);
-  const version = call((n) => n.CgroupManager.cgroupfs({ version: 'v3', path: 'x' }))._unsafeUnwrapErr();
+  const version = call((n) =>
+    n.CgroupManager.cgroupfs({ version: 'v3', path: 'x' }),
+  )._unsafeUnwrapErr();
   t.is(version.code, 'CGROUP_INVALID');
 });
