@@ -8,11 +8,14 @@
 # Built as the peer's README says: --locked --release -p kata-agent, crt-static, plus the
 # `init-data` feature (initdata is exercised by the guest suites).
 # Prints the binary's path as the last line of stdout.
-# Usage: build-kata-agent.sh [--print-path]   (--print-path: print the cached path and exit 0 if
+# Usage: build-kata-agent.sh [--no-wait | --print-path]   (--print-path: print the cached path and exit 0 if
 #        it is built, exit 1 if not; never builds)
 # Exit codes: 0 built/cached; 3 the peer tree is absent (a user's clone without ../shared:
-#             the kata-agent suites skip and say so; CI=true makes that a failure); other: failure.
+#             the kata-agent suites skip and say so; CI=true makes that a failure); 4 --no-wait and
+#             another build is running; other: failure.
 set -euo pipefail
+no_wait=0
+if [ "${1:-}" = --no-wait ]; then no_wait=1 && shift; fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 peer=${KATA_AGENT_PEER:-$repo/../shared/peers/kata-agent}
@@ -53,7 +56,13 @@ fi
 mkdir -p "$cache"
 # One build per machine at a time; a second caller waits and then finds the binary cached.
 exec 9>"$cache/kata-agent.lock"
-flock 9
+# --no-wait (make's prerequisite of `guest`): while another build holds the lock, say so and exit 4
+# instead of blocking; the guest is then built without this artifact.
+if [ "$no_wait" = 1 ]; then
+  flock -n 9 || { echo "build-kata-agent: another build is running (lock $cache/kata-agent.lock); not waiting for it" >&2; exit 4; }
+else
+  flock 9
+fi
 if [ -x "$bin" ]; then
   echo "build-kata-agent: cached $("$bin" --version 2>/dev/null | head -1)" >&2
   echo "$bin"

@@ -6,17 +6,20 @@
 # an uncompressed, PVH-bootable vmlinux as the result.
 #   $KATA_TS_CACHE/kernel-<key>/{vmlinux,config,config-report.txt}  (default /var/cache/kata-ts)
 # copied to OUT (default build/kernel). <key> hashes every input of the build: the fragments,
-# this script, the linux-source package version and `gcc --version`; the object tree
+# our fragment and recipe, the linux-source package version and `gcc --version`; the object tree
 # (kernel-build/) is shared between keys, so a changed config recompiles only what changed.
 # Which fragments are used, and which are left out and why, is decided in `fragments()`.
 # Requested options the merged config did not get are listed in config-report.txt: options the
 # 6.1 tree lacks (Kata's fragments track newer kernels) and options whose dependencies are
 # unmet. Options of our own fragment must all end up set, or the build fails.
-# Usage: build-kernel.sh [OUT]          → OUT/vmlinux, OUT/config, OUT/config-report.txt
+# Usage: build-kernel.sh [--no-wait] [OUT] → OUT/vmlinux, OUT/config, OUT/config-report.txt
 #        build-kernel.sh --print-path   → prints the cached vmlinux (exit 1 if not built)
-# Exit codes: 0 built/cached; 3 the Kata fragments are absent (no ../shared); other: failure.
+# Exit codes: 0 built/cached; 3 the Kata fragments are absent (no ../shared); 4 --no-wait and
+#             another build is running; other: failure.
 # Needs (Makefile APT_PACKAGES): linux-source-6.1 bc flex bison libelf-dev libssl-dev gcc make.
 set -euo pipefail
+no_wait=0
+if [ "${1:-}" = --no-wait ]; then no_wait=1 && shift; fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 frags=${KATA_KERNEL_FRAGMENTS:-$repo/../shared/peers/kata-kernel-config/fragments}
@@ -147,7 +150,9 @@ key=$(
   {
     echo "srcver=$srcver arch=$arch"
     gcc --version | head -1
-    sha256sum "$here/build-kernel.sh"
+    # The recipe: bump when the commands below change what is built (not for comments/messages).
+    echo "recipe=1 base=allnoconfig merge=merge_config.sh-n target=vmlinux excluded=$excluded"
+    own_fragment
     for f in "${selected[@]}"; do echo "${f#"$frags"/}"; cat "$f"; done
   } | sha256sum | cut -c1-16
 )
@@ -169,7 +174,13 @@ install_result() {
 
 mkdir -p "$cache"
 exec 9>"$cache/kernel.lock"
-flock 9
+# --no-wait (make's prerequisite of `guest`): while another build holds the lock, say so and exit 4
+# instead of blocking; the guest is then built without this artifact.
+if [ "$no_wait" = 1 ]; then
+  flock -n 9 || { echo "build-kernel: another build is running (lock $cache/kernel.lock); not waiting for it" >&2; exit 4; }
+else
+  flock 9
+fi
 if [ -f "$result/vmlinux" ]; then
   echo "build-kernel: cached $result" >&2
   install_result
