@@ -15,7 +15,9 @@ import { guestPath } from '../ts/paths.js';
 import { startLiveSync } from '../ts/sync/live-sync.js';
 import { higherIsBetter, lowerIsBetter, type Metrics } from './metric.js';
 
-const AGENT_BIN = fileURLToPath(new URL('../target/x86_64-unknown-linux-gnu/release/kata-ts-agent', import.meta.url));
+const AGENT_BIN = fileURLToPath(
+  new URL('../target/x86_64-unknown-linux-gnu/release/kata-ts-agent', import.meta.url),
+);
 const GUEST = '/run/kata-containers/shared/containers/';
 const FILE_MIB = 64;
 
@@ -65,15 +67,21 @@ async function echoRtt(dir: string, size: number): Promise<number> {
   return us;
 }
 
-async function startAgent(dir: string): Promise<{ client: AgentClient; root: string; stop: () => Promise<void> }> {
+async function startAgent(
+  dir: string,
+): Promise<{ client: AgentClient; root: string; stop: () => Promise<void> }> {
   if (!existsSync(AGENT_BIN)) {
-    throw new Error(`agent binary missing at ${AGENT_BIN}; run cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent`);
+    throw new Error(
+      `agent binary missing at ${AGENT_BIN}; run cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent`,
+    );
   }
   const root = join(dir, 'root');
   const sock = join(dir, 'agent.sock');
   const child = spawn(AGENT_BIN, ['--listen', `unix:${sock}`, '--root', root], { stdio: 'ignore' });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const client = (await connectAgent({ kind: 'unix', path: sock }, { dialTimeoutMs: 5000 }))._unsafeUnwrap();
+  const client = (
+    await connectAgent({ kind: 'unix', path: sock }, { dialTimeoutMs: 5000 })
+  )._unsafeUnwrap();
   const stop = async () => {
     client.close();
     if (child.exitCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
@@ -104,7 +112,17 @@ export async function run(): Promise<Metrics> {
       const start = process.hrtime.bigint();
       const dest = guestPath(`${GUEST}bench-file-${i}`)._unsafeUnwrap();
       const target = { kind: 'unix', path: join(dir, 'agent.sock') } as const;
-      (await startLiveSync({ source: src, destinations: [dest], agent: target, connection: agent.client.connection, watch: false }))._unsafeUnwrap().close();
+      (
+        await startLiveSync({
+          source: src,
+          destinations: [dest],
+          agent: target,
+          connection: agent.client.connection,
+          watch: false,
+        })
+      )
+        ._unsafeUnwrap()
+        .close();
       return Number(process.hrtime.bigint() - start) / 1e9;
     };
     const cpOnce = (i: number) => {

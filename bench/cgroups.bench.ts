@@ -21,7 +21,9 @@ const CONTROLLERS = ['cpu', 'memory'];
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function fsManager(path: string): Manager {
-  return call((n) => n.CgroupManager.cgroupfs({ version: 'v1', root: ROOT, path, controllers: CONTROLLERS }))._unsafeUnwrap();
+  return call((n) =>
+    n.CgroupManager.cgroupfs({ version: 'v1', root: ROOT, path, controllers: CONTROLLERS }),
+  )._unsafeUnwrap();
 }
 
 function tsRound(sub: string, pid: number, ms: number): number {
@@ -49,7 +51,12 @@ function tsRound(sub: string, pid: number, ms: number): number {
 function compileFloor(): string {
   const out = fileURLToPath(new URL('../build/cgroup_cycle', import.meta.url));
   mkdirSync(fileURLToPath(new URL('../build', import.meta.url)), { recursive: true });
-  execFileSync('gcc', ['-O2', '-o', out, fileURLToPath(new URL('./c/cgroup_cycle.c', import.meta.url))]);
+  execFileSync('gcc', [
+    '-O2',
+    '-o',
+    out,
+    fileURLToPath(new URL('./c/cgroup_cycle.c', import.meta.url)),
+  ]);
   return out;
 }
 
@@ -62,7 +69,10 @@ async function fsCycle(): Promise<Metrics> {
     tsRound(sub, child.pid!, 150); // warm-up
     const ours: number[] = [];
     const peer: number[] = [];
-    const floorRound = () => Number(execFileSync(floor, [ROOT, sub, String(child.pid), '400'], { encoding: 'utf8' }).trim());
+    const floorRound = () =>
+      Number(
+        execFileSync(floor, [ROOT, sub, String(child.pid), '400'], { encoding: 'utf8' }).trim(),
+      );
     // Interleaved, alternating which goes first: the kernel's cgroup costs drift with load.
     for (let round = 0; round < 5; round++) {
       if (round % 2 === 0) {
@@ -88,8 +98,13 @@ async function fsCycle(): Promise<Metrics> {
 }
 
 /** One shell inside the private systemd's namespaces (entered once), running commands in turn. */
-function insideShell(pid1: number): { run: (cmd: string) => Promise<void>; close: () => Promise<void> } {
-  const sh = spawn('nsenter', ['-t', String(pid1), '-a', '--', 'sh'], { stdio: ['pipe', 'pipe', 'ignore'] });
+function insideShell(pid1: number): {
+  run: (cmd: string) => Promise<void>;
+  close: () => Promise<void>;
+} {
+  const sh = spawn('nsenter', ['-t', String(pid1), '-a', '--', 'sh'], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
   const exited = new Promise<void>((r) => sh.once('exit', () => r()));
   let out = '';
   let waiting: { tag: number; resolve: () => void; reject: (e: Error) => void } | null = null;
@@ -99,7 +114,8 @@ function insideShell(pid1: number): { run: (cmd: string) => Promise<void>; close
     if (waiting === null) return;
     const { tag, resolve, reject } = waiting;
     if (out.includes(`ok-${tag}\n`)) resolve();
-    else if (out.includes(`fail-${tag}\n`)) reject(new Error(`inside the namespaces: command ${tag} failed`));
+    else if (out.includes(`fail-${tag}\n`))
+      reject(new Error(`inside the namespaces: command ${tag} failed`));
     else return;
     waiting = null;
     out = '';
@@ -123,10 +139,19 @@ async function systemdScope(): Promise<Metrics> {
   const sd = await startPrivateSystemd();
   try {
     const n = 15;
-    const procs = await Promise.all(Array.from({ length: n + 2 }, () => sd.spawnInside(['sleep', '600'])));
+    const procs = await Promise.all(
+      Array.from({ length: n + 2 }, () => sd.spawnInside(['sleep', '600'])),
+    );
     const cycle = async (i: number) => {
       const m = call((a) =>
-        a.CgroupManager.systemd({ version: 'v1', busAddress: sd.busAddress, slice: 'kata-bench.slice', unit: `kata-bench-${i}.scope`, cgroupBase: sd.subtree, pidNamespace: true }),
+        a.CgroupManager.systemd({
+          version: 'v1',
+          busAddress: sd.busAddress,
+          slice: 'kata-bench.slice',
+          unit: `kata-bench-${i}.scope`,
+          cgroupBase: sd.subtree,
+          pidNamespace: true,
+        }),
       )._unsafeUnwrap();
       await m.createAsync([procs[i]!.pid]);
       await m.deleteAsync();

@@ -7,14 +7,30 @@
 //   already hot-plugged), in the TCG guest; peer = `runc run` of the same busybox command on
 //   the host (spawn → first stdout byte), native speed. Median over 2 containers × 3 boots.
 import { spawn } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { lowerIsBetter, type Metrics } from './metric.js';
 import { bootAgentGuest } from '../ts/guest/boot-agent-guest.js';
 import { GuestShell, SHELL_BOOT_PARAMS } from '../ts/guest/guest-shell.js';
 import { launchVm } from '../ts/qemu/launch.js';
-import { createAndStart, createSandbox, GUEST_IMAGE, missingGuestParts, podFixture, prepareContainer, readAllStdout } from '../__test__/guest/planned-pod.js';
+import {
+  createAndStart,
+  createSandbox,
+  GUEST_IMAGE,
+  missingGuestParts,
+  podFixture,
+  prepareContainer,
+  readAllStdout,
+} from '../__test__/guest/planned-pod.js';
 
 const BOOTS = 3;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -23,7 +39,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 async function agentBoot(): Promise<{ bootMs: number; startMs: number[] }> {
   const f = podFixture('virtio-blk-pci');
   try {
-    const g = (await bootAgentGuest({ plan: f.plan, config: f.hv, image: GUEST_IMAGE!, runDir: path.join(f.dir, 'run') }))._unsafeUnwrap();
+    const g = (
+      await bootAgentGuest({
+        plan: f.plan,
+        config: f.hv,
+        image: GUEST_IMAGE!,
+        runDir: path.join(f.dir, 'run'),
+      })
+    )._unsafeUnwrap();
     try {
       await createSandbox(g.agent, f.plan);
       const startMs: number[] = [];
@@ -50,7 +73,17 @@ async function shellBoot(): Promise<number> {
   try {
     const started = performance.now();
     const vm = (
-      await launchVm({ plan: f.plan, config: f.hv, runDir: path.join(f.dir, 'run'), launch: { accel: 'tcg', kernel: GUEST_IMAGE!.kernel, initrd: GUEST_IMAGE!.initrd, extraKernelParams: SHELL_BOOT_PARAMS } })
+      await launchVm({
+        plan: f.plan,
+        config: f.hv,
+        runDir: path.join(f.dir, 'run'),
+        launch: {
+          accel: 'tcg',
+          kernel: GUEST_IMAGE!.kernel,
+          initrd: GUEST_IMAGE!.initrd,
+          extraKernelParams: SHELL_BOOT_PARAMS,
+        },
+      })
     )._unsafeUnwrap();
     try {
       const shell = (await GuestShell.connect(vm.agentSocket))._unsafeUnwrap();
@@ -75,7 +108,11 @@ async function runcStart(dir: string, n: number): Promise<number> {
   cpSync('/usr/bin/busybox', path.join(rootfs, 'bin/busybox'));
   symlinkSync('busybox', path.join(rootfs, 'bin/cat'));
   writeFileSync(path.join(rootfs, 'etc/key'), 'value\n');
-  await new Promise<void>((resolve, reject) => spawn('runc', ['spec'], { cwd: bundle, stdio: 'ignore' }).once('exit', (c) => (c === 0 ? resolve() : reject(new Error(`runc spec: ${c}`)))));
+  await new Promise<void>((resolve, reject) =>
+    spawn('runc', ['spec'], { cwd: bundle, stdio: 'ignore' }).once('exit', (c) =>
+      c === 0 ? resolve() : reject(new Error(`runc spec: ${c}`)),
+    ),
+  );
   const config = JSON.parse(readFileSync(path.join(bundle, 'config.json'), 'utf8'));
   config.process.terminal = false;
   config.process.args = ['cat', '/etc/key'];
@@ -85,10 +122,16 @@ async function runcStart(dir: string, n: number): Promise<number> {
     const t0 = performance.now();
     runs.push(
       await new Promise<number>((resolve, reject) => {
-        const child = spawn('runc', ['--root', path.join(dir, 'state'), 'run', `kata-ts-bench-${process.pid}-${k}`], { cwd: bundle, stdio: ['ignore', 'pipe', 'pipe'] });
+        const child = spawn(
+          'runc',
+          ['--root', path.join(dir, 'state'), 'run', `kata-ts-bench-${process.pid}-${k}`],
+          { cwd: bundle, stdio: ['ignore', 'pipe', 'pipe'] },
+        );
         let first = 0;
         child.stdout.once('data', () => (first = performance.now() - t0));
-        child.once('exit', (c) => (c === 0 && first > 0 ? resolve(first) : reject(new Error(`runc run exited ${c}`))));
+        child.once('exit', (c) =>
+          c === 0 && first > 0 ? resolve(first) : reject(new Error(`runc run exited ${c}`)),
+        );
       }),
     );
   }
@@ -99,7 +142,10 @@ export async function run(): Promise<Metrics> {
   const missing = missingGuestParts();
   if (missing !== null) {
     const note = `not measured: ${missing}`;
-    return { 'guest.boot_to_agent': lowerIsBetter(0, 0, 'ms', note), 'guest.container_start': lowerIsBetter(0, 0, 'ms', note) };
+    return {
+      'guest.boot_to_agent': lowerIsBetter(0, 0, 'ms', note),
+      'guest.container_start': lowerIsBetter(0, 0, 'ms', note),
+    };
   }
   const boots: number[] = [];
   const shells: number[] = [];

@@ -21,15 +21,28 @@ export interface Metric {
 
 export type Metrics = Record<string, Metric>;
 
-const ratioOf = (better: number, worse: number): number | null => (worse === 0 ? null : better / worse);
+const ratioOf = (better: number, worse: number): number | null =>
+  worse === 0 ? null : better / worse;
 
 /** Against a peer, higher is better (throughput). */
-export function higherIsBetter(ours: number, peer: number, unit: string, note: string, kind: 'peer' | 'internal' = 'peer'): Metric {
+export function higherIsBetter(
+  ours: number,
+  peer: number,
+  unit: string,
+  note: string,
+  kind: 'peer' | 'internal' = 'peer',
+): Metric {
   return { kind, ours, peer, ratio: ratioOf(ours, peer), unit, note };
 }
 
 /** Against a peer, lower is better (latency, memory). */
-export function lowerIsBetter(ours: number, peer: number, unit: string, note: string, kind: 'peer' | 'internal' = 'peer'): Metric {
+export function lowerIsBetter(
+  ours: number,
+  peer: number,
+  unit: string,
+  note: string,
+  kind: 'peer' | 'internal' = 'peer',
+): Metric {
   return { kind, ours, peer, ratio: ratioOf(peer, ours), unit, note };
 }
 
@@ -45,7 +58,8 @@ export function absolute(ours: number, unit: string, note: string): Metric {
 
 /** The kind of an entry written before kinds existed: peer-less (peer 0) entries are absolute. */
 export function kindOf(m: Partial<Metric>): MetricKind {
-  if (m.kind === 'peer' || m.kind === 'internal' || m.kind === 'scaling' || m.kind === 'absolute') return m.kind;
+  if (m.kind === 'peer' || m.kind === 'internal' || m.kind === 'scaling' || m.kind === 'absolute')
+    return m.kind;
   return !m.peer ? 'absolute' : 'peer';
 }
 

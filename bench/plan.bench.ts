@@ -7,19 +7,36 @@ import { plan, type BundleInput } from '../ts/plan/plan.js';
 import { parseOciSpec } from '../ts/spec/oci-spec.js';
 import { scaling, type Metrics } from './metric.js';
 
-const exampleText = readFileSync(new URL('../examples/bundle/config.json', import.meta.url), 'utf8');
+const exampleText = readFileSync(
+  new URL('../examples/bundle/config.json', import.meta.url),
+  'utf8',
+);
 
 function bundles(n: number): BundleInput[] {
   return Array.from({ length: n + 1 }, (_, i) => {
     const spec = parseOciSpec(exampleText, 'example')._unsafeUnwrap();
-    const cpu = { quota: 10_000 + (i % 7) * 1000, period: i % 3 === 0 ? 50_000 : 100_000, ...(i % 11 === 0 ? { cpus: `${i % 4}-${(i % 4) + 2}` } : {}) };
-    return { id: i === 0 ? 'sandbox' : `c${i}`, bundleDir: `/bundles/${i}`, spec: { ...spec, linux: { ...spec.linux, resources: { ...spec.linux.resources, cpu } } } };
+    const cpu = {
+      quota: 10_000 + (i % 7) * 1000,
+      period: i % 3 === 0 ? 50_000 : 100_000,
+      ...(i % 11 === 0 ? { cpus: `${i % 4}-${(i % 4) + 2}` } : {}),
+    };
+    return {
+      id: i === 0 ? 'sandbox' : `c${i}`,
+      bundleDir: `/bundles/${i}`,
+      spec: { ...spec, linux: { ...spec.linux, resources: { ...spec.linux.resources, cpu } } },
+    };
   });
 }
 
 function msPerPlan(n: number, rounds: number): number {
   const [sandbox, ...containers] = bundles(n);
-  const input = { config: defaultKataConfig(), configSource: 'default', sandbox: sandbox!, containers, host: { ...EXAMPLE_HOST_FACTS, hostCpus: 4096 } };
+  const input = {
+    config: defaultKataConfig(),
+    configSource: 'default',
+    sandbox: sandbox!,
+    containers,
+    host: { ...EXAMPLE_HOST_FACTS, hostCpus: 4096 },
+  };
   plan(input)._unsafeUnwrap(); // warm-up
   const times: number[] = [];
   for (let r = 0; r < rounds; r++) {

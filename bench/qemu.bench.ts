@@ -17,7 +17,12 @@ import { AGENT_PORT_NAME, qemuOpts } from '../ts/qemu/cmdline.js';
 import { hotplugBlock, unplugBlock } from '../ts/qemu/hotplug.js';
 import { Vm } from '../ts/qemu/vm.js';
 import { hostPath } from '../ts/paths.js';
-import { SHELL_BOOT_PARAMS, GuestShell, guestImage, type GuestImage } from '../ts/guest/guest-shell.js';
+import {
+  SHELL_BOOT_PARAMS,
+  GuestShell,
+  guestImage,
+  type GuestImage,
+} from '../ts/guest/guest-shell.js';
 import type { BlockDevice } from '../ts/plan/block-devices.js';
 
 const ROUNDS = 30;
@@ -25,12 +30,32 @@ const ROUNDS = 30;
 function baseArgs(accel: string, dir: string): string[] {
   const cpu = accel === 'kvm' ? 'host,-arch-capabilities' : 'max';
   return [
-    '-nodefaults', '-no-user-config', '-display', 'none', '-machine', `q35,accel=${accel}`, '-cpu', cpu, '-m', '128M', '-S',
-    '-qmp', `unix:${path.join(dir, 'qmp.sock')},server=on,wait=off`,
-    '-device', 'virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0x03',
-    '-device', 'virtio-serial-pci,id=vser0,bus=pcie.0,addr=0x02',
-    '-chardev', qemuOpts('socket', { id: 'agent', path: path.join(dir, 'agent.sock'), server: true, wait: false }),
-    '-device', qemuOpts('virtserialport', { bus: 'vser0.0', chardev: 'agent', name: AGENT_PORT_NAME }),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-machine',
+    `q35,accel=${accel}`,
+    '-cpu',
+    cpu,
+    '-m',
+    '128M',
+    '-S',
+    '-qmp',
+    `unix:${path.join(dir, 'qmp.sock')},server=on,wait=off`,
+    '-device',
+    'virtio-scsi-pci,id=scsi0,bus=pcie.0,addr=0x03',
+    '-device',
+    'virtio-serial-pci,id=vser0,bus=pcie.0,addr=0x02',
+    '-chardev',
+    qemuOpts('socket', {
+      id: 'agent',
+      path: path.join(dir, 'agent.sock'),
+      server: true,
+      wait: false,
+    }),
+    '-device',
+    qemuOpts('virtserialport', { bus: 'vser0.0', chardev: 'agent', name: AGENT_PORT_NAME }),
   ];
 }
 
@@ -50,7 +75,8 @@ async function rawHotplugCycle(socketPath: string, image: string, n: number): Pr
       if (w && w(msg)) waiters.shift();
     }
   });
-  const until = (pred: (m: Record<string, unknown>) => boolean) => new Promise<void>((r) => waiters.push((m) => (pred(m) ? (r(), true) : false)));
+  const until = (pred: (m: Record<string, unknown>) => boolean) =>
+    new Promise<void>((r) => waiters.push((m) => (pred(m) ? (r(), true) : false)));
   const cmd = (execute: string, args?: unknown) => {
     const p = until((m) => 'return' in m || 'error' in m);
     sock.write(JSON.stringify({ execute, arguments: args }) + '\n');
@@ -61,9 +87,25 @@ async function rawHotplugCycle(socketPath: string, image: string, n: number): Pr
   const start = performance.now();
   for (let k = 0; k < n; k++) {
     const id = `raw-${k}`;
-    await cmd('blockdev-add', { driver: 'raw', 'node-name': id, 'read-only': false, cache: { direct: false, 'no-flush': false }, file: { driver: 'file', filename: image, aio: 'threads' } });
-    await cmd('device_add', { driver: 'scsi-hd', bus: 'scsi0.0', id, drive: id, 'scsi-id': 0, lun: 1, 'share-rw': true });
-    const deleted = until((m) => m.event === 'DEVICE_DELETED' && (m.data as { device?: string }).device === id);
+    await cmd('blockdev-add', {
+      driver: 'raw',
+      'node-name': id,
+      'read-only': false,
+      cache: { direct: false, 'no-flush': false },
+      file: { driver: 'file', filename: image, aio: 'threads' },
+    });
+    await cmd('device_add', {
+      driver: 'scsi-hd',
+      bus: 'scsi0.0',
+      id,
+      drive: id,
+      'scsi-id': 0,
+      lun: 1,
+      'share-rw': true,
+    });
+    const deleted = until(
+      (m) => m.event === 'DEVICE_DELETED' && (m.data as { device?: string }).device === id,
+    );
     sock.write(JSON.stringify({ execute: 'device_del', arguments: { id } }) + '\n');
     await deleted; // the device_del reply comes first and is skipped by the event predicate
     await cmd('blockdev-del', { 'node-name': id });
@@ -77,8 +119,18 @@ async function oursHotplugCycle(vm: Vm, image: string, n: number): Promise<numbe
   const start = performance.now();
   for (let k = 0; k < n; k++) {
     const d: BlockDevice = {
-      id: `drive-${k}`, driver: 'virtio-scsi', agentDriver: 'scsi', pathOnHost: hostPath(image)._unsafeUnwrap(), readOnly: false,
-      aio: 'threads', directIo: false, scsiAddr: '0:1', virtPath: '/dev/sda', index: 1, hotplug: true, bus: 'scsi0.0',
+      id: `drive-${k}`,
+      driver: 'virtio-scsi',
+      agentDriver: 'scsi',
+      pathOnHost: hostPath(image)._unsafeUnwrap(),
+      readOnly: false,
+      aio: 'threads',
+      directIo: false,
+      scsiAddr: '0:1',
+      virtPath: '/dev/sda',
+      index: 1,
+      hotplug: true,
+      bus: 'scsi0.0',
     };
     (await hotplugBlock(vm.qmp, d))._unsafeUnwrap();
     (await unplugBlock(vm.qmp, d.id))._unsafeUnwrap();
@@ -95,19 +147,28 @@ function connectsNow(socketPath: string): Promise<boolean> {
 }
 
 /** Spawn → agent socket accepts; the median of `n` starts. */
-async function bootToAgentSocket(accel: string, n: number): Promise<{ agentMs: number; qmpMs: number }> {
+async function bootToAgentSocket(
+  accel: string,
+  n: number,
+): Promise<{ agentMs: number; qmpMs: number }> {
   const agent: number[] = [];
   const qmp: number[] = [];
   for (let k = 0; k < n; k++) {
     const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-bench-'));
     const agentSock = path.join(dir, 'agent.sock');
     const started = performance.now();
-    const vm = await Vm.spawn({ binary: DEFAULT_QEMU, args: baseArgs(accel, dir), logPath: path.join(dir, 'qemu.log'), qmpSocket: path.join(dir, 'qmp.sock') });
+    const vm = await Vm.spawn({
+      binary: DEFAULT_QEMU,
+      args: baseArgs(accel, dir),
+      logPath: path.join(dir, 'qemu.log'),
+      qmpSocket: path.join(dir, 'qmp.sock'),
+    });
     try {
       const v = vm._unsafeUnwrap();
       qmp.push(v.startMs);
       const deadline = Date.now() + 10_000;
-      while (!(await connectsNow(agentSock)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
+      while (!(await connectsNow(agentSock)) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 2));
       agent.push(performance.now() - started);
     } finally {
       if (vm.isOk()) await vm.value.kill();
@@ -119,17 +180,34 @@ async function bootToAgentSocket(accel: string, n: number): Promise<{ agentMs: n
 }
 
 /** Spawn → guest READY on the agent port (TCG boot of the test guest); the median of `n` boots. */
-async function bootGuestToAgent(image: GuestImage, n: number): Promise<{ agentMs: number; qmpMs: number }> {
+async function bootGuestToAgent(
+  image: GuestImage,
+  n: number,
+): Promise<{ agentMs: number; qmpMs: number }> {
   const agent: number[] = [];
   const qmp: number[] = [];
   for (let k = 0; k < n; k++) {
     const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-bench-'));
     const args = [
       ...baseArgs('tcg', dir).filter((a) => a !== '-S'),
-      '-smp', '1', '-kernel', image.kernel, '-initrd', image.initrd, '-append', SHELL_BOOT_PARAMS, '-serial', 'none',
+      '-smp',
+      '1',
+      '-kernel',
+      image.kernel,
+      '-initrd',
+      image.initrd,
+      '-append',
+      SHELL_BOOT_PARAMS,
+      '-serial',
+      'none',
     ];
     const started = performance.now();
-    const vm = await Vm.spawn({ binary: DEFAULT_QEMU, args, logPath: path.join(dir, 'qemu.log'), qmpSocket: path.join(dir, 'qmp.sock') });
+    const vm = await Vm.spawn({
+      binary: DEFAULT_QEMU,
+      args,
+      logPath: path.join(dir, 'qemu.log'),
+      qmpSocket: path.join(dir, 'qmp.sock'),
+    });
     try {
       const v = vm._unsafeUnwrap();
       qmp.push(v.startMs);
@@ -152,7 +230,14 @@ export async function run(): Promise<Metrics> {
   const image = path.join(dir, 'disk.img');
   writeFileSync(image, Buffer.alloc(1 << 20));
   const secondQmp = ['-qmp', `unix:${path.join(dir, 'qmp2.sock')},server=on,wait=off`];
-  const vm = (await Vm.spawn({ binary: DEFAULT_QEMU, args: [...baseArgs(accel, dir), ...secondQmp], logPath: path.join(dir, 'qemu.log'), qmpSocket: path.join(dir, 'qmp.sock') }))._unsafeUnwrap();
+  const vm = (
+    await Vm.spawn({
+      binary: DEFAULT_QEMU,
+      args: [...baseArgs(accel, dir), ...secondQmp],
+      logPath: path.join(dir, 'qemu.log'),
+      qmpSocket: path.join(dir, 'qmp.sock'),
+    })
+  )._unsafeUnwrap();
   let ours = 0;
   let raw = 0;
   try {
@@ -177,7 +262,12 @@ export async function run(): Promise<Metrics> {
     ? `spawn → booted busybox guest (Debian 6.1 kernel, PVH, accel=tcg) opened the agent virtio-serial port and wrote READY; median of 3 (QMP negotiated after ${boot.qmpMs.toFixed(0)} ms in the same boots: a milestone, not a peer)`
     : `spawn → agent chardev socket accepts, accel=${accel}, paused VM (no guest built: run make guest); median of 5 (QMP negotiated after ${boot.qmpMs.toFixed(0)} ms in the same starts: a milestone, not a peer)`;
   return {
-    'qemu.hotplug': lowerIsBetter(ours, raw, 'ms', `scsi-hd hot-plug+unplug cycle (5 QMP commands + DEVICE_DELETED), paused VM, accel=${accel}; peer = raw socket script on a second QMP monitor of the same VM; median of 3×${ROUNDS / 3}`),
+    'qemu.hotplug': lowerIsBetter(
+      ours,
+      raw,
+      'ms',
+      `scsi-hd hot-plug+unplug cycle (5 QMP commands + DEVICE_DELETED), paused VM, accel=${accel}; peer = raw socket script on a second QMP monitor of the same VM; median of 3×${ROUNDS / 3}`,
+    ),
     'qemu.boot_to_agent_socket': absolute(Number(boot.agentMs.toFixed(1)), 'ms', bootNote),
   };
 }

@@ -18,7 +18,9 @@ const resultsFile = `${dir}results.json`;
 // Keep figures of benchmarks not run this time (a partial run updates only its own keys); a full
 // run starts afresh but keeps the `fuzz.*` entries, which `make fuzz` writes. Entries written
 // before kinds existed get one (peer 0 → absolute).
-const previous: Record<string, Partial<Metric>> = existsSync(resultsFile) ? JSON.parse(readFileSync(resultsFile, 'utf8')) : {};
+const previous: Record<string, Partial<Metric>> = existsSync(resultsFile)
+  ? JSON.parse(readFileSync(resultsFile, 'utf8'))
+  : {};
 const kept = Object.entries(previous).filter(([k]) => only.size > 0 || k.startsWith('fuzz.'));
 const results: Record<string, Partial<Metric>> = Object.fromEntries(
   kept.map(([k, m]) => {
@@ -35,14 +37,29 @@ for (const file of files) {
 
 const rows = Object.entries(results).sort(([a], [b]) => a.localeCompare(b));
 const fmt = (v: number | null | undefined) =>
-  typeof v !== 'number' || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3);
+  typeof v !== 'number' || !Number.isFinite(v)
+    ? '-'
+    : Math.abs(v) >= 100
+      ? Math.round(v).toLocaleString('en-US')
+      : v.toPrecision(3);
 const table = [
   ['metric', 'kind', 'ours', 'peer', 'ratio', 'unit', 'note'],
-  ...rows.map(([k, m]) => [k, kindOf(m), fmt(m.ours), fmt(m.peer), typeof m.ratio === 'number' ? m.ratio.toFixed(2) : '-', m.unit ?? '', m.note ?? '']),
+  ...rows.map(([k, m]) => [
+    k,
+    kindOf(m),
+    fmt(m.ours),
+    fmt(m.peer),
+    typeof m.ratio === 'number' ? m.ratio.toFixed(2) : '-',
+    m.unit ?? '',
+    m.note ?? '',
+  ]),
 ];
 const last = table[0]!.length - 1;
-const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => (i === last ? 0 : r[i]!.length))));
-for (const r of table) process.stdout.write(`${r.map((c, i) => (i === last ? c : c.padEnd(widths[i]!))).join('  ')}\n`);
+const widths = table[0]!.map((_, i) =>
+  Math.max(...table.map((r) => (i === last ? 0 : r[i]!.length))),
+);
+for (const r of table)
+  process.stdout.write(`${r.map((c, i) => (i === last ? c : c.padEnd(widths[i]!))).join('  ')}\n`);
 
 // The summary: a figure "beats a peer" only when it is a measured peer comparison with a ratio
 // above 1 by more than the noise band (EVEN: within 3% counts as even).

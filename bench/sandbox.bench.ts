@@ -5,7 +5,16 @@
 //   ts/guest/boot-agent-guest.ts until the agent answers a health check.
 // sandbox.teardown: deleteSandbox (watchers, DestroySandbox, QEMU stop, cgroups, dirs, state) vs
 //   the bare boot's stop (QMP quit).
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +31,10 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 function demoInputs(dir: string, sid: string): { config: string; bundle: string } {
   const render = (file: string) =>
-    readFileSync(path.join(root, 'examples/demo', file), 'utf8').replaceAll('@ROOT@', root.replace(/\/$/, '')).replaceAll('@DEMO@', dir).replaceAll('@SID@', sid);
+    readFileSync(path.join(root, 'examples/demo', file), 'utf8')
+      .replaceAll('@ROOT@', root.replace(/\/$/, ''))
+      .replaceAll('@DEMO@', dir)
+      .replaceAll('@SID@', sid);
   const config = path.join(dir, 'configuration.toml');
   writeFileSync(config, render('configuration.toml.in'));
   const bundle = path.join(dir, 'bundle');
@@ -31,18 +43,29 @@ function demoInputs(dir: string, sid: string): { config: string; bundle: string 
   spec.process.args = ['sh', '-c', 'sleep 60'];
   writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
   copyFileSync(path.join(root, 'build/rootfs/busybox.ext4'), path.join(dir, 'rootfs.ext4'));
-  writeFileSync(path.join(bundle, 'rootfs-mounts.json'), JSON.stringify([{ type: 'ext4', source: path.join(dir, 'rootfs.ext4'), options: ['loop'] }]));
+  writeFileSync(
+    path.join(bundle, 'rootfs-mounts.json'),
+    JSON.stringify([{ type: 'ext4', source: path.join(dir, 'rootfs.ext4'), options: ['loop'] }]),
+  );
   const cm = path.join(dir, 'kubelet/pods/demo-pod/volumes/kubernetes.io~configmap/app-config');
   mkdirSync(cm, { recursive: true });
   writeFileSync(path.join(cm, 'greeting'), 'hello\n');
   return { config, bundle };
 }
 
-async function oursOnce(dir: string, i: number): Promise<{ up: number; down: number; plan: import('../ts/plan/plan.js').ResourcePlan }> {
+async function oursOnce(
+  dir: string,
+  i: number,
+): Promise<{ up: number; down: number; plan: import('../ts/plan/plan.js').ResourcePlan }> {
   const sid = `bench-${process.pid}-${i}`;
   const { config, bundle } = demoInputs(dir, sid);
   const t0 = performance.now();
-  const sb = (await createSandbox({ sandboxId: sid, configPath: config, bundle }, { stateRoot: path.join(dir, 'state'), accel: 'tcg' }))._unsafeUnwrap();
+  const sb = (
+    await createSandbox(
+      { sandboxId: sid, configPath: config, bundle },
+      { stateRoot: path.join(dir, 'state'), accel: 'tcg' },
+    )
+  )._unsafeUnwrap();
   try {
     (await addContainer(sb, { id: sid, bundle }))._unsafeUnwrap();
     (await startContainer(sb, sid))._unsafeUnwrap();
@@ -74,8 +97,19 @@ export async function run(): Promise<Metrics> {
       const ours = await oursOnce(dir, i);
       ups.push(ours.up);
       downs.push(ours.down);
-      const config = { ...(await import('../ts/config/parse-config.js')).parseKataConfig(readFileSync(path.join(dir, 'configuration.toml'), 'utf8'), 'bench')._unsafeUnwrap().config.hypervisor };
-      const guest = (await bootAgentGuest({ plan: ours.plan, config: { ...config, path: config.path || DEFAULT_QEMU }, image, runDir: path.join(dir, 'peer') }))._unsafeUnwrap();
+      const config = {
+        ...(await import('../ts/config/parse-config.js'))
+          .parseKataConfig(readFileSync(path.join(dir, 'configuration.toml'), 'utf8'), 'bench')
+          ._unsafeUnwrap().config.hypervisor,
+      };
+      const guest = (
+        await bootAgentGuest({
+          plan: ours.plan,
+          config: { ...config, path: config.path || DEFAULT_QEMU },
+          image,
+          runDir: path.join(dir, 'peer'),
+        })
+      )._unsafeUnwrap();
       peerUps.push(guest.bootMs);
       const t = performance.now();
       await guest.stop();
@@ -83,7 +117,22 @@ export async function run(): Promise<Metrics> {
     } finally {
       rmSync(dir, { recursive: true, force: true });
       try {
-        for (const h of ['cpu', 'cpuset', 'memory', 'pids', 'blkio', 'devices', 'freezer', 'cpuacct', 'systemd', 'unified', 'hugetlb', 'net_cls', 'perf_event']) rmdirSync(`/sys/fs/cgroup/${h}/kata-ts-demo`);
+        for (const h of [
+          'cpu',
+          'cpuset',
+          'memory',
+          'pids',
+          'blkio',
+          'devices',
+          'freezer',
+          'cpuacct',
+          'systemd',
+          'unified',
+          'hugetlb',
+          'net_cls',
+          'perf_event',
+        ])
+          rmdirSync(`/sys/fs/cgroup/${h}/kata-ts-demo`);
       } catch {
         // not there or not empty
       }
@@ -92,6 +141,11 @@ export async function run(): Promise<Metrics> {
   const note = `TCG, median of ${ROUNDS}; peer: the same VM booted bare until the agent answers`;
   return {
     'sandbox.create_to_running': lowerIsBetter(median(ups), median(peerUps), 'ms', note),
-    'sandbox.teardown': lowerIsBetter(median(downs), median(peerDowns), 'ms', 'TCG; peer: QMP quit of the bare VM'),
+    'sandbox.teardown': lowerIsBetter(
+      median(downs),
+      median(peerDowns),
+      'ms',
+      'TCG; peer: QMP quit of the bare VM',
+    ),
   };
 }

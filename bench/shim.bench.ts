@@ -13,8 +13,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { requireAgentBinary } from '../__test__/agent/agent-harness.js';
 import { busyboxArchive, BUSYBOX_IMAGE } from '../__test__/containerd/busybox-image.js';
-import { startContainerd, type PrivateContainerd } from '../__test__/containerd/containerd-harness.js';
-import { guestBuilt, guestConfig, hookConfig, RUNTIME, specFile, writeShim } from '../__test__/shim/shim-harness.js';
+import {
+  startContainerd,
+  type PrivateContainerd,
+} from '../__test__/containerd/containerd-harness.js';
+import {
+  guestBuilt,
+  guestConfig,
+  hookConfig,
+  RUNTIME,
+  specFile,
+  writeShim,
+} from '../__test__/shim/shim-harness.js';
 import { lowerIsBetter, type Metrics } from './metric.js';
 
 const RUNC = 'io.containerd.runc.v2';
@@ -33,7 +43,14 @@ async function oursRunMs(): Promise<number[]> {
   try {
     await c.ctr('images', 'import', busyboxArchive());
     const times: number[] = [];
-    for (let k = 0; k < OURS_ROUNDS; k++) times.push(await timeToOutput(c, ['run', '--rm', '--runtime', RUNTIME, BUSYBOX_IMAGE, `kecho-${k}`, 'echo', 'hello'], 'hello'));
+    for (let k = 0; k < OURS_ROUNDS; k++)
+      times.push(
+        await timeToOutput(
+          c,
+          ['run', '--rm', '--runtime', RUNTIME, BUSYBOX_IMAGE, `kecho-${k}`, 'echo', 'hello'],
+          'hello',
+        ),
+      );
     return times;
   } finally {
     await c.stop();
@@ -54,13 +71,18 @@ function timeToOutput(c: PrivateContainerd, args: string[], expected: string): P
       if (at === undefined && out.includes(expected)) at = performance.now() - start;
     });
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('close', (code) => (code === 0 && at !== undefined ? resolve(at) : reject(new Error(`ctr ${args.join(' ')}: exit ${code}\n${err}${out}`))));
+    child.on('close', (code) =>
+      code === 0 && at !== undefined
+        ? resolve(at)
+        : reject(new Error(`ctr ${args.join(' ')}: exit ${code}\n${err}${out}`)),
+    );
   });
 }
 
 function rssMiB(pid: number): { rss: number; anon: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (key: string) => Number(status.match(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm'))?.[1] ?? NaN);
+  const kib = (key: string) =>
+    Number(status.match(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm'))?.[1] ?? NaN);
   return { rss: kib('VmRSS') / 1024, anon: kib('RssAnon') / 1024 };
 }
 
@@ -72,12 +94,28 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 async function oursRssMiB(): Promise<{ rss: number; anon: number }> {
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-shim-bench-'));
   const socket = path.join(dir, 'agent.sock');
-  const agent = spawn(requireAgentBinary(), ['--listen', `unix:${socket}`, '--root', dir], { stdio: 'ignore' });
-  writeShim(dir, { KATA_TS_CONFIG: hookConfig(dir), KATA_TS_TEST_AGENT: socket, KATA_TS_QEMU_PAUSED: '1', KATA_TS_QEMU_ACCEL: 'tcg' });
+  const agent = spawn(requireAgentBinary(), ['--listen', `unix:${socket}`, '--root', dir], {
+    stdio: 'ignore',
+  });
+  writeShim(dir, {
+    KATA_TS_CONFIG: hookConfig(dir),
+    KATA_TS_TEST_AGENT: socket,
+    KATA_TS_QEMU_PAUSED: '1',
+    KATA_TS_QEMU_ACCEL: 'tcg',
+  });
   const c = await startContainerd({ shimDirs: [dir] });
   try {
     await c.ctr('images', 'import', busyboxArchive());
-    await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, '--config', await specFile(c, 'kpod', ['sleep', '1000']), 'kpod');
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      RUNTIME,
+      '--config',
+      await specFile(c, 'kpod', ['sleep', '1000']),
+      'kpod',
+    );
     const shims = c.shimPids();
     if (shims.length !== 1) throw new Error(`expected one kata-ts shim, found ${shims.length}`);
     return rssMiB(shims[0]!);
@@ -92,14 +130,31 @@ export async function run(): Promise<Metrics> {
   const c = await startContainerd();
   try {
     await c.ctr('images', 'import', busyboxArchive());
-    const runOnce = (k: number | 'warmup') => timeToOutput(c, ['run', '--rm', '--runtime', RUNC, BUSYBOX_IMAGE, `echo-${k}`, 'echo', 'hello'], 'hello');
+    const runOnce = (k: number | 'warmup') =>
+      timeToOutput(
+        c,
+        ['run', '--rm', '--runtime', RUNC, BUSYBOX_IMAGE, `echo-${k}`, 'echo', 'hello'],
+        'hello',
+      );
     await runOnce('warmup');
     const times: number[] = [];
     for (let k = 0; k < ROUNDS; k++) times.push(await runOnce(k));
 
-    for (let k = 0; k < PODS; k++) await c.ctr('run', '-d', '--null-io', '--runtime', RUNC, BUSYBOX_IMAGE, `pod-${k}`, 'sleep', '1000');
+    for (let k = 0; k < PODS; k++)
+      await c.ctr(
+        'run',
+        '-d',
+        '--null-io',
+        '--runtime',
+        RUNC,
+        BUSYBOX_IMAGE,
+        `pod-${k}`,
+        'sleep',
+        '1000',
+      );
     const shims = c.shimPids();
-    if (shims.length !== PODS) throw new Error(`expected ${PODS} runc shims, found ${shims.length}`);
+    if (shims.length !== PODS)
+      throw new Error(`expected ${PODS} runc shims, found ${shims.length}`);
     const mem = shims.map(rssMiB);
     const runMs = median(times);
     const rss = mean(mem.map((m) => m.rss));
@@ -108,8 +163,18 @@ export async function run(): Promise<Metrics> {
     const oursTimes = await oursRunMs();
     const oursMs = median(oursTimes);
     return {
-      'shim.ctr_run_to_output': lowerIsBetter(oursMs, runMs, 'ms', `kata-ts shim, sandbox VM with accel=${ACCEL}, rootfs over virtio-fs: median of ${OURS_ROUNDS} (${oursTimes.map((x) => x.toFixed(0)).join(', ')} ms) vs runc shim: median of ${ROUNDS}, range ${Math.min(...times).toFixed(0)}–${Math.max(...times).toFixed(0)} ms`),
-      'shim.rss_mib': lowerIsBetter(ours.rss, rss, 'MiB', `shim VmRSS per pod: kata-ts, one pod (node + addon, sources through tsx; anonymous ${ours.anon.toFixed(1)} MiB; paused VM + stand-in agent, VM not counted) vs runc, mean of ${PODS} (anonymous ${anon.toFixed(1)} MiB)`),
+      'shim.ctr_run_to_output': lowerIsBetter(
+        oursMs,
+        runMs,
+        'ms',
+        `kata-ts shim, sandbox VM with accel=${ACCEL}, rootfs over virtio-fs: median of ${OURS_ROUNDS} (${oursTimes.map((x) => x.toFixed(0)).join(', ')} ms) vs runc shim: median of ${ROUNDS}, range ${Math.min(...times).toFixed(0)}–${Math.max(...times).toFixed(0)} ms`,
+      ),
+      'shim.rss_mib': lowerIsBetter(
+        ours.rss,
+        rss,
+        'MiB',
+        `shim VmRSS per pod: kata-ts, one pod (node + addon, sources through tsx; anonymous ${ours.anon.toFixed(1)} MiB; paused VM + stand-in agent, VM not counted) vs runc, mean of ${PODS} (anonymous ${anon.toFixed(1)} MiB)`,
+      ),
     };
   } finally {
     await c.stop();

@@ -12,7 +12,17 @@
 // sync.tree_copy       MB/s of a full tree copy through CopyFile into the agent vs `cp -a`.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, watch, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  watch,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +32,9 @@ import { guestPath, type GuestPath } from '../ts/paths.js';
 import { DEFAULT_DEBOUNCE_MS, startLiveSync, type LiveSync } from '../ts/sync/live-sync.js';
 import { higherIsBetter, lowerIsBetter, type Metric, type Metrics } from './metric.js';
 
-const AGENT_BIN = fileURLToPath(new URL('../target/x86_64-unknown-linux-gnu/release/kata-ts-agent', import.meta.url));
+const AGENT_BIN = fileURLToPath(
+  new URL('../target/x86_64-unknown-linux-gnu/release/kata-ts-agent', import.meta.url),
+);
 const FLOOR_SRC = fileURLToPath(new URL('./c/inotify_floor.c', import.meta.url));
 const FLOOR_BIN = fileURLToPath(new URL('../build/inotify_floor', import.meta.url));
 const GUEST = '/run/kata-containers/shared/containers';
@@ -32,11 +44,15 @@ const LATENCY_SAMPLES = 30;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const dest = (name: string): GuestPath => guestPath(`${GUEST}/${name}`)._unsafeUnwrap();
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
+const pct = (xs: number[], p: number) =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 const round = (v: number, digits = 2) => Number(v.toFixed(digits));
 
-async function startAgent(dir: string): Promise<{ target: AgentTarget; root: string; stop: () => Promise<void> }> {
-  if (!existsSync(AGENT_BIN)) throw new Error(`agent binary missing at ${AGENT_BIN}; run make agent`);
+async function startAgent(
+  dir: string,
+): Promise<{ target: AgentTarget; root: string; stop: () => Promise<void> }> {
+  if (!existsSync(AGENT_BIN))
+    throw new Error(`agent binary missing at ${AGENT_BIN}; run make agent`);
   const root = join(dir, 'root');
   mkdirSync(root);
   const sock = join(dir, 'agent.sock');
@@ -60,7 +76,12 @@ function cpuMs(statPath: string): number {
 }
 
 /** Host write → `key` in `destDir` holds the new content, in ms; `samples` writes, one at a time. */
-async function writeToVisible(hostDir: string, destDir: string, samples: number, tag: string): Promise<number[]> {
+async function writeToVisible(
+  hostDir: string,
+  destDir: string,
+  samples: number,
+  tag: string,
+): Promise<number[]> {
   const times: number[] = [];
   for (let i = 1; i <= samples; i++) {
     const want = `${tag}${i}`;
@@ -89,7 +110,11 @@ async function writeToVisible(hostDir: string, destDir: string, samples: number,
  * The peer: chokidar 4 watching the source, a trailing debounce of the same length, then each
  * changed file copied into `destDir` through a temp file and a rename (as our agent writes).
  */
-async function chokidarCopier(source: string, destDir: string, debounceMs: number): Promise<() => Promise<void>> {
+async function chokidarCopier(
+  source: string,
+  destDir: string,
+  debounceMs: number,
+): Promise<() => Promise<void>> {
   const { watch: chokidarWatch } = await import('chokidar');
   const w = chokidarWatch(source, { ignoreInitial: true });
   await new Promise<void>((r) => w.once('ready', () => r()));
@@ -122,7 +147,9 @@ async function latency(dir: string, target: AgentTarget, root: string): Promise<
   writeFileSync(join(host, 'key'), 'v0');
   const d = dest('bench-lat');
   // No debounceMs: the default a sandbox gets (DEFAULT_DEBOUNCE_MS).
-  const sync = (await startLiveSync({ source: host, destinations: [d], agent: target }))._unsafeUnwrap();
+  const sync = (
+    await startLiveSync({ source: host, destinations: [d], agent: target })
+  )._unsafeUnwrap();
   let ours: number[];
   try {
     ours = await writeToVisible(host, join(root, d), LATENCY_SAMPLES, 'v');
@@ -151,12 +178,16 @@ async function latency(dir: string, target: AgentTarget, root: string): Promise<
 function makeDirs(root: string, n: number): void {
   // 100 × 100 directories (+ the root), one small file each in the first level.
   for (let a = 0; a < 100; a++) {
-    for (let b = 0; b < n / 100 - 1; b++) mkdirSync(join(root, `a${a}`, `b${b}`), { recursive: true });
+    for (let b = 0; b < n / 100 - 1; b++)
+      mkdirSync(join(root, `a${a}`, `b${b}`), { recursive: true });
     writeFileSync(join(root, `a${a}`, 'f'), 'x');
   }
 }
 
-async function watchSetup(dir: string, target: AgentTarget): Promise<{ setup: Metric; idle: Metric }> {
+async function watchSetup(
+  dir: string,
+  target: AgentTarget,
+): Promise<{ setup: Metric; idle: Metric }> {
   const host = join(dir, 'dirs');
   makeDirs(host, 10_000);
   execFileSync('gcc', ['-O2', '-o', FLOOR_BIN, FLOOR_SRC]);
@@ -166,10 +197,21 @@ async function watchSetup(dir: string, target: AgentTarget): Promise<{ setup: Me
   let idleOurs = 0;
   let idleFloor = 0;
   for (let round_ = 0; round_ < 2; round_++) {
-    const [count, us] = spawnSync(FLOOR_BIN, [host, '0']).stdout.toString().trim().split(' ').map(Number);
+    const [count, us] = spawnSync(FLOOR_BIN, [host, '0'])
+      .stdout.toString()
+      .trim()
+      .split(' ')
+      .map(Number);
     floorUs.push(us!);
     dirs = count!;
-    const sync: LiveSync = (await startLiveSync({ source: host, destinations: [dest(`bench-dirs-${round_}`)], agent: target, debounceMs: DEBOUNCE_MS }))._unsafeUnwrap();
+    const sync: LiveSync = (
+      await startLiveSync({
+        source: host,
+        destinations: [dest(`bench-dirs-${round_}`)],
+        agent: target,
+        debounceMs: DEBOUNCE_MS,
+      })
+    )._unsafeUnwrap();
     oursUs.push(sync.initial.watchSetupUs);
     if (round_ === 0) {
       // Idle CPU of our watcher thread and of the C loop, side by side over 3 s.
@@ -211,17 +253,30 @@ async function watchSetup(dir: string, target: AgentTarget): Promise<{ setup: Me
  * connection dialed beforehand, so no dial and no copy is timed), chokidar until `ready`,
  * @parcel/watcher until subscribe() resolves.
  */
-async function watchersFromJs(host: string, target: AgentTarget): Promise<{ oursMs: number; chokidarMs: number; parcelMs: number }> {
+async function watchersFromJs(
+  host: string,
+  target: AgentTarget,
+): Promise<{ oursMs: number; chokidarMs: number; parcelMs: number }> {
   const { watch } = await import('chokidar');
   const parcel = await import('@parcel/watcher');
-  const connection: AgentConnection = (await callAsync((n) => n.dialAgent(dialOptions(target))))._unsafeUnwrap();
+  const connection: AgentConnection = (
+    await callAsync((n) => n.dialAgent(dialOptions(target)))
+  )._unsafeUnwrap();
   const ours: number[] = [];
   const chokidar: number[] = [];
   const parcelMs: number[] = [];
   try {
     for (let i = 0; i < 2; i++) {
       const o0 = process.hrtime.bigint();
-      const sync = (await startLiveSync({ source: host, destinations: [], agent: target, connection, debounceMs: DEBOUNCE_MS }))._unsafeUnwrap();
+      const sync = (
+        await startLiveSync({
+          source: host,
+          destinations: [],
+          agent: target,
+          connection,
+          debounceMs: DEBOUNCE_MS,
+        })
+      )._unsafeUnwrap();
       ours.push(Number(process.hrtime.bigint() - o0) / 1e6);
       sync.close();
       await jsPeers(host, watch, parcel, chokidar, parcelMs);
@@ -229,7 +284,11 @@ async function watchersFromJs(host: string, target: AgentTarget): Promise<{ ours
   } finally {
     connection.close();
   }
-  return { oursMs: Math.min(...ours), chokidarMs: Math.min(...chokidar), parcelMs: Math.min(...parcelMs) };
+  return {
+    oursMs: Math.min(...ours),
+    chokidarMs: Math.min(...chokidar),
+    parcelMs: Math.min(...parcelMs),
+  };
 }
 
 async function jsPeers(
@@ -269,7 +328,9 @@ async function treeCopy(dir: string, target: AgentTarget, root: string): Promise
   for (let i = 0; i < 3; i++) {
     const d = dest(`bench-tree-${i}`);
     const start = process.hrtime.bigint();
-    const s = (await startLiveSync({ source: host, destinations: [d], agent: target, watch: false }))._unsafeUnwrap();
+    const s = (
+      await startLiveSync({ source: host, destinations: [d], agent: target, watch: false })
+    )._unsafeUnwrap();
     ours.push(Number(process.hrtime.bigint() - start) / 1e9);
     s.close();
     rmSync(join(root, d), { recursive: true, force: true });
@@ -287,8 +348,18 @@ async function treeCopy(dir: string, target: AgentTarget, root: string): Promise
   const mb = bytes / 1e6;
   const what = `${round(mb, 1)} MB in 2000 files / 40 dirs: full copy through CopyFile into the agent (dial, scan, read, send, agent write+rename)`;
   return [
-    higherIsBetter(round(mb / pct(ours, 50), 1), round(mb / pct(cp, 50), 1), 'MB/s', `${what} vs cp -a of the same tree; median of 3; goal ratio ≥ 0.8`),
-    higherIsBetter(round(mb / pct(ours, 50), 1), round(mb / pct(rsync, 50), 1), 'MB/s', `${what} vs rsync -a of the same tree; median of 3`),
+    higherIsBetter(
+      round(mb / pct(ours, 50), 1),
+      round(mb / pct(cp, 50), 1),
+      'MB/s',
+      `${what} vs cp -a of the same tree; median of 3; goal ratio ≥ 0.8`,
+    ),
+    higherIsBetter(
+      round(mb / pct(ours, 50), 1),
+      round(mb / pct(rsync, 50), 1),
+      'MB/s',
+      `${what} vs rsync -a of the same tree; median of 3`,
+    ),
   ];
 }
 
@@ -298,15 +369,26 @@ export async function run(): Promise<Metrics> {
   try {
     const metrics: Metrics = {};
     const t0 = Date.now();
-    const phase = (name: string) => process.stderr.write(`  ${name} done at ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
+    const phase = (name: string) =>
+      process.stderr.write(`  ${name} done at ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     metrics['sync.latency_p99'] = await latency(dir, agent.target, agent.root);
     phase('latency');
     const { setup, idle } = await watchSetup(dir, agent.target);
     metrics['sync.watch_setup_10k_dirs'] = setup;
     const js = await watchersFromJs(join(dir, 'dirs'), agent.target);
     const fromJs = `all timed from JS, best of 2: ours = startLiveSync resolved with no destination (recursive watch, then the initial scan; agent connection dialed beforehand) = ${round(js.oursMs)} ms`;
-    metrics['sync.watch_setup_10k_dirs.chokidar'] = lowerIsBetter(round(js.oursMs), round(js.chokidarMs), 'ms', `recursive watch of the same 10k dirs, ${fromJs}, vs chokidar 4 until \`ready\``);
-    metrics['sync.watch_setup_10k_dirs.parcel'] = lowerIsBetter(round(js.oursMs), round(js.parcelMs), 'ms', `recursive watch of the same 10k dirs, ${fromJs}, vs @parcel/watcher 2 subscribe() resolved`);
+    metrics['sync.watch_setup_10k_dirs.chokidar'] = lowerIsBetter(
+      round(js.oursMs),
+      round(js.chokidarMs),
+      'ms',
+      `recursive watch of the same 10k dirs, ${fromJs}, vs chokidar 4 until \`ready\``,
+    );
+    metrics['sync.watch_setup_10k_dirs.parcel'] = lowerIsBetter(
+      round(js.oursMs),
+      round(js.parcelMs),
+      'ms',
+      `recursive watch of the same 10k dirs, ${fromJs}, vs @parcel/watcher 2 subscribe() resolved`,
+    );
     metrics['sync.idle_cpu'] = idle;
     phase('watch setup + idle');
     const [vsCp, vsRsync] = await treeCopy(dir, agent.target, agent.root);

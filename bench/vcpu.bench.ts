@@ -19,11 +19,15 @@ export async function run(): Promise<Metrics> {
   const metrics: Metrics = {};
   for (const n of [1, 10, 1000]) {
     const input = containers(n);
-    const native = callsPerSecond(() => call((a) => a.calcSandboxVcpus('0.5', input))._unsafeUnwrap());
+    const native = callsPerSecond(() =>
+      call((a) => a.calcSandboxVcpus('0.5', input))._unsafeUnwrap(),
+    );
     const twin = callsPerSecond(() => sandboxVcpusTwin('0.5', input)._unsafeUnwrap());
     const quotas = Float64Array.from(input, (c) => c.quotaUs);
     const periods = Float64Array.from(input, (c) => c.periodUs);
-    const packed = callsPerSecond(() => call((a) => a.calcSandboxVcpusPacked('0.5', quotas, periods))._unsafeUnwrap());
+    const packed = callsPerSecond(() =>
+      call((a) => a.calcSandboxVcpusPacked('0.5', quotas, periods))._unsafeUnwrap(),
+    );
     metrics[`vcpu.native_vs_ts.${n}`] = higherIsBetter(
       Math.round(native),
       Math.round(twin),
@@ -40,6 +44,9 @@ export async function run(): Promise<Metrics> {
     );
   }
   const ten = metrics['vcpu.native_vs_ts.10']!;
-  metrics['vcpu.native_vs_ts'] = { ...ten, note: `10 containers (see .1 and .1000 for the ends); ${ten.note}` };
+  metrics['vcpu.native_vs_ts'] = {
+    ...ten,
+    note: `10 containers (see .1 and .1000 for the ends); ${ten.note}`,
+  };
   return metrics;
 }

@@ -15,7 +15,14 @@ function scratch(t: { teardown: (f: () => void) => void }): string {
 
 test('other figures survive and keys stay sorted', (t) => {
   const file = scratch(t);
-  writeFileSync(file, JSON.stringify({ 'vcpu.calc': { ours: 1 }, 'fuzz.ttrpc_reader': { executions: 5, failures: 0 }, 'fuzz.plan': { executions: 1 } }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      'vcpu.calc': { ours: 1 },
+      'fuzz.ttrpc_reader': { executions: 5, failures: 0 },
+      'fuzz.plan': { executions: 1 },
+    }),
+  );
   t.true(recordFuzzResult('plan', figures, file));
   const out = JSON.parse(readFileSync(file, 'utf8'));
   t.deepEqual(Object.keys(out), ['fuzz.plan', 'fuzz.ttrpc_reader', 'vcpu.calc']);
@@ -37,5 +44,16 @@ test('a file that is not a JSON object is left alone', (t) => {
 });
 
 test('figures carry executions per second as the bench value', (t) => {
-  t.deepEqual(fuzzFigures(300, 1, 2, 'x'), { executions: 300, failures: 1, crashes: 1, seconds: 2, kind: 'absolute', ours: 150, peer: null, ratio: null, unit: 'exec/s', note: 'x' });
+  t.deepEqual(fuzzFigures(300, 1, 2, 'x'), {
+    executions: 300,
+    failures: 1,
+    crashes: 1,
+    seconds: 2,
+    kind: 'absolute',
+    ours: 150,
+    peer: null,
+    ratio: null,
+    unit: 'exec/s',
+    note: 'x',
+  });
 });

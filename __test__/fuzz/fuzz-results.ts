@@ -26,9 +26,25 @@ export interface FuzzFigures {
 }
 
 /** Figures for `executions` runs with `failures` failing properties in `seconds`. */
-export function fuzzFigures(executions: number, failures: number, seconds: number, note: string): FuzzFigures {
+export function fuzzFigures(
+  executions: number,
+  failures: number,
+  seconds: number,
+  note: string,
+): FuzzFigures {
   const ours = seconds > 0 ? Math.round(executions / seconds) : 0;
-  return { executions, failures, crashes: failures, seconds, kind: 'absolute', ours, peer: null, ratio: null, unit: 'exec/s', note };
+  return {
+    executions,
+    failures,
+    crashes: failures,
+    seconds,
+    kind: 'absolute',
+    ours,
+    peer: null,
+    ratio: null,
+    unit: 'exec/s',
+    note,
+  };
 }
 
 /**
@@ -36,7 +52,11 @@ export function fuzzFigures(executions: number, failures: number, seconds: numbe
  * them. False (nothing written) when the file exists but is not a JSON object: other figures are
  * never thrown away.
  */
-export function recordFuzzResult(target: string, figures: FuzzFigures, file = RESULTS_FILE): boolean {
+export function recordFuzzResult(
+  target: string,
+  figures: FuzzFigures,
+  file = RESULTS_FILE,
+): boolean {
   let results: Record<string, unknown> = {};
   if (existsSync(file)) {
     try {

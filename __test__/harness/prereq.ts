@@ -20,14 +20,20 @@ export type Need = string | null;
 
 export const needs = {
   root: (): Need => (process.geteuid?.() === 0 ? null : 'needs root (euid 0)'),
-  file: (file: string, what: string = file): Need => (existsSync(file) ? null : `${what} missing (${file})`),
+  file: (file: string, what: string = file): Need =>
+    existsSync(file) ? null : `${what} missing (${file})`,
   qemu: (): Need => needs.file('/usr/bin/qemu-system-x86_64', 'QEMU'),
   /** The guest kernel + initramfs `make guest` builds. */
   guest: (): Need =>
     needs.file(path.join(repoRoot, 'build/guest/vmlinux'), 'guest kernel (make guest)') ??
-    needs.file(path.join(repoRoot, 'build/guest/initramfs.cpio.gz'), 'guest initramfs (make guest)'),
-  containerd: (): Need => needs.file('/usr/bin/containerd', 'containerd') ?? needs.file('/usr/bin/ctr', 'ctr'),
-  useradd: (): Need => (['/usr/sbin/useradd', '/sbin/useradd'].some((f) => existsSync(f)) ? null : 'useradd missing'),
+    needs.file(
+      path.join(repoRoot, 'build/guest/initramfs.cpio.gz'),
+      'guest initramfs (make guest)',
+    ),
+  containerd: (): Need =>
+    needs.file('/usr/bin/containerd', 'containerd') ?? needs.file('/usr/bin/ctr', 'ctr'),
+  useradd: (): Need =>
+    ['/usr/sbin/useradd', '/sbin/useradd'].some((f) => existsSync(f)) ? null : 'useradd missing',
 };
 
 const HOOKS = new Set(['before', 'after', 'beforeEach', 'afterEach']);
@@ -42,13 +48,15 @@ export function gated(...required: readonly Need[]): TestFn {
 /** `test`, `test.serial`, `test.failing`, … as one callable: any chain ends in a skip or a no-op hook. */
 function skipping(reason: string, chain: readonly string[]): TestFn {
   const call = (title: unknown, ...rest: unknown[]): unknown => {
-    if (chain.includes('macro')) return (test.macro as (...a: unknown[]) => unknown)(title, ...rest);
+    if (chain.includes('macro'))
+      return (test.macro as (...a: unknown[]) => unknown)(title, ...rest);
     if (chain.some((c) => HOOKS.has(c))) return undefined;
     if (chain.includes('todo')) return test.todo(String(title));
     const name = typeof title === 'string' ? title : 'a macro test';
     return test.skip(`${name} [skipped: ${reason}]`, () => undefined);
   };
   return new Proxy(call, {
-    get: (_target, prop) => (typeof prop === 'string' ? skipping(reason, [...chain, prop]) : undefined),
+    get: (_target, prop) =>
+      typeof prop === 'string' ? skipping(reason, [...chain, prop]) : undefined,
   }) as unknown as TestFn;
 }

@@ -16,8 +16,10 @@ const run = promisify(execFile);
 const INIT = fileURLToPath(new URL('./private-systemd-init.sh', import.meta.url));
 
 const UNITS: Record<string, string> = {
-  'default.target': '[Unit]\nDescription=kata-ts private systemd\nDefaultDependencies=no\nWants=dbus.socket dbus.service\n',
-  'dbus.socket': '[Unit]\nDefaultDependencies=no\n[Socket]\nListenStream=/run/dbus/system_bus_socket\n',
+  'default.target':
+    '[Unit]\nDescription=kata-ts private systemd\nDefaultDependencies=no\nWants=dbus.socket dbus.service\n',
+  'dbus.socket':
+    '[Unit]\nDefaultDependencies=no\n[Socket]\nListenStream=/run/dbus/system_bus_socket\n',
   'dbus.service':
     '[Unit]\nDefaultDependencies=no\nRequires=dbus.socket\nAfter=dbus.socket\n[Service]\n' +
     'ExecStart=/usr/bin/dbus-daemon --system --address=systemd: --nofork --nopidfile --systemd-activation\n',
@@ -48,21 +50,31 @@ export interface PrivateSystemd {
 
 function childrenOf(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
 }
 
 function nsPidOf(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('NSpid:'));
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('NSpid:'));
   const ids = (line ?? '').split(/\s+/).slice(1).filter(Boolean).map(Number);
   return ids[ids.length - 1] ?? pid;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  ms: number,
+  probe: () => Promise<T | undefined> | T | undefined,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await probe();
@@ -77,7 +89,9 @@ async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | und
  * `hybrid` gives it the host's layout (v1 controllers); `unified` gives it only the cgroup2
  * hierarchy, so it runs in unified (v2) mode — on this host without cpu/memory controllers.
  */
-export async function startPrivateSystemd(layout: 'hybrid' | 'unified' = 'hybrid'): Promise<PrivateSystemd> {
+export async function startPrivateSystemd(
+  layout: 'hybrid' | 'unified' = 'hybrid',
+): Promise<PrivateSystemd> {
   const dir = mkdtempSync(join(tmpdir(), 'kata-ts-systemd-'));
   const runDir = join(dir, 'run');
   const unitsDir = join(dir, 'units');
@@ -95,8 +109,20 @@ export async function startPrivateSystemd(layout: 'hybrid' | 'unified' = 'hybrid
       '-c',
       'unshare --kill-child=SIGKILL "$@" & u=$!; read -r _; kill -KILL $u 2>/dev/null; wait',
       'sh',
-      '--pid', '--fork', '--mount', '--mount-proc', '--uts', '--ipc', '--net', '--propagation', 'private',
-      INIT, subtree, runDir, unitsDir, layout,
+      '--pid',
+      '--fork',
+      '--mount',
+      '--mount-proc',
+      '--uts',
+      '--ipc',
+      '--net',
+      '--propagation',
+      'private',
+      INIT,
+      subtree,
+      runDir,
+      unitsDir,
+      layout,
     ],
     { stdio: ['pipe', 'pipe', 'pipe'] },
   );
@@ -119,7 +145,9 @@ export async function startPrivateSystemd(layout: 'hybrid' | 'unified' = 'hybrid
     }
     writeFileSync(log, output.join(''));
     // Wait until the namespace's processes are gone before removing their cgroups.
-    await waitFor('the private systemd to exit', 5000, () => (pid1 === 0 || !existsSync(`/proc/${pid1}`) ? true : undefined));
+    await waitFor('the private systemd to exit', 5000, () =>
+      pid1 === 0 || !existsSync(`/proc/${pid1}`) ? true : undefined,
+    );
     removeSubtree(subtree);
     rmSync(dir, { recursive: true, force: true });
   };
@@ -130,7 +158,9 @@ export async function startPrivateSystemd(layout: 'hybrid' | 'unified' = 'hybrid
       return unshare ? childrenOf(unshare)[0] : undefined;
     });
     const exec = async (args: string[]) => {
-      const { stdout, stderr } = await run('nsenter', ['-t', String(pid1), '-a', '--', ...args], { encoding: 'utf8' });
+      const { stdout, stderr } = await run('nsenter', ['-t', String(pid1), '-a', '--', ...args], {
+        encoding: 'utf8',
+      });
       return { stdout, stderr };
     };
     await waitFor('systemctl is-system-running', 15_000, async () => {
@@ -151,8 +181,14 @@ export async function startPrivateSystemd(layout: 'hybrid' | 'unified' = 'hybrid
       const join_ = hierarchies()
         .map((h) => `echo $$ > ${h}/${subtree}/cgroup.procs`)
         .join(' && ');
-      const outer = spawn('sh', ['-c', `${join_} && exec nsenter -t ${pid1} -a -- "$@"`, 'sh', ...args], { stdio: 'ignore' });
-      const pid = await waitFor('the process inside', 5000, () => (outer.pid ? childrenOf(outer.pid)[0] : undefined));
+      const outer = spawn(
+        'sh',
+        ['-c', `${join_} && exec nsenter -t ${pid1} -a -- "$@"`, 'sh', ...args],
+        { stdio: 'ignore' },
+      );
+      const pid = await waitFor('the process inside', 5000, () =>
+        outer.pid ? childrenOf(outer.pid)[0] : undefined,
+      );
       return {
         pid,
         nsPid: nsPidOf(pid),
@@ -170,6 +206,8 @@ export async function startPrivateSystemd(layout: 'hybrid' | 'unified' = 'hybrid
     return { pid1, busAddress: `unix:path=${socket}`, subtree, exec, spawnInside, stop };
   } catch (e) {
     await stop().catch(() => undefined);
-    throw new Error(`private systemd did not start: ${(e as Error).message}\n${output.join('').slice(-2000)}`);
+    throw new Error(
+      `private systemd did not start: ${(e as Error).message}\n${output.join('').slice(-2000)}`,
+    );
   }
 }

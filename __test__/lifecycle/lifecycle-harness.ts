@@ -5,7 +5,15 @@
 // removes the state (cleanup), kills what it started by pid, removes the cgroups and the dir.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -48,15 +56,29 @@ function writeConfig(dir: string, kubelet: string, sharedFs: string): string {
     .replace(/^image = .*$/m, `image = ""\ninitrd = "${guest}/initramfs.cpio.gz"`)
     .replace(/^shared_fs = .*$/m, `shared_fs = "${sharedFs}"`)
     .replace(/^default_memory = .*$/m, 'default_memory = 256')
-    .replace('[runtime]\n', `[runtime]\nkubelet_root_dir = "${kubelet}"\ncopy_watch_debounce_ms = 50\n`);
+    .replace(
+      '[runtime]\n',
+      `[runtime]\nkubelet_root_dir = "${kubelet}"\ncopy_watch_debounce_ms = 50\n`,
+    );
   const file = path.join(dir, 'configuration.toml');
   writeFileSync(file, text);
   return file;
 }
 
 /** Starts the agent; killed by pid in teardown. */
-function startAgent(t: ExecutionContext, socket: string, root: string, delays: Record<string, number>): number {
-  const args = ['--listen', `unix:${socket}`, '--root', root, ...Object.entries(delays).flatMap(([m, ms]) => ['--delay-method', `${m}:${ms}`])];
+function startAgent(
+  t: ExecutionContext,
+  socket: string,
+  root: string,
+  delays: Record<string, number>,
+): number {
+  const args = [
+    '--listen',
+    `unix:${socket}`,
+    '--root',
+    root,
+    ...Object.entries(delays).flatMap(([m, ms]) => ['--delay-method', `${m}:${ms}`]),
+  ];
   const child = spawn(requireAgentBinary(), args, { stdio: 'ignore' });
   const exited = new Promise((r) => child.once('exit', r));
   track(child.pid, exited);
@@ -91,7 +113,8 @@ export async function fixture(t: ExecutionContext, o: FixtureOptions = {}): Prom
   const configmap = path.join(kubelet, 'pods/uid-1/volumes/kubernetes.io~configmap/app-config');
   mkdirSync(configmap, { recursive: true });
   writeFileSync(path.join(configmap, 'greeting'), 'hello\n');
-  for (let i = 0; i < (o.configmapFiles ?? 0); i++) writeFileSync(path.join(configmap, `f${i}`), Buffer.alloc(256 * 1024, i));
+  for (let i = 0; i < (o.configmapFiles ?? 0); i++)
+    writeFileSync(path.join(configmap, `f${i}`), Buffer.alloc(256 * 1024, i));
   const disk = path.join(dir, 'rootfs.img');
   writeFileSync(disk, Buffer.alloc(1 << 20));
   const bundle = path.join(dir, 'bundle');
@@ -99,21 +122,61 @@ export async function fixture(t: ExecutionContext, o: FixtureOptions = {}): Prom
   const spec = JSON.parse(readFileSync(path.join(exampleBundle, 'config.json'), 'utf8'));
   spec.linux.cgroupsPath = `/${subtree}/${sandboxId}`;
   spec.annotations = {};
-  spec.mounts.push({ destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] });
+  spec.mounts.push({
+    destination: '/etc/config',
+    type: 'bind',
+    source: configmap,
+    options: ['rbind', 'ro'],
+  });
   // A single file: copied once (files are never watched).
   writeFileSync(path.join(dir, 'hosts'), '127.0.0.1 localhost\n');
-  spec.mounts.push({ destination: '/etc/hosts', type: 'bind', source: path.join(dir, 'hosts'), options: ['rbind', 'ro'] });
+  spec.mounts.push({
+    destination: '/etc/hosts',
+    type: 'bind',
+    source: path.join(dir, 'hosts'),
+    options: ['rbind', 'ro'],
+  });
   writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
-  if (o.sharedFs === 'virtio-fs') writeFileSync(path.join(bundle, 'rootfs', 'marker'), 'rootfs content\n');
-  else writeFileSync(path.join(bundle, 'rootfs-mounts.json'), JSON.stringify([{ type: 'ext4', source: disk, options: ['loop'] }]));
+  if (o.sharedFs === 'virtio-fs')
+    writeFileSync(path.join(bundle, 'rootfs', 'marker'), 'rootfs content\n');
+  else
+    writeFileSync(
+      path.join(bundle, 'rootfs-mounts.json'),
+      JSON.stringify([{ type: 'ext4', source: disk, options: ['loop'] }]),
+    );
   const agentSocket = path.join(dir, 'agent.sock');
   const agentRoot = path.join(dir, 'agent-root');
   mkdirSync(agentRoot);
   const agentPid = startAgent(t, agentSocket, agentRoot, o.delays ?? {});
   const config = writeConfig(dir, kubelet, o.sharedFs ?? 'none');
-  const options: SandboxOptions = { stateRoot, agentTarget: { kind: 'unix', path: agentSocket }, paused: true, accel: 'tcg', runtimePid: process.pid };
-  const env = { ...process.env, KATA_TS_STATE_ROOT: stateRoot, KATA_TS_TEST_AGENT: agentSocket, KATA_TS_QEMU_PAUSED: '1', KATA_TS_QEMU_ACCEL: 'tcg' };
-  return { dir, sandboxId, config, bundle, stateRoot, agentSocket, agentRoot, agentPid, configmap, subtree, options, env };
+  const options: SandboxOptions = {
+    stateRoot,
+    agentTarget: { kind: 'unix', path: agentSocket },
+    paused: true,
+    accel: 'tcg',
+    runtimePid: process.pid,
+  };
+  const env = {
+    ...process.env,
+    KATA_TS_STATE_ROOT: stateRoot,
+    KATA_TS_TEST_AGENT: agentSocket,
+    KATA_TS_QEMU_PAUSED: '1',
+    KATA_TS_QEMU_ACCEL: 'tcg',
+  };
+  return {
+    dir,
+    sandboxId,
+    config,
+    bundle,
+    stateRoot,
+    agentSocket,
+    agentRoot,
+    agentPid,
+    configmap,
+    subtree,
+    options,
+    env,
+  };
 }
 
 /** What of a sandbox is still on the machine (empty when clean). */
@@ -129,9 +192,13 @@ export function leftovers(f: Fixture, recorded: readonly ProcessRef[] = []): str
   for (const ref of processesWithArg(stateDir)) left.push(`process ${ref.pid} using ${stateDir}`);
   const shared = sharedSandboxDir(f.sandboxId);
   if (existsSync(shared)) left.push(`shared dir ${shared}`);
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(f.dir) || l.includes(shared));
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(f.dir) || l.includes(shared));
   left.push(...mounts.map((m) => `mount ${m}`));
-  const users = readFileSync('/etc/passwd', 'utf8').split('\n').filter((l) => l.startsWith(`kata-`) && l.includes(f.sandboxId));
+  const users = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith(`kata-`) && l.includes(f.sandboxId));
   left.push(...users);
   return left;
 }

@@ -13,9 +13,17 @@ const test = gated(needs.root(), needs.qemu(), needs.guest());
 
 const CLI = TEST_CLI;
 
-function cli(f: Fixture, args: string[], env: NodeJS.ProcessEnv = f.env): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function cli(
+  f: Fixture,
+  args: string[],
+  env: NodeJS.ProcessEnv = f.env,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { env, cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+      env,
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -24,7 +32,8 @@ function cli(f: Fixture, args: string[], env: NodeJS.ProcessEnv = f.env): Promis
   });
 }
 
-const state = async (f: Fixture) => JSON.parse((await cli(f, ['state', f.sandboxId])).stdout) as SandboxState;
+const state = async (f: Fixture) =>
+  JSON.parse((await cli(f, ['state', f.sandboxId])).stdout) as SandboxState;
 
 test.serial('create, state, start, kill, wait, delete as separate processes', async (t) => {
   t.timeout(120_000);
@@ -57,21 +66,35 @@ test.serial('delete after the owner was killed cleans up', async (t) => {
   t.deepEqual(leftovers(f, [s.owner!, s.vm!.qemu!]), []);
 });
 
-test.serial('the owner killed while stopping: delete falls back to cleanup and nothing is left', async (t) => {
-  t.timeout(120_000);
-  const f = await fixture(t);
-  const created = await cli(f, ['create', '--config', f.config, '--bundle', f.bundle, f.sandboxId], { ...f.env, KATA_TS_CRASH_AT: 'stop' });
-  t.is(created.code, 0, created.stderr);
-  const s = await state(f);
-  t.is((await cli(f, ['start', f.sandboxId])).code, 0);
-  const deleted = await cli(f, ['delete', f.sandboxId]);
-  t.is(deleted.code, 0, deleted.stderr);
-  t.deepEqual(leftovers(f, [s.owner!, s.vm!.qemu!]), []);
-});
+test.serial(
+  'the owner killed while stopping: delete falls back to cleanup and nothing is left',
+  async (t) => {
+    t.timeout(120_000);
+    const f = await fixture(t);
+    const created = await cli(
+      f,
+      ['create', '--config', f.config, '--bundle', f.bundle, f.sandboxId],
+      { ...f.env, KATA_TS_CRASH_AT: 'stop' },
+    );
+    t.is(created.code, 0, created.stderr);
+    const s = await state(f);
+    t.is((await cli(f, ['start', f.sandboxId])).code, 0);
+    const deleted = await cli(f, ['delete', f.sandboxId]);
+    t.is(deleted.code, 0, deleted.stderr);
+    t.deepEqual(leftovers(f, [s.owner!, s.vm!.qemu!]), []);
+  },
+);
 
 test('create with a bad bundle exits 2 naming the problem; nothing is left', async (t) => {
   const f = await fixture(t);
-  const r = await cli(f, ['create', '--config', f.config, '--bundle', path.join(f.dir, 'missing'), f.sandboxId]);
+  const r = await cli(f, [
+    'create',
+    '--config',
+    f.config,
+    '--bundle',
+    path.join(f.dir, 'missing'),
+    f.sandboxId,
+  ]);
   t.is(r.code, 2);
   t.regex(r.stderr, /^kata-ts: .*missing/m);
   t.deepEqual(leftovers(f), []);

@@ -18,7 +18,9 @@ const version = (await import('../../ts/cli/main.js')).packageVersion();
 // PATH without any directory that holds cargo or rustc.
 const pathWithoutRust = (process.env['PATH'] ?? '')
   .split(':')
-  .filter((dir) => dir && !existsSync(path.join(dir, 'cargo')) && !existsSync(path.join(dir, 'rustc')))
+  .filter(
+    (dir) => dir && !existsSync(path.join(dir, 'cargo')) && !existsSync(path.join(dir, 'rustc')),
+  )
   .join(':');
 
 /** Every regular file below `dir`. */
@@ -55,14 +57,36 @@ test('packed tarballs install and run without a Rust toolchain', async (t) => {
 
   const app = path.join(work, 'app');
   await run('mkdir', ['-p', app]);
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }));
-  const env = { ...process.env, PATH: pathWithoutRust, npm_config_audit: 'false', npm_config_fund: 'false' };
-  await t.throwsAsync(run('cargo', ['--version'], { env }), undefined, 'cargo must not be reachable');
-  await run('npm', ['install', '--no-save', ...tarballs.map((f) => path.join(packDir, f))], { cwd: app, env, timeout: 180_000 });
+  writeFileSync(
+    path.join(app, 'package.json'),
+    JSON.stringify({ name: 'app', version: '1.0.0', private: true }),
+  );
+  const env = {
+    ...process.env,
+    PATH: pathWithoutRust,
+    npm_config_audit: 'false',
+    npm_config_fund: 'false',
+  };
+  await t.throwsAsync(
+    run('cargo', ['--version'], { env }),
+    undefined,
+    'cargo must not be reachable',
+  );
+  await run('npm', ['install', '--no-save', ...tarballs.map((f) => path.join(packDir, f))], {
+    cwd: app,
+    env,
+    timeout: 180_000,
+  });
 
   const installed = path.join(app, 'node_modules');
-  t.true(existsSync(path.join(installed, 'kata-ts-linux-x64-gnu/kata-ts.linux-x64-gnu.node')), 'prebuilt binary installed');
-  t.false(existsSync(path.join(installed, 'kata-ts/kata-ts.linux-x64-gnu.node')), 'main package carries no binary');
+  t.true(
+    existsSync(path.join(installed, 'kata-ts-linux-x64-gnu/kata-ts.linux-x64-gnu.node')),
+    'prebuilt binary installed',
+  );
+  t.false(
+    existsSync(path.join(installed, 'kata-ts/kata-ts.linux-x64-gnu.node')),
+    'main package carries no binary',
+  );
   t.false(existsSync(path.join(installed, 'kata-ts/ts')), 'no TypeScript sources published');
 
   const bin = path.join(app, 'node_modules/.bin/kata-ts');
@@ -75,9 +99,29 @@ test('packed tarballs install and run without a Rust toolchain', async (t) => {
   const installedMain = path.join(installed, 'kata-ts/dist/index.js');
   t.true(existsSync(installedMain), 'dist/index.js is shipped');
   t.true(existsSync(path.join(installed, 'kata-ts/dist/index.d.ts')), 'dist/index.d.ts is shipped');
-  const api = await run(process.execPath, ['--input-type=module', '-e', PLAN_EXAMPLE], { env, cwd: app });
-  const planned = JSON.parse(api.stdout) as { exports: string[]; sandboxId: string; vcpus: { boot: number }; memoryMiB: number; containers: string[] };
-  for (const name of ['plan', 'parseKataConfig', 'readOciBundle', 'createSandbox', 'addContainer', 'deleteSandbox', 'cleanup', 'connectAgent', 'AgentClient', 'formatLifecycleError']) {
+  const api = await run(process.execPath, ['--input-type=module', '-e', PLAN_EXAMPLE], {
+    env,
+    cwd: app,
+  });
+  const planned = JSON.parse(api.stdout) as {
+    exports: string[];
+    sandboxId: string;
+    vcpus: { boot: number };
+    memoryMiB: number;
+    containers: string[];
+  };
+  for (const name of [
+    'plan',
+    'parseKataConfig',
+    'readOciBundle',
+    'createSandbox',
+    'addContainer',
+    'deleteSandbox',
+    'cleanup',
+    'connectAgent',
+    'AgentClient',
+    'formatLifecycleError',
+  ]) {
     t.true(planned.exports.includes(name), `kata-ts exports ${name}`);
   }
   t.is(planned.sandboxId, 'sb-1');
@@ -86,11 +130,20 @@ test('packed tarballs install and run without a Rust toolchain', async (t) => {
 
   // No shipped code (bin/, dist/, the loader) names a lifecycle test hook: only __test__/fixtures' entry points read them.
   const pkg = path.join(installed, 'kata-ts');
-  const shipped = [...filesBelow(path.join(pkg, 'bin')), ...filesBelow(path.join(pkg, 'dist')), path.join(pkg, 'index.js')];
-  t.true(shipped.some((f) => f.endsWith('dist/lifecycle/crash-point.js')), 'the scan sees dist/');
+  const shipped = [
+    ...filesBelow(path.join(pkg, 'bin')),
+    ...filesBelow(path.join(pkg, 'dist')),
+    path.join(pkg, 'index.js'),
+  ];
+  t.true(
+    shipped.some((f) => f.endsWith('dist/lifecycle/crash-point.js')),
+    'the scan sees dist/',
+  );
   const hooked = shipped.flatMap((f) => {
     const text = readFileSync(f, 'utf8');
-    return TEST_HOOK_ENV.filter((name) => text.includes(name)).map((name) => `${path.relative(installed, f)}: ${name}`);
+    return TEST_HOOK_ENV.filter((name) => text.includes(name)).map(
+      (name) => `${path.relative(installed, f)}: ${name}`,
+    );
   });
   t.deepEqual(hooked, []);
   t.false(existsSync(path.join(installed, 'kata-ts/__test__')), 'no test code published');

@@ -13,11 +13,19 @@ export interface LifecycleFlags {
 }
 
 export function addStateRootOption(cmd: Command): Command {
-  return cmd.addOption(new Option('--state-root <dir>', 'where sandbox state lives (env KATA_TS_STATE_ROOT, default /run/kata-ts)'));
+  return cmd.addOption(
+    new Option(
+      '--state-root <dir>',
+      'where sandbox state lives (env KATA_TS_STATE_ROOT, default /run/kata-ts)',
+    ),
+  );
 }
 
 /** The lifecycle options of a command: its flags over the options `main` was given. */
-export function sandboxOptions(flags: LifecycleFlags, ctx: Pick<CommandContext, 'sandbox'>): SandboxOptions {
+export function sandboxOptions(
+  flags: LifecycleFlags,
+  ctx: Pick<CommandContext, 'sandbox'>,
+): SandboxOptions {
   return {
     ...ctx.sandbox,
     ...(flags.stateRoot !== undefined ? { stateRoot: flags.stateRoot } : {}),
@@ -31,7 +39,10 @@ export function reportError(ctx: CommandContext, e: LifecycleError): void {
 }
 
 /** "booting VM (tcg)… 2.41 s" on a terminal; nothing otherwise. */
-export function progressReporter(ctx: CommandContext, isTty = process.stderr.isTTY === true): SandboxOptions['onProgress'] {
+export function progressReporter(
+  ctx: CommandContext,
+  isTty = process.stderr.isTTY === true,
+): SandboxOptions['onProgress'] {
   if (!isTty) return undefined;
   const started = new Map<string, number>();
   return (step, phase) => {
@@ -47,7 +58,19 @@ export function progressReporter(ctx: CommandContext, isTty = process.stderr.isT
 
 /** The timing table (`--timings`): phase and ms. */
 export function formatTimings(timings: Readonly<Record<string, number>>, accel: string): string {
-  const order = ['plan', 'cgroups', 'boot', 'createSandbox', 'hotplug', 'copy', 'createContainer', 'start', 'teardown'];
-  const rows = order.filter((k) => timings[k] !== undefined).map((k) => `  ${k.padEnd(16)} ${timings[k]!.toFixed(0).padStart(7)} ms`);
+  const order = [
+    'plan',
+    'cgroups',
+    'boot',
+    'createSandbox',
+    'hotplug',
+    'copy',
+    'createContainer',
+    'start',
+    'teardown',
+  ];
+  const rows = order
+    .filter((k) => timings[k] !== undefined)
+    .map((k) => `  ${k.padEnd(16)} ${timings[k]!.toFixed(0).padStart(7)} ms`);
   return `timings (accel ${accel}):\n${rows.join('\n')}\n`;
 }
