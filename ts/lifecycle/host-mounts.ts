@@ -1,8 +1,9 @@
 // Host mounts of shared_fs = virtio-fs sandboxes, as runtime-rs makes them: the shared dir's `rw`
 // is bind-mounted onto itself and made shared, then bound read-only onto `ro` as a slave, so
 // binds made later in `rw` (container rootfs, volumes) appear in `ro`, which is what virtiofsd
-// exports; a read-only volume is made read-only in both. Each mount is recorded before it is made; cleanup unmounts in reverse order (lazily,
-// so a busy mount cannot block it) and refuses to remove a directory with mounts still below it.
+// exports; a read-only volume is made read-only in both. Each mount is recorded before it is
+// made; cleanup unmounts in reverse order (lazily, so a busy mount cannot block it) and refuses
+// to remove a directory with mounts still below it.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
