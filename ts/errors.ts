@@ -1,6 +1,7 @@
 // Errors are data: a discriminated union with the field path and the offending value; the
 // message is derived from them once, when the error is made.
-import { errorLine } from './input/escape-text.js';
+import { clipValue, errorLine, quoteValue } from './input/escape-text.js';
+import { MAX_SHOWN_VALUE_CHARS } from './input/limits.js';
 
 /** Where a problem is: a file plus a field path (`hypervisor.qemu.block_device_aio`). */
 export interface Problem {
@@ -18,7 +19,16 @@ export interface Problem {
 
 export function problem(kind: string, source: string, field: string, value: unknown, what: string): Problem {
   const shown = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
-  return { kind, source, field, value: shown ?? '', message: `${field}: ${what}` };
+  return { kind, source, field, value: shown ?? '', message: `${field}: ${clipEchoes(what, shown ?? '')}` };
+}
+
+/**
+ * A message never carries more than a short prefix of its offending value: an echo of a long
+ * value (raw or JSON-quoted) is cut where every problem is made, whatever module wrote the message.
+ */
+function clipEchoes(what: string, value: string): string {
+  if (value.length <= MAX_SHOWN_VALUE_CHARS) return what;
+  return what.split(JSON.stringify(value)).join(quoteValue(value)).split(value).join(clipValue(value));
 }
 
 /** One or more problems found while reading or planning; validation reports all of them. */

@@ -1,6 +1,7 @@
 // fast-check arbitraries for hostile scalar inputs: numbers at and past every width the planner
 // meets (u32, 2^53, i64), path segments with `..`, NUL, unicode and separators, ids.
 import fc from 'fast-check';
+import { MAX_ANNOTATION_VALUE_BYTES, MAX_VIRTUAL_VOLUME_BYTES } from '../../ts/input/limits.js';
 
 /** Integers around every boundary, plus non-integers and huge magnitudes. */
 export const hostileNumber: fc.Arbitrary<number> = fc.oneof(
@@ -43,3 +44,38 @@ export const cpusetText: fc.Arbitrary<string> = fc.oneof(
   { weight: 2, arbitrary: fc.array(fc.tuple(fc.nat(70_000), fc.option(fc.nat(70_000))), { maxLength: 4 }).map((xs) => xs.map(([a, b]) => (b === null ? `${a}` : `${a}-${b}`)).join(',')) },
   { weight: 1, arbitrary: fc.constantFrom('1-2-3,3', '1-2,,3', '1-2.5,3', '1-1', '2-1', '-1', '1-', '999999999999999999999999999999', '0-4294967295', '0-65535', 'a') },
 );
+
+/**
+ * Characters that end a line or drive a terminal, and text that imitates an error line: what a
+ * hostile value uses to forge output (issue 17 #7).
+ */
+export const controlText: fc.Arbitrary<string> = fc.oneof(
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      '\n', '\r\n', '\u001b[2J', '\u001b]0;title\u0007', '\u009b31m', '\u0085', '\u2028', '\u2029', '\u202e', '\u0000', '\u007f',
+      '\nkata-ts: fake: injected', 'x\r kata-ts: /etc/shadow: root', '\u001b[31mred\u001b[0m',
+    ),
+  },
+  { weight: 1, arbitrary: fc.string({ unit: fc.integer({ min: 0, max: 0x9f }).map((c) => String.fromCharCode(c)), maxLength: 12 }) },
+);
+
+/** A run of one marker character a test can look for in output: errors must never echo a long run of it. */
+export const OVERSIZE_MARK = 'A';
+
+/**
+ * Lengths at, just under and just over each named cap, and four times over. (The 8 MiB values of
+ * the report are in __test__/cli/hostile-inputs.spec.ts: here a generated sandbox may carry a
+ * value in each of 120 containers.)
+ */
+const OVERSIZE_LENGTHS = [
+  ...new Set([
+    MAX_ANNOTATION_VALUE_BYTES - 4, MAX_ANNOTATION_VALUE_BYTES, MAX_ANNOTATION_VALUE_BYTES + 4, 4 * MAX_ANNOTATION_VALUE_BYTES,
+    MAX_VIRTUAL_VOLUME_BYTES - 4, MAX_VIRTUAL_VOLUME_BYTES, MAX_VIRTUAL_VOLUME_BYTES + 4, 4 * MAX_VIRTUAL_VOLUME_BYTES,
+  ]),
+];
+/** Built once: fast-check hands out the same strings, so a run costs no allocation. */
+const OVERSIZE_VALUES = OVERSIZE_LENGTHS.map((n) => OVERSIZE_MARK.repeat(n));
+
+/** Values near and over the caps; all-`A` text is valid base64 when its length is a multiple of 4. */
+export const oversizeText: fc.Arbitrary<string> = fc.constantFrom(...OVERSIZE_VALUES);

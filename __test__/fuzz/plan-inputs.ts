@@ -8,7 +8,7 @@ import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import type { HostFacts, PathFact } from '../../ts/plan/host-facts.js';
 import { FORCE_GUEST_PULL_OPTION } from '../../ts/plan/virtual-volume.js';
-import { containerId, cpusetText, hostileAbsolutePath, hostileNumber, hostilePath } from './hostile-values.js';
+import { containerId, controlText, cpusetText, hostileAbsolutePath, hostileNumber, hostilePath, oversizeText } from './hostile-values.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 export const EXAMPLE_CONFIG_TEXT = readFileSync(path.join(root, 'examples/configuration-qemu.toml'), 'utf8');
@@ -22,13 +22,26 @@ export const HOST_POOL = [
   '/srv/ü😀', '/srv/a b', '/var/lib/containerd/io.containerd.snapshotter.v1.blockfile/snapshots/1',
 ];
 
-const source = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...HOST_POOL) }, { weight: 1, arbitrary: hostilePath });
+const source = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom(...HOST_POOL) },
+  { weight: 2, arbitrary: hostilePath },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom(...HOST_POOL), controlText).map(([p, c]) => `${p}${c}`) },
+);
 const destination = fc.oneof(
   { weight: 2, arbitrary: fc.constantFrom('/data', '/dev/shm', '/dev/xdata', '/etc/hosts', '/', '/a/../..', '/run/kata-containers', '/e', '//x//', '/dev') },
   { weight: 2, arbitrary: hostileAbsolutePath },
   { weight: 1, arbitrary: hostilePath },
+  { weight: 1, arbitrary: controlText.map((c) => `/data${c}`) },
 );
-const mountOption = fc.constantFrom('rbind', 'bind', 'ro', 'rw', 'nosuid', 'noexec', 'nodev', 'loop', 'size=1k', 'mode=1777', 'nouuid', FORCE_GUEST_PULL_OPTION, 'io.katacontainers.volume=!!');
+const mountOption = fc.oneof(
+  {
+    weight: 12,
+    arbitrary: fc.constantFrom('rbind', 'bind', 'ro', 'rw', 'nosuid', 'noexec', 'nodev', 'loop', 'size=1k', 'mode=1777', 'nouuid', FORCE_GUEST_PULL_OPTION, 'io.katacontainers.volume=!!'),
+  },
+  // Virtual volume payloads near and over MAX_VIRTUAL_VOLUME_BYTES, and with control characters.
+  { weight: 1, arbitrary: oversizeText.map((v) => `io.katacontainers.volume=${v}`) },
+  { weight: 1, arbitrary: controlText.map((v) => `io.katacontainers.volume=${v}`) },
+);
 
 /** Rootfs mounts as a shim receives them: none, overlay, block, loop file, virtual volume, too many. */
 export const rootfsMounts = fc.oneof(
@@ -57,6 +70,7 @@ const annotationKey = fc.constantFrom(
   `${KATA_HV}virtio_fs_extra_args`, `${KATA_HV}bogus`, 'io.katacontainers.config.runtime.experimental', 'io.katacontainers.config.runtime.sandbox_cgroup_only',
   'io.katacontainers.config.agent.kernel_modules', 'io.kubernetes.cri.sandbox-cpu-quota', 'io.kubernetes.cri.sandbox-cpu-period',
   'io.kubernetes.cri.sandbox-memory', 'io.kubernetes.cri.image-name', 'io.kubernetes.cri.container-type', '__proto__', 'constructor',
+  `${KATA_HV}bogus\nkata-ts: fake: injected`, `io.katacontainers.config.runtime.\u001b[2J`,
 );
 /** base64(gzip(TOML)) as cc_init_data carries: valid documents, wrong versions/algorithms, random text. */
 const initdataAnnotation = fc
@@ -74,10 +88,15 @@ const initdataAnnotation = fc
   .map((toml) => gzipSync(toml).toString('base64'));
 
 const annotationValue = fc.oneof(
-  initdataAnnotation,
-  fc.constantFrom('true', 'false', '0', '1', '-1', '0.5', '240', '4294967296', '9007199254740993', '2Gi', 'virtio-blk-pci', 'virtio-scsi', 'none', 'virtio-fs', 'force_guest_pull', 'sandbox', 'container', 'H4sIAAAAAAAA/w==', '', ' ', '1e400'),
-  hostileNumber.map(String),
-  fc.string({ unit: 'binary', maxLength: 12 }),
+  { weight: 4, arbitrary: initdataAnnotation },
+  { weight: 2, arbitrary: controlText },
+  { weight: 1, arbitrary: oversizeText },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom('true', 'false', '0', '1', '-1', '0.5', '240', '4294967296', '9007199254740993', '2Gi', 'virtio-blk-pci', 'virtio-scsi', 'none', 'virtio-fs', 'force_guest_pull', 'sandbox', 'container', 'H4sIAAAAAAAA/w==', '', ' ', '1e400'),
+  },
+  { weight: 4, arbitrary: hostileNumber.map(String) },
+  { weight: 4, arbitrary: fc.string({ unit: 'binary', maxLength: 12 }) },
 );
 
 /** Mostly `calm`, `hostile` one time in `1 + odds` (never when `hostile` is off). */
@@ -232,6 +251,7 @@ const tomlValue = fc.oneof(
   fc.constantFrom('true', 'false', 'nan', 'inf', '-inf', '"0.75"', '"1.5"', '"-1"', '""', '[]', '["a"]', '[".*"]', '["["]', '["(?<"]', '{}'),
   fc.constantFrom('"virtio-blk-pci"', '"virtio-scsi"', '"virtio-blk-ccw"', '"virtio-blk-mmio"', '"virtio-pmem"', '"none"', '"virtio-fs"', '"native"', '"threads"', '"io_uring"'),
   fc.string({ unit: 'binary', maxLength: 10 }).map((s) => JSON.stringify(s)),
+  controlText.map((s) => JSON.stringify(s)),
 );
 const hvKey = fc.constantFrom(
   'default_vcpus', 'overhead_vcpus', 'default_maxvcpus', 'default_memory', 'overhead_memory', 'default_maxmemory', 'block_device_driver',

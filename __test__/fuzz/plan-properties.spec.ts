@@ -11,12 +11,15 @@ import fc from 'fast-check';
 import { parseKataConfig } from '../../ts/config/parse-config.js';
 import type { KataConfig } from '../../ts/config/kata-config.js';
 import { formatPlanError, type PlanError } from '../../ts/errors.js';
+import { escapeControl } from '../../ts/input/escape-text.js';
+import { MAX_ERROR_LINE_CHARS } from '../../ts/input/limits.js';
 import { plan, type BundleInput, type PlanInput, type ResourcePlan } from '../../ts/plan/plan.js';
 import type { HostFacts } from '../../ts/plan/host-facts.js';
 import { sequentialHex } from '../../ts/plan/volumes-paths.js';
 import { applyConfigAnnotations } from '../../ts/spec/annotations.js';
 import { parseOciSpec, type OciSpec } from '../../ts/spec/oci-spec.js';
 import { fuzzFigures, recordFuzzResult } from './fuzz-results.js';
+import { OVERSIZE_MARK } from './hostile-values.js';
 import { ceilOf, decimal, expectedMemoryAfter, expectedStatic, expectedVcpusAfter, guestPathProblems, hostWriteProblems, type StaticRequest } from './plan-oracles.js';
 import {
   configEdit, configText, containerId, EXAMPLE_CONFIG_TEXT, hostFactsArb, rootfsMounts, specShape, specText, usefulEdit,
@@ -49,15 +52,28 @@ function check<T>(t: ExecutionContext, arb: fc.Arbitrary<T>, numRuns: number, pr
   t.fail(`seed ${result.seed}, path ${result.counterexamplePath}: ${error}\ncounterexample: ${JSON.stringify(result.counterexample).slice(0, 4000)}`);
 }
 
-/** Every problem names a source and a field and formats as `kata-ts: <source>: <field>: <what>`. */
+/** Raw characters that would end a line or reach the terminal (checked independently of the escaper). */
+const RAW_CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+/** An oversize value (hostile-values.ts) echoed beyond a short prefix. */
+const ECHOED_RUN = OVERSIZE_MARK.repeat(512);
+
+/**
+ * Every problem names a source and a field and formats as `kata-ts: <source>: <field>: <what>`:
+ * one line (issue 17 #7: no raw control character), at most MAX_ERROR_LINE_CHARS, and never more
+ * than a short prefix of an oversize value (#5).
+ */
 function assertNamedProblems(e: PlanError): void {
   if (e.kind !== 'plan-error' || e.problems.length === 0) throw new Error(`not a plan error with problems: ${JSON.stringify(e)}`);
   const lines = formatPlanError(e);
   e.problems.forEach((p, i) => {
     if (typeof p.source !== 'string' || p.source === '') throw new Error(`problem without source: ${JSON.stringify(p)}`);
     if (typeof p.field !== 'string' || p.field === '') throw new Error(`problem without field: ${JSON.stringify(p)}`);
-    const prefix = `kata-ts: ${p.source}: ${p.field}: `;
-    if (!lines[i]!.startsWith(prefix) || lines[i]!.length === prefix.length) throw new Error(`badly formatted: ${JSON.stringify(lines[i])}`);
+    const line = lines[i]!;
+    const prefix = escapeControl(`kata-ts: ${p.source}: ${p.field}: `).slice(0, MAX_ERROR_LINE_CHARS - 64);
+    if (!line.startsWith(prefix) || line.length === prefix.length) throw new Error(`badly formatted: ${JSON.stringify(line.slice(0, 300))}`);
+    if (RAW_CONTROL.test(line)) throw new Error(`raw control character in ${JSON.stringify(line.slice(0, 300))}`);
+    if (line.length > MAX_ERROR_LINE_CHARS) throw new Error(`line of ${line.length} characters: ${JSON.stringify(line.slice(0, 300))}`);
+    if (line.includes(ECHOED_RUN)) throw new Error(`an oversize value is echoed: ${JSON.stringify(line.slice(0, 300))}`);
   });
 }
 

@@ -48,3 +48,12 @@ test('an error line is never longer than MAX_ERROR_LINE_CHARS', (t) => {
   // Escaping grows a line; the cap applies after it.
   t.true(errorLine('/x', '\u0001'.repeat(100_000)).length <= MAX_ERROR_LINE_CHARS);
 });
+
+test('a problem message echoing a long offending value keeps only a short prefix of it, raw or quoted', (t) => {
+  const long = `${'B'.repeat(3 * 1024 * 1024)}`;
+  const quoted = problem('spec', 's', 'f', long, `expected an integer, got ${JSON.stringify(long)}`);
+  t.is(quoted.message, `f: expected an integer, got "${'B'.repeat(MAX_SHOWN_VALUE_CHARS)}"... (3145728 characters)`);
+  const raw = problem('spec', 's', 'f', long, `${long} is unsupported`);
+  t.is(raw.message, `f: ${'B'.repeat(MAX_SHOWN_VALUE_CHARS)}... (3145728 characters) is unsupported`);
+  t.is(problem('spec', 's', 'f', 'short', 'got "short"').message, 'f: got "short"');
+});
