@@ -2,7 +2,7 @@
 // must give one line per problem, `kata-ts: <where>: <what>`, exit 2, within seconds, with no stack
 // trace, no raw control character and nothing of the file it was pointed at.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { MAX_ERROR_LINE_CHARS } from '../../ts/input/limits.js';
@@ -178,4 +178,17 @@ test.serial('a config.json that is not UTF-8 is refused as such', async (t) => {
   const spec = readFileSync(path.join(bundle, 'config.json'));
   writeFileSync(path.join(bundle, 'config.json'), Buffer.concat([spec.subarray(0, 10), Buffer.from([0xff, 0xfe]), spec.subarray(10)]));
   t.deepEqual(await plan(t, s, ['--config', exampleConfig, '--sandbox', `sb=${bundle}`]), [`kata-ts: ${bundle}/config.json: config.json: cannot read: not UTF-8 text`]);
+});
+
+test.serial('the lifecycle commands read inputs the same way: run with a FIFO config, create with a FIFO config.json; nothing is left in the state root', async (t) => {
+  const s = scratch(t);
+  const stateRoot = path.join(s.dir, 'state');
+  const run = await spawnCli(['run', '--config', fifo(s, 'c.toml'), '--state-root', stateRoot, '--id', 'h2-run', exampleBundle]);
+  t.deepEqual(inputErrorLines(t, run), [`kata-ts: ${s.dir}/c.toml: --config: cannot read: is a FIFO, not a regular file`]);
+  const bundle = path.join(s.dir, 'b');
+  mkdirSync(path.join(bundle, 'rootfs'), { recursive: true });
+  fifo(s, 'b/config.json');
+  const create = await spawnCli(['create', '--config', exampleConfig, '--bundle', bundle, '--state-root', stateRoot, 'h2-create']);
+  t.deepEqual(inputErrorLines(t, create), [`kata-ts: ${bundle}/config.json: config.json: cannot read: is a FIFO, not a regular file`]);
+  t.false(existsSync(stateRoot) && readdirSync(stateRoot).length > 0, 'a state dir was left');
 });
