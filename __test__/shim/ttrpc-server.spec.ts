@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { callAsync, type NativeError } from '../../ts/native.js';
-import { Code, TtrpcServer, TtrpcStatus, type MethodHandler } from '../../ts/shim/ttrpc-server.js';
+import { err, ok } from 'neverthrow';
+import { Code, TtrpcServer, type MethodHandler } from '../../ts/shim/ttrpc-server.js';
 
 const SVC = 'containerd.task.v2.Task';
 
@@ -15,23 +16,35 @@ function socketPath(t: ExecutionContext): string {
   return path.join(dir, 's.sock');
 }
 
-async function serve(t: ExecutionContext, methods: Record<string, MethodHandler>): Promise<TtrpcServer> {
-  const server = (await TtrpcServer.listen(socketPath(t), new Map(Object.entries(methods).map(([m, h]) => [`${SVC}/${m}`, h]))))._unsafeUnwrap();
+async function serve(
+  t: ExecutionContext,
+  methods: Record<string, MethodHandler>,
+): Promise<TtrpcServer> {
+  const server = (
+    await TtrpcServer.listen(
+      socketPath(t),
+      new Map(Object.entries(methods).map(([m, h]) => [`${SVC}/${m}`, h])),
+    )
+  )._unsafeUnwrap();
   t.teardown(() => server.close());
   return server;
 }
 
 async function dial(t: ExecutionContext, socket: string) {
-  const conn = (await callAsync((n) => n.dialAgent({ kind: 'unix', path: socket, timeoutMs: 2000 })))._unsafeUnwrap();
+  const conn = (
+    await callAsync((n) => n.dialAgent({ kind: 'unix', path: socket, timeoutMs: 2000 }))
+  )._unsafeUnwrap();
   t.teardown(() => conn.close());
   return conn;
 }
 
-const callErr = async (p: Promise<unknown>): Promise<NativeError> => (await callAsync(() => p))._unsafeUnwrapErr();
+const callErr = async (p: Promise<unknown>): Promise<NativeError> =>
+  (await callAsync(() => p))._unsafeUnwrapErr();
 
 test('a registered method answers with its bytes and sees the deadline', async (t) => {
   const server = await serve(t, {
-    State: async (req, timeoutNano) => Buffer.concat([Buffer.from(req), Buffer.from(`:${timeoutNano}`)]),
+    State: async (req, timeoutNano) =>
+      ok(Buffer.concat([Buffer.from(req), Buffer.from(`:${timeoutNano}`)])),
   });
   const conn = await dial(t, server.path);
   const out = await conn.call(SVC, 'State', Buffer.from('id'), 1500);
@@ -47,18 +60,22 @@ test('an unknown method answers UNIMPLEMENTED naming it', async (t) => {
   t.regex(e.message, /^12 UNIMPLEMENTED .*containerd.task.v2.Task\/Pids is not implemented/);
 });
 
-test('a thrown TtrpcStatus answers its code; any other throw answers UNKNOWN with the message', async (t) => {
+test('an Err status answers its code; a throw (a bug) answers UNKNOWN with the message', async (t) => {
   const server = await serve(t, {
-    Kill: async () => {
-      throw new TtrpcStatus(Code.NOT_FOUND, 'task c1 not found');
-    },
+    Kill: async () => err({ code: Code.NOT_FOUND, message: 'task c1 not found' }),
     Start: async () => {
       throw new Error('agent went away');
     },
   });
   const conn = await dial(t, server.path);
-  t.regex((await callErr(conn.call(SVC, 'Kill', Buffer.alloc(0), 1000))).message, /^5 NOT_FOUND .*task c1 not found/);
-  t.regex((await callErr(conn.call(SVC, 'Start', Buffer.alloc(0), 1000))).message, /^2 UNKNOWN .*agent went away/);
+  t.regex(
+    (await callErr(conn.call(SVC, 'Kill', Buffer.alloc(0), 1000))).message,
+    /^5 NOT_FOUND .*task c1 not found/,
+  );
+  t.regex(
+    (await callErr(conn.call(SVC, 'Start', Buffer.alloc(0), 1000))).message,
+    /^2 UNKNOWN .*agent went away/,
+  );
 });
 
 test('Wait held open does not block State calls on the same and on new connections', async (t) => {
@@ -67,9 +84,9 @@ test('Wait held open does not block State calls on the same and on new connectio
   const server = await serve(t, {
     Wait: async () => {
       await released;
-      return Buffer.from('exited');
+      return ok(Buffer.from('exited'));
     },
-    State: async (req) => req,
+    State: async (req) => ok(req),
   });
   const first = await dial(t, server.path);
   const wait = first.call(SVC, 'Wait', Buffer.alloc(0), 0);
@@ -84,7 +101,7 @@ test('Wait held open does not block State calls on the same and on new connectio
 });
 
 test('close drops pending calls, refuses new connections and removes the socket', async (t) => {
-  const server = await serve(t, { Wait: () => new Promise<Uint8Array>(() => undefined) });
+  const server = await serve(t, { Wait: () => new Promise(() => undefined) });
   const conn = await dial(t, server.path);
   const wait = callErr(conn.call(SVC, 'Wait', Buffer.alloc(0), 0));
   await new Promise((r) => setTimeout(r, 50));
@@ -92,7 +109,9 @@ test('close drops pending calls, refuses new connections and removes the socket'
   server.close();
   t.is((await wait).code, 'TRANSPORT_LOST');
   t.true(server.closed);
-  const again = await callAsync((n) => n.dialAgent({ kind: 'unix', path: server.path, timeoutMs: 100 }));
+  const again = await callAsync((n) =>
+    n.dialAgent({ kind: 'unix', path: server.path, timeoutMs: 100 }),
+  );
   t.is(again._unsafeUnwrapErr().code, 'TRANSPORT_DIAL');
 });
 

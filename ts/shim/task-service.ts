@@ -1,16 +1,45 @@
 // `containerd.task.v2.Task` over ttrpc: each method decodes its request, asks the Pod, encodes
-// the response. Pause, Resume and Checkpoint are absent, so they answer UNIMPLEMENTED.
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+// the response; a TaskError becomes its ttrpc status here and nowhere else. No method answers OK
+// for work it did not do: Pause, Resume and Checkpoint are absent and Update, Stats and
+// ResizePty refuse (UNIMPLEMENTED), so containerd reports an error instead of believing them.
+// (An empty Stats answer is worse than none: containerd 1.6's CRI dereferences its nil Any.)
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type MessageInitShape,
+  type MessageShape,
+} from '@bufbuild/protobuf';
+import { err, ok, type Result } from 'neverthrow';
 import { EmptySchema, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import {
-  CloseIORequestSchema, ConnectRequestSchema, ConnectResponseSchema, CreateTaskRequestSchema, CreateTaskResponseSchema,
-  DeleteRequestSchema, DeleteResponseSchema, ExecProcessRequestSchema, KillRequestSchema, PidsRequestSchema,
-  PidsResponseSchema, ResizePtyRequestSchema, ShutdownRequestSchema, StartRequestSchema, StartResponseSchema,
-  StateRequestSchema, StateResponseSchema, StatsRequestSchema, StatsResponseSchema, UpdateTaskRequestSchema,
-  WaitRequestSchema, WaitResponseSchema,
+  CloseIORequestSchema,
+  ConnectRequestSchema,
+  ConnectResponseSchema,
+  CreateTaskRequestSchema,
+  CreateTaskResponseSchema,
+  DeleteRequestSchema,
+  DeleteResponseSchema,
+  ExecProcessRequestSchema,
+  KillRequestSchema,
+  PidsRequestSchema,
+  PidsResponseSchema,
+  ResizePtyRequestSchema,
+  ShutdownRequestSchema,
+  StartRequestSchema,
+  StartResponseSchema,
+  StateRequestSchema,
+  StateResponseSchema,
+  StatsRequestSchema,
+  StatsResponseSchema,
+  UpdateTaskRequestSchema,
+  WaitRequestSchema,
+  WaitResponseSchema,
 } from '../gen/containerd/task/v2/shim_pb.js';
 import type { Pod, ShimProcess } from './pod.js';
-import type { MethodHandler } from './ttrpc-server.js';
+import { rpcStatus, unsupported, type TaskError } from './task-error.js';
+import { Code, type MethodHandler } from './ttrpc-server.js';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
 export const SHIM_VERSION = 'kata-ts 0.1.0';
@@ -18,8 +47,25 @@ export const SHIM_VERSION = 'kata-ts 0.1.0';
 /** Go's zero time (0001-01-01T00:00:00Z): containerd's "not exited". */
 const GO_ZERO_TIME = { seconds: -62135596800n, nanos: 0 };
 
-function method<I extends DescMessage, O extends DescMessage>(input: I, output: O, body: (req: MessageShape<I>) => Promise<MessageInitShape<O>> | MessageInitShape<O>): MethodHandler {
-  return async (payload) => toBinary(output, create(output, await body(fromBinary(input, payload))));
+type Answer<O extends DescMessage> = Result<MessageInitShape<O>, TaskError>;
+
+function method<I extends DescMessage, O extends DescMessage>(
+  input: I,
+  output: O,
+  body: (req: MessageShape<I>) => Promise<Answer<O>> | Answer<O>,
+): MethodHandler {
+  return async (payload) => {
+    let req: MessageShape<I>;
+    try {
+      req = fromBinary(input, payload);
+    } catch (e) {
+      return err({
+        code: Code.INVALID_ARGUMENT,
+        message: `malformed ${input.typeName}: ${(e as Error).message}`,
+      });
+    }
+    return (await body(req)).map((out) => toBinary(output, create(output, out))).mapErr(rpcStatus);
+  };
 }
 
 const exitedAt = (p: ShimProcess) => (p.exitedAt ? timestampFromDate(p.exitedAt) : GO_ZERO_TIME);
@@ -28,62 +74,115 @@ const exitedAt = (p: ShimProcess) => (p.exitedAt ? timestampFromDate(p.exitedAt)
 export function taskMethods(pod: Pod, shutdown: () => void): Map<string, MethodHandler> {
   const m = new Map<string, MethodHandler>();
   const add = (name: string, h: MethodHandler) => m.set(`${TASK_SERVICE}/${name}`, h);
-  add('Create', method(CreateTaskRequestSchema, CreateTaskResponseSchema, async (r) => ({ pid: await pod.create(r) })));
-  add('Start', method(StartRequestSchema, StartResponseSchema, async (r) => ({ pid: await pod.start(r.id, r.execId) })));
-  add('State', method(StateRequestSchema, StateResponseSchema, (r) => {
-    const t = pod.task(r.id);
-    const p = pod.process(r.id, r.execId);
-    return {
-      id: r.execId || r.id, bundle: t.bundle, pid: p.pid, status: p.status, stdin: p.stdio.stdin, stdout: p.stdio.stdout,
-      stderr: p.stdio.stderr, terminal: p.stdio.terminal, exitStatus: p.exitStatus, exitedAt: exitedAt(p), execId: r.execId,
-    };
-  }));
-  add('Wait', method(WaitRequestSchema, WaitResponseSchema, async (r) => {
-    const p = pod.process(r.id, r.execId);
-    await p.exited;
-    return { exitStatus: p.exitStatus, exitedAt: exitedAt(p) };
-  }));
-  add('Kill', method(KillRequestSchema, EmptySchema, async (r) => {
-    await pod.kill(r.id, r.execId, r.signal);
-    return {};
-  }));
-  add('Delete', method(DeleteRequestSchema, DeleteResponseSchema, async (r) => {
-    const p = await pod.delete(r.id, r.execId);
-    return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: exitedAt(p) };
-  }));
-  add('Pids', method(PidsRequestSchema, PidsResponseSchema, (r) => {
-    pod.task(r.id);
-    return { processes: [{ pid: pod.pid }] };
-  }));
-  add('Exec', method(ExecProcessRequestSchema, EmptySchema, (r) => {
-    pod.exec(r);
-    return {};
-  }));
-  add('ResizePty', method(ResizePtyRequestSchema, EmptySchema, (r) => {
-    pod.process(r.id, r.execId);
-    return {};
-  }));
-  add('CloseIO', method(CloseIORequestSchema, EmptySchema, async (r) => {
-    if (r.stdin) await pod.closeStdin(r.id, r.execId);
-    return {};
-  }));
-  add('Update', method(UpdateTaskRequestSchema, EmptySchema, (r) => {
-    // Resources are sized once at create; accepted so `ctr task update` does not fail.
-    pod.task(r.id);
-    return {};
-  }));
-  add('Stats', method(StatsRequestSchema, StatsResponseSchema, (r) => {
-    pod.task(r.id);
-    return {};
-  }));
-  add('Connect', method(ConnectRequestSchema, ConnectResponseSchema, (r) => {
-    if (r.id !== '') pod.task(r.id);
-    return { shimPid: process.pid, taskPid: pod.pid, version: SHIM_VERSION };
-  }));
-  add('Shutdown', method(ShutdownRequestSchema, EmptySchema, (r) => {
-    // containerd asks after each task's delete; the shim stays while the pod has tasks.
-    if (r.now || pod.tasks.size === 0) setImmediate(shutdown);
-    return {};
-  }));
+  add(
+    'Create',
+    method(CreateTaskRequestSchema, CreateTaskResponseSchema, async (r) =>
+      (await pod.create(r)).map((pid) => ({ pid })),
+    ),
+  );
+  add(
+    'Start',
+    method(StartRequestSchema, StartResponseSchema, async (r) =>
+      (await pod.start(r.id, r.execId)).map((pid) => ({ pid })),
+    ),
+  );
+  add(
+    'State',
+    method(StateRequestSchema, StateResponseSchema, (r) =>
+      pod
+        .task(r.id)
+        .andThen((a) => pod.process(r.id, r.execId).map((b) => [a, b] as const))
+        .map(([t, p]) => ({
+          id: r.execId || r.id,
+          bundle: t.bundle,
+          pid: p.pid,
+          status: p.status,
+          stdin: p.stdio.stdin,
+          stdout: p.stdio.stdout,
+          stderr: p.stdio.stderr,
+          terminal: false,
+          exitStatus: p.exitStatus,
+          exitedAt: exitedAt(p),
+          execId: r.execId,
+        })),
+    ),
+  );
+  add(
+    'Wait',
+    method(WaitRequestSchema, WaitResponseSchema, async (r) => {
+      const p = pod.process(r.id, r.execId);
+      if (p.isErr()) return err(p.error);
+      await p.value.exited;
+      return ok({ exitStatus: p.value.exitStatus, exitedAt: exitedAt(p.value) });
+    }),
+  );
+  add(
+    'Kill',
+    method(KillRequestSchema, EmptySchema, async (r) =>
+      (await pod.kill(r.id, r.execId, r.signal, r.all)).map(() => ({})),
+    ),
+  );
+  add(
+    'Delete',
+    method(DeleteRequestSchema, DeleteResponseSchema, async (r) =>
+      (await pod.delete(r.id, r.execId)).map((p) => ({
+        pid: p.pid,
+        exitStatus: p.exitStatus,
+        exitedAt: exitedAt(p),
+      })),
+    ),
+  );
+  add(
+    'Pids',
+    method(PidsRequestSchema, PidsResponseSchema, (r) =>
+      pod.task(r.id).map(() => ({ processes: [{ pid: pod.pid }] })),
+    ),
+  );
+  add(
+    'Exec',
+    method(ExecProcessRequestSchema, EmptySchema, (r) => pod.exec(r).map(() => ({}))),
+  );
+  add(
+    'ResizePty',
+    method(ResizePtyRequestSchema, EmptySchema, (r) =>
+      pod.process(r.id, r.execId).andThen(() => err(unsupported('resize-pty', r.id))),
+    ),
+  );
+  add(
+    'CloseIO',
+    method(CloseIORequestSchema, EmptySchema, (r) =>
+      (r.stdin ? pod.closeStdin(r.id, r.execId) : ok(undefined)).map(() => ({})),
+    ),
+  );
+  add(
+    'Update',
+    method(UpdateTaskRequestSchema, EmptySchema, (r) =>
+      pod.task(r.id).andThen(() => err(unsupported('update', r.id))),
+    ),
+  );
+  add(
+    'Stats',
+    method(StatsRequestSchema, StatsResponseSchema, (r) =>
+      pod.task(r.id).andThen(() => err(unsupported('stats', r.id))),
+    ),
+  );
+  add(
+    'Connect',
+    method(ConnectRequestSchema, ConnectResponseSchema, (r) =>
+      (r.id !== '' ? pod.task(r.id).map(() => undefined) : ok(undefined)).map(() => ({
+        shimPid: process.pid,
+        taskPid: pod.pid,
+        version: SHIM_VERSION,
+      })),
+    ),
+  );
+  add(
+    'Shutdown',
+    method(ShutdownRequestSchema, EmptySchema, (r) => {
+      // containerd asks after each task's delete; the shim stays while the pod has tasks.
+      if (r.now || pod.tasks.size === 0) setImmediate(shutdown);
+      return ok({});
+    }),
+  );
   return m;
 }

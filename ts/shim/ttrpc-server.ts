@@ -1,8 +1,10 @@
 // A ttrpc server for the shim: the native server (crates/transport/src/server.rs) hands every
 // request to one async handler, keyed here by `service/method`. Methods decode and encode their
-// own messages; a method not registered answers UNIMPLEMENTED, a method that throws answers
-// UNKNOWN with the message, and a `TtrpcStatus` thrown or returned answers that status.
-import { ResultAsync } from 'neverthrow';
+// own messages and return a Result: Ok bytes, or Err with a google.rpc status, which is the only
+// place a failure becomes a ttrpc code. A method not registered answers UNIMPLEMENTED; a method
+// that throws (a bug) answers UNKNOWN with the message. The native side creates the socket 0600
+// whatever the umask and serves only root and this process's uid (SO_PEERCRED).
+import { ResultAsync, type Result } from 'neverthrow';
 import { callAsync, type NativeAddon, type NativeError } from '../native.js';
 
 export type NativeTtrpcServer = Awaited<ReturnType<NativeAddon['listenTtrpc']>>;
@@ -22,20 +24,24 @@ export const Code = {
 } as const;
 
 /** A non-OK answer. containerd maps NOT_FOUND, ALREADY_EXISTS, … to its errdefs. */
-export class TtrpcStatus extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-  ) {
-    super(message);
-  }
+export interface RpcStatus {
+  readonly code: number;
+  readonly message: string;
 }
 
-/** One method: encoded request in, encoded response out. `timeoutNano` 0 = no deadline. */
-export type MethodHandler = (payload: Uint8Array, timeoutNano: number) => Promise<Uint8Array>;
+/** One method: encoded request in, encoded response or a status out. `timeoutNano` 0 = no deadline. */
+export type MethodHandler = (
+  payload: Uint8Array,
+  timeoutNano: number,
+) => Promise<Result<Uint8Array, RpcStatus>>;
 
 /** `service/method` → handler. */
 export type Methods = ReadonlyMap<string, MethodHandler>;
+
+/** Who may connect: uids besides which every peer is disconnected (default root and our euid). */
+export interface ListenOptions {
+  readonly allowedUids?: readonly number[];
+}
 
 /** A listening server; keeps node alive until closed. */
 export class TtrpcServer {
@@ -46,19 +52,35 @@ export class TtrpcServer {
     TtrpcServer.open.add(this);
   }
 
-  /** Listens on the unix socket `path` (which must not exist). */
-  static listen(path: string, methods: Methods): ResultAsync<TtrpcServer, NativeError> {
-    const handler = async (req: { service: string; method: string; payload: Buffer; timeoutNano: number }) => {
+  /** Listens on the unix socket `path` (which must not exist), mode 0600. */
+  static listen(
+    path: string,
+    methods: Methods,
+    options: ListenOptions = {},
+  ): ResultAsync<TtrpcServer, NativeError> {
+    const handler = async (req: {
+      service: string;
+      method: string;
+      payload: Buffer;
+      timeoutNano: number;
+    }) => {
       const method = methods.get(`${req.service}/${req.method}`);
-      if (method === undefined) return { code: Code.UNIMPLEMENTED, message: `${req.service}/${req.method} is not implemented` };
+      if (method === undefined)
+        return {
+          code: Code.UNIMPLEMENTED,
+          message: `${req.service}/${req.method} is not implemented`,
+        };
       try {
-        return { payload: Buffer.from(await method(req.payload, req.timeoutNano)) };
+        return (await method(req.payload, req.timeoutNano)).match(
+          (payload) => ({ payload: Buffer.from(payload) }),
+          (status) => ({ code: status.code, message: status.message }),
+        );
       } catch (e) {
-        if (e instanceof TtrpcStatus) return { code: e.code, message: e.message };
         return { code: Code.UNKNOWN, message: e instanceof Error ? e.message : String(e) };
       }
     };
-    return callAsync((n) => n.listenTtrpc(path, handler)).map((s) => new TtrpcServer(s));
+    const uids = options.allowedUids === undefined ? undefined : [...options.allowedUids];
+    return callAsync((n) => n.listenTtrpc(path, handler, uids)).map((s) => new TtrpcServer(s));
   }
 
   /** Closes the socket, every connection and pending call. Idempotent. */
@@ -74,6 +96,11 @@ export class TtrpcServer {
   /** Connections currently open. */
   get connections(): number {
     return this.native.connections;
+  }
+
+  /** Connections closed on accept because the peer's uid is not allowed. */
+  get refused(): number {
+    return this.native.refused;
   }
 
   get path(): string {
