@@ -5,6 +5,7 @@ import { err, ok, type Result } from 'neverthrow';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { z } from 'zod';
 import { planError, problem, type PlanError, type Problem } from '../errors.js';
+import { issueMessage } from '../input/json-text.js';
 import { defaultKataConfig } from './config-defaults.js';
 import * as rules from './config-rules.js';
 import {
@@ -147,7 +148,7 @@ function readSection<S extends z.ZodObject>(
   for (const issue of first.error.issues) {
     const value = issue.path.reduce<unknown>((v, k) => (isTable(v) || Array.isArray(v) ? (v as Table)[String(k)] : undefined), known);
     const field = issue.path.reduce<string>((f, k) => (typeof k === 'number' ? `${f}[${k}]` : `${f}.${String(k)}`), prefix);
-    r.fail(field, value, issue.message);
+    r.fail(field, value, issueMessage(issue));
     delete known[String(issue.path[0])];
   }
   return schema.parse(known);
