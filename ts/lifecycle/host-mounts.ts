@@ -5,7 +5,8 @@
 // made; cleanup unmounts in reverse order (lazily, so a busy mount cannot block it) and refuses
 // to remove a directory with mounts still below it.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ContainerPlan, ResourcePlan } from '../plan/plan.js';
 import { err, ok, type Result } from 'neverthrow';
@@ -80,6 +81,20 @@ class Mounter {
       .map(() => undefined);
   }
 
+  /** Unmounts a mount this Mounter made and records it removed. */
+  unmount(target: string): Result<void, LifecycleError> {
+    if (!unmountAll(target))
+      return err(stepError(this.rec.state.sandboxId, this.step, `cannot unmount ${target}`));
+    return this.rec
+      .tryUpdate((s) => ({
+        ...s,
+        mounts: s.mounts.map((m) =>
+          m.target === target && m.phase === 'done' ? { ...m, phase: 'removed' as const } : m,
+        ),
+      }))
+      .map(() => undefined);
+  }
+
   /** Changes the flags of a mount that exists (no new mount, nothing to record). */
   remount(target: string, flags: 'ro' | 'rw'): Result<void, LifecycleError> {
     const failed = run(['-o', `remount,bind,${flags}`, target]);
@@ -114,7 +129,10 @@ function makeTarget(source: string, target: string): void {
   else writeFileSync(target, '', { flag: 'a' });
 }
 
-/** `rw` self-bound and shared, `ro` its read-only slave (virtiofsd's root). */
+/**
+ * `rw` self-bound and shared, `ro` its read-only slave (virtiofsd's root), and the private stage
+ * read-only volumes are bound through.
+ */
 export function mountSharedDirs(
   rec: StateRecorder,
   plan: ResourcePlan,
@@ -136,17 +154,60 @@ export function mountSharedDirs(
         ['--make-slave', sharedRo],
         ['-o', 'remount,bind,ro', sharedRo],
       ),
+    )
+    .andThen(() => stageRoot(rec))
+    .andThen((stage) =>
+      m
+        .fs(`mkdir ${stage}`, () => mkdirSync(stage, { recursive: true, mode: 0o700 }))
+        .andThen(() => m.mount(stage, ['--bind', stage, stage], ['--make-private', stage])),
     );
 }
 
 /**
- * A volume bind in `rw`. Its propagated copy in `ro` (what virtiofsd exports) keeps the flags
- * the bind had when it propagated, so a read-only volume's copy is remounted read-only itself,
- * first, as runtime-rs does (`bind_remount` of the ro path in share_virtio_fs); a read-write
- * upgrade remounts both copies rw.
+ * Where read-only binds are staged: a private mount in the sandbox's state dir, so a bind below it
+ * propagates nowhere.
  */
+function stageRoot(rec: StateRecorder): Result<string, LifecycleError> {
+  return rec.store.dir(rec.state.sandboxId).map((d) => path.join(d, 'ro-stage'));
+}
+
+/**
+ * A read-only volume bind in `rw`, read-only from its first moment in `ro` too. A bind propagates
+ * into `ro` (what virtiofsd exports) as a clone with the flags it has when it is made, and a
+ * later remount changes only the one mount. So the source is first bound into the private stage
+ * and made read-only there, and that read-only mount is bound into `rw`: its clones, the
+ * propagated one in `ro` included, are read-only at once. The stage mount goes again; both
+ * copies are then remounted read-only anyway, as runtime-rs does (`bind_remount` of the ro path).
+ */
+function mountReadOnlyVolume(
+  m: Mounter,
+  rec: StateRecorder,
+  b: ContainerPlan['sharedFsBinds'][number],
+): Result<void, LifecycleError> {
+  return stageRoot(rec).andThen((root) => {
+    const staged = path.join(root, randomBytes(8).toString('hex'));
+    return m
+      .fs(`stage ${staged}`, () => makeTarget(b.hostSource, staged))
+      .andThen(() =>
+        m.mount(staged, ['--bind', b.hostSource, staged], ['-o', 'remount,bind,ro', staged]),
+      )
+      .andThen(() => m.fs(`bind target ${b.hostPath}`, () => makeTarget(b.hostSource, b.hostPath)))
+      .andThen(() => m.mount(b.hostPath, ['--bind', staged, b.hostPath]))
+      .andThen(() => m.unmount(staged))
+      .andThen(() =>
+        m.fs(`remove ${staged}`, () =>
+          statSync(staged).isDirectory() ? rmdirSync(staged) : rmSync(staged),
+        ),
+      )
+      .andThen(() => m.remount(b.hostReadOnlyPath, 'ro'))
+      .andThen(() => m.remount(b.hostPath, 'ro'));
+  });
+}
+
+/** A volume bind in `rw` (seen in `ro`); a read-write upgrade remounts both copies rw. */
 function mountVolume(
   m: Mounter,
+  rec: StateRecorder,
   b: ContainerPlan['sharedFsBinds'][number],
 ): Result<void, LifecycleError> {
   if (b.action === 'reuse') return ok(undefined);
@@ -155,14 +216,10 @@ function mountVolume(
       .mount(b.hostPath, ['-o', 'remount,bind,rw', b.hostPath])
       .andThen(() => m.remount(b.hostReadOnlyPath, 'rw'));
   }
+  if (b.readOnly) return mountReadOnlyVolume(m, rec, b);
   return m
     .fs(`bind target ${b.hostPath}`, () => makeTarget(b.hostSource, b.hostPath))
-    .andThen(() => m.mount(b.hostPath, ['--bind', b.hostSource, b.hostPath]))
-    .andThen(() =>
-      b.readOnly
-        ? m.remount(b.hostReadOnlyPath, 'ro').andThen(() => m.remount(b.hostPath, 'ro'))
-        : ok(undefined),
-    );
+    .andThen(() => m.mount(b.hostPath, ['--bind', b.hostSource, b.hostPath]));
 }
 
 /** The container's rootfs mount and bind, volume binds and mount points in the shared dir. */
@@ -200,7 +257,7 @@ export function mountContainerShares(
         m.mount(sharedBind.hostPath, ['--bind', sharedBind.source, sharedBind.hostPath]),
       );
   }
-  for (const b of c.sharedFsBinds) done = done.andThen(() => mountVolume(m, b));
+  for (const b of c.sharedFsBinds) done = done.andThen(() => mountVolume(m, rec, b));
   for (const p of c.sharedMountPoints) {
     done = done.andThen(() =>
       m.fs(`mount point ${p.path}`, () => {
