@@ -8,17 +8,17 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use futures::stream;
+use futures::{stream, StreamExt};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use ttrpc::r#async::transport::Listener;
+use ttrpc::r#async::transport::{Listener, Socket};
 
 /// A `--listen` address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,72 @@ impl ListenAddr {
             ListenAddr::Vsock(port) => Listener::bind(format!("vsock://-1:{port}")),
         }
     }
+}
+
+/// Connections open now; `on_last_close` runs whenever the count drops to zero.
+struct Open {
+    count: AtomicUsize,
+    on_last_close: Box<dyn Fn() + Send + Sync>,
+}
+
+/// One accepted connection, counted in [`Open`] until ttrpc drops it.
+struct Counted {
+    socket: Socket,
+    open: Arc<Open>,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        if self.open.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            (self.open.on_last_close)();
+        }
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+}
+
+/// `listener` with its connections counted: `on_last_close` runs each time the last open one
+/// closes (the host is gone, so whatever it left half done is abandoned).
+pub fn counted(listener: Listener, on_last_close: impl Fn() + Send + Sync + 'static) -> Listener {
+    let open = Arc::new(Open {
+        count: AtomicUsize::new(0),
+        on_last_close: Box::new(on_last_close),
+    });
+    Listener::new(listener.map(move |accepted| {
+        accepted.map(|socket| {
+            open.count.fetch_add(1, Ordering::AcqRel);
+            Counted {
+                socket,
+                open: open.clone(),
+            }
+        })
+    }))
 }
 
 fn bind_unix(path: &Path) -> io::Result<UnixListener> {

@@ -3,21 +3,12 @@
 //! against the real ttrpc implementation now and run inside the guest later.
 //!
 //! Usage: kata-ts-agent --listen <unix:PATH|hvsock:PATH[:PORT]|serial:PATH|vsock:PORT>
-//!        [--root DIR] [--record FILE] [--delay-method METHOD:MS]...
+//!        [--root DIR] [--record FILE] [--delay-method METHOD:MS]... [--copy-stream-timeout-ms MS]
 //!        [--guest [--device-timeout-ms MS] [--poweroff-on-destroy]]
 //!
 //! By default the sandbox is modelled (nothing is mounted or run; tests of the host side rely
 //! on that). `--guest` carries requests out for real (see `guest/`); it is how the agent runs
 //! inside the VM (`--guest --listen serial:/dev/vportNpM --root /`).
-
-mod copy_file;
-mod guest;
-mod listen;
-mod protocols;
-mod record;
-mod service;
-mod service_guest;
-mod state;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,11 +17,12 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::guest::guest_root::GuestRoot;
-use crate::guest::GuestConfig;
-use crate::listen::ListenAddr;
-use crate::record::Recorder;
-use crate::service::Agent;
+use kata_ts_agent::copy_file::{CopyFiles, DEFAULT_STREAM_TIMEOUT};
+use kata_ts_agent::guest::guest_root::GuestRoot;
+use kata_ts_agent::guest::{self as guest, GuestConfig};
+use kata_ts_agent::listen::{self, ListenAddr};
+use kata_ts_agent::record::Recorder;
+use kata_ts_agent::service::{self, Agent};
 
 /// Parsed command line.
 #[derive(Debug)]
@@ -42,6 +34,7 @@ struct Args {
     guest: bool,
     device_timeout: Duration,
     poweroff_on_destroy: bool,
+    copy_stream_timeout: Duration,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -52,6 +45,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut guest = false;
     let mut device_timeout = guest::DEFAULT_DEVICE_TIMEOUT;
     let mut poweroff_on_destroy = false;
+    let mut copy_stream_timeout = DEFAULT_STREAM_TIMEOUT;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -77,6 +71,13 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                     .map_err(|e| format!("--device-timeout-ms {v:?}: {e}"))?;
                 device_timeout = Duration::from_millis(ms);
             }
+            "--copy-stream-timeout-ms" => {
+                let v = value()?;
+                let ms: u64 = v
+                    .parse()
+                    .map_err(|e| format!("--copy-stream-timeout-ms {v:?}: {e}"))?;
+                copy_stream_timeout = Duration::from_millis(ms.max(1));
+            }
             "--help" | "-h" => return Err(String::new()),
             _ => return Err(format!("unknown argument {flag:?}")),
         }
@@ -90,12 +91,13 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         guest,
         device_timeout,
         poweroff_on_destroy,
+        copy_stream_timeout,
     })
 }
 
 const USAGE: &str =
     "usage: kata-ts-agent --listen <unix:PATH|hvsock:PATH[:PORT]|serial:PATH|vsock:PORT> \
-[--root DIR] [--record FILE] [--delay-method METHOD:MS]... \
+[--root DIR] [--record FILE] [--delay-method METHOD:MS]... [--copy-stream-timeout-ms MS] \
 [--guest [--device-timeout-ms MS] [--poweroff-on-destroy]]";
 
 async fn serve(args: Args) -> Result<(), String> {
@@ -114,10 +116,17 @@ async fn serve(args: Args) -> Result<(), String> {
             .map_err(|e| format!("guest mode: {e}"))?;
     }
     let agent = Arc::new(agent);
-    let listener = args
-        .listen
-        .listen()
-        .map_err(|e| format!("listen {:?}: {e}", args.listen))?;
+    abandon_idle_copies(agent.copies(), args.copy_stream_timeout);
+    let copies = agent.copies();
+    // A host that went away (no connection left) will not finish its copies.
+    let listener = listen::counted(
+        args.listen
+            .listen()
+            .map_err(|e| format!("listen {:?}: {e}", args.listen))?,
+        move || {
+            copies.streams().abandon_all();
+        },
+    );
     let mut server = ttrpc::r#async::Server::new()
         .register_service(service::services(agent.clone()))
         .add_listener(listener);
@@ -142,6 +151,17 @@ async fn serve(args: Args) -> Result<(), String> {
         let _ = std::fs::remove_file(p);
     }
     Ok(())
+}
+
+/// Removes the temp file of every CopyFile stream with no chunk for `timeout`.
+fn abandon_idle_copies(copies: Arc<CopyFiles>, timeout: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval((timeout / 4).max(Duration::from_millis(10)));
+        loop {
+            tick.tick().await;
+            copies.streams().abandon_idle(timeout);
+        }
+    });
 }
 
 fn main() -> std::process::ExitCode {

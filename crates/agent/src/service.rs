@@ -1,5 +1,6 @@
-//! `grpc.AgentService` and `grpc.Health` on top of [`Sandbox`] and [`copy_file`]; with
-//! `--guest`, the calls that act on the guest go to `service_guest.rs` ([`GuestSandbox`]).
+//! `grpc.AgentService` and `grpc.Health`: the sandbox RPCs go to the [`Backend`] (modelled, or
+//! the real guest with `--guest`); the stream reads, WaitProcess, GetGuestDetails and CopyFile
+//! are the same in both modes and live here.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,92 +12,64 @@ use protobuf::well_known_types::empty::Empty;
 use protobuf::MessageFull;
 use tokio::sync::Mutex;
 use ttrpc::r#async::TtrpcContext;
-use ttrpc::{Code, Error as TtrpcError};
+use ttrpc::Code;
 
-use crate::copy_file::{copy_file, CopyFileError};
-use crate::guest::storage::STORAGE_DRIVERS;
-use crate::guest::{process_io, reaper, GuestConfig, GuestSandbox};
+use crate::backend::guest::GuestBackend;
+use crate::backend::model::ModelBackend;
+use crate::backend::Backend;
+use crate::copy_file::CopyFiles;
+use crate::guest::GuestConfig;
 use crate::protocols::{agent, agent_ttrpc, health, health_ttrpc};
 use crate::record::Recorder;
-use crate::state::{Sandbox, StateError, Stream};
+use crate::rpc_status::{copy_err, state_err, status};
+use crate::state::{Sandbox, Stream};
 
 /// Agent version reported by Health/Version and GetGuestDetails.
 pub const AGENT_VERSION: &str = concat!("kata-ts-agent ", env!("CARGO_PKG_VERSION"));
 
-/// What carries the requests out.
-#[derive(Debug)]
-pub enum Backend {
-    /// The default: [`Sandbox`] models processes and nothing is mounted.
-    Modelled,
-    /// `--guest`: real mounts, namespaces and processes.
-    Guest(Arc<GuestSandbox>),
-}
-
 /// The service state shared by every connection.
 #[derive(Debug)]
 pub struct Agent {
-    root: PathBuf,
-    pub(crate) sandbox: Arc<Mutex<Sandbox>>,
+    sandbox: Arc<Mutex<Sandbox>>,
+    copies: Arc<CopyFiles>,
     recorder: Option<Recorder>,
     delays: HashMap<String, Duration>,
-    backend: Backend,
-}
-
-pub(crate) fn status(code: Code, msg: impl Into<String>) -> TtrpcError {
-    TtrpcError::RpcStatus(ttrpc::get_status(code, msg.into()))
-}
-
-pub(crate) fn state_err(e: StateError) -> TtrpcError {
-    // Codes as in the Kata agent's `sandbox_err_to_ttrpc`; the rest are INTERNAL there.
-    let code = match e {
-        StateError::InvalidContainerId(_) => Code::INVALID_ARGUMENT,
-        StateError::InvalidExecId { .. } => Code::NOT_FOUND,
-        StateError::AlreadyExists { .. } => Code::ALREADY_EXISTS,
-        StateError::Precondition(_) => Code::FAILED_PRECONDITION,
-    };
-    status(code, e.to_string())
-}
-
-fn copy_err(e: CopyFileError) -> TtrpcError {
-    let code = if e.is_invalid_argument() {
-        Code::INVALID_ARGUMENT
-    } else {
-        Code::INTERNAL
-    };
-    status(code, e.to_string())
+    backend: Box<dyn Backend>,
 }
 
 impl Agent {
+    /// A modelled agent writing CopyFile destinations under `root`.
     pub fn new(
         root: PathBuf,
         recorder: Option<Recorder>,
         delays: HashMap<String, Duration>,
     ) -> Self {
+        let sandbox = Arc::new(Mutex::new(Sandbox::default()));
         Agent {
-            root,
-            sandbox: Arc::new(Mutex::new(Sandbox::default())),
+            backend: Box::new(ModelBackend::new(sandbox.clone())),
+            sandbox,
+            copies: Arc::new(CopyFiles::new(root)),
             recorder,
             delays,
-            backend: Backend::Modelled,
         }
     }
 
     /// Switches to guest mode: starts the child reaper and the exit recorder (needs the
     /// tokio runtime).
     pub fn into_guest(mut self, cfg: GuestConfig) -> std::io::Result<Self> {
-        let guest = Arc::new(GuestSandbox::new(cfg));
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        reaper::start(guest.table(), tx)?;
-        process_io::record_exits(self.sandbox.clone(), rx);
-        self.backend = Backend::Guest(guest);
+        self.backend = Box::new(GuestBackend::start(self.sandbox.clone(), cfg)?);
         Ok(self)
     }
 
-    pub(crate) fn guest(&self) -> Option<&Arc<GuestSandbox>> {
-        match &self.backend {
-            Backend::Guest(g) => Some(g),
-            Backend::Modelled => None,
-        }
+    /// The CopyFile side (its streams are abandoned by the idle timer and on disconnect).
+    pub fn copies(&self) -> Arc<CopyFiles> {
+        self.copies.clone()
+    }
+
+    /// On SIGTERM/SIGINT: leave nothing running and no temp file behind.
+    pub async fn shutdown(&self) {
+        self.copies.streams().abandon_all();
+        self.backend.shutdown().await;
     }
 
     /// Records the call, then waits the configured test delay for `method`.
@@ -145,28 +118,7 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::CreateSandboxRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "CreateSandbox", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_create_sandbox(g, req).await;
-        }
-        self.sandbox
-            .lock()
-            .await
-            .create_sandbox(&req.sandbox_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
-    }
-
-    async fn destroy_sandbox(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::DestroySandboxRequest,
-    ) -> ttrpc::Result<Empty> {
-        self.enter(ctx, "DestroySandbox", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_destroy_sandbox(g).await;
-        }
-        self.sandbox.lock().await.destroy_sandbox();
-        Ok(Empty::new())
+        self.backend.create_sandbox(req).await
     }
 
     async fn create_container(
@@ -175,15 +127,7 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::CreateContainerRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "CreateContainer", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_create_container(g, req).await;
-        }
-        self.sandbox
-            .lock()
-            .await
-            .create_container(&req.container_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
+        self.backend.create_container(req).await
     }
 
     async fn start_container(
@@ -192,15 +136,7 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::StartContainerRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "StartContainer", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_start_container(g, &req.container_id).await;
-        }
-        self.sandbox
-            .lock()
-            .await
-            .start_container(&req.container_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
+        self.backend.start_container(&req).await
     }
 
     async fn remove_container(
@@ -209,15 +145,7 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::RemoveContainerRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "RemoveContainer", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_remove_container(g, &req).await;
-        }
-        self.sandbox
-            .lock()
-            .await
-            .remove_container(&req.container_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
+        self.backend.remove_container(&req).await
     }
 
     async fn exec_process(
@@ -226,15 +154,7 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::ExecProcessRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "ExecProcess", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_exec_process(g, req).await;
-        }
-        self.sandbox
-            .lock()
-            .await
-            .exec_process(&req.container_id, &req.exec_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
+        self.backend.exec_process(req).await
     }
 
     async fn signal_process(
@@ -243,15 +163,81 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::SignalProcessRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "SignalProcess", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_signal_process(g, &req).await;
-        }
-        self.sandbox
-            .lock()
-            .await
-            .signal(&req.container_id, &req.exec_id, req.signal)
-            .map_err(state_err)?;
-        Ok(Empty::new())
+        self.backend.signal_process(&req).await
+    }
+
+    async fn update_container(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::UpdateContainerRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "UpdateContainer", &req).await;
+        self.backend.update_container(&req).await
+    }
+
+    async fn update_ephemeral_mounts(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::UpdateEphemeralMountsRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "UpdateEphemeralMounts", &req).await;
+        self.backend.update_ephemeral_mounts(req).await
+    }
+
+    async fn write_stdin(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::WriteStreamRequest,
+    ) -> ttrpc::Result<agent::WriteStreamResponse> {
+        self.enter(ctx, "WriteStdin", &req).await;
+        self.backend.write_stdin(&req).await
+    }
+
+    async fn close_stdin(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::CloseStdinRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "CloseStdin", &req).await;
+        self.backend.close_stdin(&req).await
+    }
+
+    async fn tty_win_resize(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::TtyWinResizeRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "TtyWinResize", &req).await;
+        self.backend.tty_win_resize(&req).await
+    }
+
+    async fn online_cpu_mem(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::OnlineCPUMemRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "OnlineCPUMem", &req).await;
+        self.backend.online_cpu_mem(&req).await
+    }
+
+    async fn set_policy(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::SetPolicyRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "SetPolicy", &req).await;
+        self.backend.set_policy(&req).await
+    }
+
+    async fn destroy_sandbox(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::DestroySandboxRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "DestroySandbox", &req).await;
+        // Unfinished copies end with the sandbox: their temp files go first.
+        self.copies.streams().abandon_all();
+        self.backend.destroy_sandbox().await
     }
 
     async fn wait_process(
@@ -280,53 +266,6 @@ impl agent_ttrpc::AgentService for Agent {
         }
     }
 
-    async fn update_container(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::UpdateContainerRequest,
-    ) -> ttrpc::Result<Empty> {
-        self.enter(ctx, "UpdateContainer", &req).await;
-        self.sandbox
-            .lock()
-            .await
-            .container(&req.container_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
-    }
-
-    async fn update_ephemeral_mounts(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::UpdateEphemeralMountsRequest,
-    ) -> ttrpc::Result<Empty> {
-        self.enter(ctx, "UpdateEphemeralMounts", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_update_ephemeral_mounts(g, req).await;
-        }
-        Ok(Empty::new())
-    }
-
-    async fn write_stdin(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::WriteStreamRequest,
-    ) -> ttrpc::Result<agent::WriteStreamResponse> {
-        self.enter(ctx, "WriteStdin", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_write_stdin(g, &req).await;
-        }
-        let n = self
-            .sandbox
-            .lock()
-            .await
-            .write_stdin(&req.container_id, &req.exec_id, &req.data)
-            .map_err(state_err)?;
-        Ok(agent::WriteStreamResponse {
-            len: u32::try_from(n).unwrap_or(u32::MAX),
-            ..Default::default()
-        })
-    }
-
     async fn read_stdout(
         &self,
         ctx: &TtrpcContext,
@@ -345,49 +284,6 @@ impl agent_ttrpc::AgentService for Agent {
         self.read(&req, Stream::Stderr).await
     }
 
-    async fn close_stdin(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::CloseStdinRequest,
-    ) -> ttrpc::Result<Empty> {
-        self.enter(ctx, "CloseStdin", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_close_stdin(g, &req).await;
-        }
-        self.sandbox
-            .lock()
-            .await
-            .process(&req.container_id, &req.exec_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
-    }
-
-    async fn tty_win_resize(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::TtyWinResizeRequest,
-    ) -> ttrpc::Result<Empty> {
-        self.enter(ctx, "TtyWinResize", &req).await;
-        self.sandbox
-            .lock()
-            .await
-            .process(&req.container_id, &req.exec_id)
-            .map_err(state_err)?;
-        Ok(Empty::new())
-    }
-
-    async fn online_cpu_mem(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::OnlineCPUMemRequest,
-    ) -> ttrpc::Result<Empty> {
-        self.enter(ctx, "OnlineCPUMem", &req).await;
-        if let Some(g) = self.guest() {
-            return self.guest_online_cpu_mem(g, &req).await;
-        }
-        Ok(Empty::new())
-    }
-
     async fn get_guest_details(
         &self,
         ctx: &TtrpcContext,
@@ -402,10 +298,7 @@ impl agent_ttrpc::AgentService for Agent {
         let details = agent::AgentDetails {
             version: AGENT_VERSION.to_string(),
             init_daemon: std::process::id() == 1,
-            storage_handlers: match self.backend {
-                Backend::Guest(_) => STORAGE_DRIVERS.iter().map(|d| (*d).to_string()).collect(),
-                Backend::Modelled => vec!["local".into(), "ephemeral".into()],
-            },
+            storage_handlers: self.backend.storage_handlers(),
             ..Default::default()
         };
         Ok(agent::GuestDetailsResponse {
@@ -422,8 +315,8 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::CopyFileRequest,
     ) -> ttrpc::Result<Empty> {
         self.enter(ctx, "CopyFile", &req).await;
-        let root = self.root.clone();
-        tokio::task::spawn_blocking(move || copy_file(&root, &req))
+        let copies = self.copies.clone();
+        tokio::task::spawn_blocking(move || copies.apply(&req))
             .await
             .map_err(|e| status(Code::INTERNAL, format!("copy task failed: {e}")))?
             .map_err(copy_err)?;
@@ -436,17 +329,8 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::GetOOMEventRequest,
     ) -> ttrpc::Result<agent::OOMEvent> {
         self.enter(ctx, "GetOOMEvent", &req).await;
-        // Nothing here runs out of memory: like the real agent with no OOM, never answer.
+        // No OOM is watched for: like the real agent while no OOM happens, never answer.
         std::future::pending().await
-    }
-
-    async fn set_policy(
-        &self,
-        ctx: &TtrpcContext,
-        req: agent::SetPolicyRequest,
-    ) -> ttrpc::Result<Empty> {
-        self.enter(ctx, "SetPolicy", &req).await;
-        Ok(Empty::new())
     }
 }
 

@@ -1,0 +1,41 @@
+//! What carries the sandbox RPCs out: [`model::ModelBackend`] (the default: processes are
+//! modelled, nothing is mounted) or [`guest::GuestBackend`] (`--guest`: real mounts, namespaces
+//! and processes). ReadStdout/ReadStderr/WaitProcess, GetGuestDetails and CopyFile are the same
+//! for both and stay in `service.rs`.
+
+pub mod guest;
+pub mod model;
+
+use async_trait::async_trait;
+use protobuf::well_known_types::empty::Empty;
+
+use crate::protocols::agent;
+
+/// The RPCs whose work depends on the mode.
+#[async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Storage drivers GetGuestDetails reports.
+    fn storage_handlers(&self) -> Vec<String>;
+    async fn create_sandbox(&self, req: agent::CreateSandboxRequest) -> ttrpc::Result<Empty>;
+    async fn destroy_sandbox(&self) -> ttrpc::Result<Empty>;
+    async fn create_container(&self, req: agent::CreateContainerRequest) -> ttrpc::Result<Empty>;
+    async fn start_container(&self, req: &agent::StartContainerRequest) -> ttrpc::Result<Empty>;
+    async fn remove_container(&self, req: &agent::RemoveContainerRequest) -> ttrpc::Result<Empty>;
+    async fn exec_process(&self, req: agent::ExecProcessRequest) -> ttrpc::Result<Empty>;
+    async fn signal_process(&self, req: &agent::SignalProcessRequest) -> ttrpc::Result<Empty>;
+    async fn update_container(&self, req: &agent::UpdateContainerRequest) -> ttrpc::Result<Empty>;
+    async fn update_ephemeral_mounts(
+        &self,
+        req: agent::UpdateEphemeralMountsRequest,
+    ) -> ttrpc::Result<Empty>;
+    async fn write_stdin(
+        &self,
+        req: &agent::WriteStreamRequest,
+    ) -> ttrpc::Result<agent::WriteStreamResponse>;
+    async fn close_stdin(&self, req: &agent::CloseStdinRequest) -> ttrpc::Result<Empty>;
+    async fn tty_win_resize(&self, req: &agent::TtyWinResizeRequest) -> ttrpc::Result<Empty>;
+    async fn online_cpu_mem(&self, req: &agent::OnlineCPUMemRequest) -> ttrpc::Result<Empty>;
+    async fn set_policy(&self, req: &agent::SetPolicyRequest) -> ttrpc::Result<Empty>;
+    /// On SIGTERM/SIGINT: leave nothing running.
+    async fn shutdown(&self);
+}
