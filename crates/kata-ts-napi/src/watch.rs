@@ -79,7 +79,7 @@ fn synced(r: &Report) -> VolumeSyncEvent {
         duration_us: Some(i64::try_from(r.duration.as_micros()).unwrap_or(i64::MAX)),
         watched_dirs: Some(r.watched_dirs),
         watch_setup_us: Some(i64::try_from(r.watch_setup.as_micros()).unwrap_or(i64::MAX)),
-        message: r.error.clone(),
+        message: r.first_failure.as_ref().map(ToString::to_string),
     }
 }
 

@@ -1,11 +1,11 @@
-//! Guest-side paths. Every CopyFile destination is built here and re-checked component by
-//! component, so no host name (`..`, `/`, NUL, a symlink's text) can place a request outside
-//! the guest share dir (behaviour.md feature 4).
+//! Guest-side paths. Every CopyFile destination is built here and goes through one check,
+//! [`GuestPath::new`] (strictly below the share dir, every component a plain name), so no host
+//! name (`..`, `/`, NUL, a symlink's text) can place a request outside the guest share dir
+//! (behaviour.md feature 4). The TypeScript side's counterpart is `joinGuest` in ts/paths.ts;
+//! the agent re-checks what it receives (crates/agent/src/guest_path.rs).
 
-use std::ffi::OsStr;
 use std::fmt;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path};
+use std::path::Path;
 
 /// Guest directory every CopyFile destination must be under (runtime-rs `DEFAULT_KATA_GUEST_SHARE_DIR`).
 pub const GUEST_SHARE_DIR: &str = "/run/kata-containers/shared/containers/";
@@ -17,8 +17,8 @@ pub enum GuestPathError {
     #[error("guest path {path:?} is not a normalized path below {GUEST_SHARE_DIR}")]
     OutsideShareDir { path: String },
     /// A host name cannot be one guest path component.
-    #[error("host name {name:?} cannot be a guest path component (empty, '.', '..', '/', NUL or not UTF-8)")]
-    BadComponent { name: String },
+    #[error("guest path {path:?}: {name:?} cannot be a component (empty, '.', '..', '/', NUL or not UTF-8)")]
+    BadComponent { name: String, path: String },
 }
 
 /// A checked guest path strictly below [`GUEST_SHARE_DIR`].
@@ -26,34 +26,44 @@ pub enum GuestPathError {
 pub struct GuestPath(String);
 
 impl GuestPath {
-    /// Checks `path`: absolute, normalized (no `.`, `..`, `//`, trailing `/`), below the share dir.
+    /// Checks `path`: absolute, normalized (no `.`, `..`, `//`, trailing `/`), below the share
+    /// dir. The one containment check of this crate: every GuestPath passes it.
     pub fn new(path: &str) -> Result<GuestPath, GuestPathError> {
-        let outside = || GuestPathError::OutsideShareDir {
-            path: path.to_string(),
-        };
-        let rel = path.strip_prefix(GUEST_SHARE_DIR).ok_or_else(outside)?;
-        if rel.is_empty() || rel.split('/').any(|c| !component_ok(c.as_bytes())) {
-            return Err(outside());
+        let rel =
+            path.strip_prefix(GUEST_SHARE_DIR)
+                .ok_or_else(|| GuestPathError::OutsideShareDir {
+                    path: path.to_string(),
+                })?;
+        if let Some(name) = rel.split('/').find(|c| !component_ok(c.as_bytes())) {
+            // An empty `rel` is the share dir itself: not strictly below it.
+            return Err(if rel.is_empty() {
+                GuestPathError::OutsideShareDir {
+                    path: path.to_string(),
+                }
+            } else {
+                GuestPathError::BadComponent {
+                    name: name.to_string(),
+                    path: path.to_string(),
+                }
+            });
         }
         Ok(GuestPath(path.to_string()))
     }
 
-    /// `self/<rel>` where `rel` is a host path relative to a copied tree; every component is
-    /// re-checked.
+    /// `self/<rel>` where `rel` is a host path relative to a copied tree, checked again as a
+    /// whole by [`GuestPath::new`].
     pub fn join(&self, rel: &Path) -> Result<GuestPath, GuestPathError> {
         let mut out = self.0.clone();
         for c in rel.components() {
-            let Component::Normal(name) = c else {
-                return Err(bad(c.as_os_str()));
-            };
-            if !component_ok(name.as_bytes()) {
-                return Err(bad(name));
-            }
-            let text = name.to_str().ok_or_else(|| bad(name))?;
+            let name = c.as_os_str();
+            let text = name.to_str().ok_or_else(|| GuestPathError::BadComponent {
+                name: name.to_string_lossy().into_owned(),
+                path: format!("{}/{}", self.0, rel.to_string_lossy()),
+            })?;
             out.push('/');
             out.push_str(text);
         }
-        Ok(GuestPath(out))
+        GuestPath::new(&out)
     }
 
     /// The path text.
@@ -68,12 +78,6 @@ impl fmt::Display for GuestPath {
     }
 }
 
-fn bad(name: &OsStr) -> GuestPathError {
-    GuestPathError::BadComponent {
-        name: name.to_string_lossy().into_owned(),
-    }
-}
-
 fn component_ok(c: &[u8]) -> bool {
     !c.is_empty() && c != b"." && c != b".." && !c.contains(&b'/') && !c.contains(&0)
 }
@@ -81,6 +85,8 @@ fn component_ok(c: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn new_accepts_only_normalized_paths_below_the_share_dir() {
@@ -112,5 +118,13 @@ mod tests {
         assert!(d
             .join(Path::new(OsStr::from_bytes(b"bad\xffname")))
             .is_err());
+        assert_eq!(
+            d.join(Path::new("a/../b")).unwrap_err(),
+            GuestPathError::BadComponent {
+                name: "..".into(),
+                path: "/run/kata-containers/shared/containers/c1-cm/a/../b".into()
+            },
+            "the error names the component and the whole path"
+        );
     }
 }

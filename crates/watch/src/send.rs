@@ -33,6 +33,16 @@ pub enum SendError {
     Call { guest: String, source: CallError },
 }
 
+/// The first entry of a sync that could not be copied, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// The entry's host path, relative to the copied tree (empty: its root).
+    pub entry: PathBuf,
+    /// The SendError's text (it names the host or guest path and the cause).
+    pub message: String,
+}
+
 /// What sending a plan did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -40,9 +50,9 @@ pub struct Sent {
     pub entries: u64,
     /// Bytes of `data` sent.
     pub bytes: u64,
-    /// Entries that failed (relative host paths); the first error's text.
+    /// Entries that failed (relative host paths).
     pub failed: Vec<PathBuf>,
-    pub error: Option<String>,
+    pub first_failure: Option<Failure>,
 }
 
 impl Sent {
@@ -53,8 +63,11 @@ impl Sent {
                 self.bytes += bytes;
             }
             Err(e) => {
+                self.first_failure.get_or_insert_with(|| Failure {
+                    entry: rel.clone(),
+                    message: e.to_string(),
+                });
                 self.failed.push(rel);
-                self.error.get_or_insert_with(|| e.to_string());
             }
         }
     }

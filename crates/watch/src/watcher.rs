@@ -18,6 +18,7 @@ use crate::guest::GuestPath;
 use crate::monitor::monitor;
 use crate::request::{plan, Sent as SentState};
 use crate::send::send_plan;
+use crate::send::Failure;
 use crate::tree::scan;
 use crate::watch_set::{WatchSet, WatchSetError};
 
@@ -66,9 +67,9 @@ pub struct Report {
     pub destinations: u32,
     /// Entries that cannot be copied (special files, non-UTF-8 names).
     pub skipped: u32,
-    /// Entries that failed, and the first error.
+    /// Entries that failed, and the first of them.
     pub failed: u32,
-    pub error: Option<String>,
+    pub first_failure: Option<Failure>,
     pub duration: Duration,
     /// Directories watched (0 when not watching).
     pub watched_dirs: u32,
@@ -97,7 +98,7 @@ pub enum WatchError {
     Copy {
         source_path: PathBuf,
         failed: u32,
-        first: String,
+        first: Failure,
     },
     /// A system resource (thread, runtime, eventfd, poll) failed.
     #[error("{what}: {reason}")]
@@ -257,7 +258,7 @@ impl Sync {
             destinations: 0,
             skipped: 0,
             failed: 0,
-            error: None,
+            first_failure: None,
             duration: Duration::ZERO,
             watched_dirs: 0,
             watch_setup: Duration::ZERO,
@@ -277,8 +278,8 @@ impl Sync {
             r.bytes += out.bytes;
             r.skipped = u32::try_from(p.skipped.len()).unwrap_or(u32::MAX);
             r.failed += u32::try_from(out.failed.len()).unwrap_or(u32::MAX);
-            if r.error.is_none() {
-                r.error = out.error;
+            if r.first_failure.is_none() {
+                r.first_failure = out.first_failure;
             }
         }
         r.duration = start.elapsed();
@@ -286,14 +287,19 @@ impl Sync {
     }
 
     pub(crate) fn check(&self, r: Report) -> Result<Report, WatchError> {
-        match (r.failed, &r.error) {
-            (0, _) => Ok(r),
-            (failed, e) => Err(WatchError::Copy {
-                source_path: self.source.clone(),
-                failed,
-                first: e.clone().unwrap_or_default(),
-            }),
+        if r.failed == 0 {
+            return Ok(r);
         }
+        // send_plan records the first failure with every failed entry.
+        let first = r.first_failure.clone().unwrap_or_else(|| Failure {
+            entry: PathBuf::new(),
+            message: "no failure recorded".into(),
+        });
+        Err(WatchError::Copy {
+            source_path: self.source.clone(),
+            failed: r.failed,
+            first,
+        })
     }
 }
 
