@@ -1,7 +1,7 @@
 // VolumeSyncs carries out planned copy steps: one sync per sync key fanning out to every
 // container's planned guest path; releasing one container keeps the others' updates flowing;
 // the last release and sandbox teardown stop the sync; unwatched steps are copied once.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import type { CopyStep } from '../../ts/plan/copy-volume.js';
@@ -14,6 +14,7 @@ const step = (source: string, name: string, watched = true): CopyStep => ({ sour
 
 function setup(t: ExecutionContext, name: string) {
   const agent = startAgent(t);
+  mkdirSync(agent.root, { recursive: true });
   const host = tempDir(t, name);
   writeFileSync(join(host, 'key'), 'v1');
   const syncs = new VolumeSyncs({ agent: agent.target, debounceMs: 100, dialTimeoutMs: 5_000 });
