@@ -2,12 +2,17 @@
 // root, and tears both down by pid. Build it first:
 //   cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ExecutionContext } from 'ava';
-import { connectAgent, type AgentClient, type AgentClientOptions, type AgentTarget } from '../../ts/agent/client.js';
+import {
+  connectAgent,
+  type AgentClient,
+  type AgentClientOptions,
+  type AgentTarget,
+} from '../../ts/agent/client.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 export const AGENT_BIN = join(repo, 'target/x86_64-unknown-linux-gnu/release/kata-ts-agent');
@@ -53,11 +58,21 @@ export function startAgent(t: ExecutionContext, options: AgentOptions = {}): Run
   const bin = requireAgentBinary();
   const dir = mkdtempSync(join(tmpdir(), 'kata-ts-agent-'));
   const root = join(dir, 'root');
+  // The agent resolves every guest path beneath its --root and never creates the root itself.
+  mkdirSync(root);
   const sock = join(dir, 'agent.sock');
   const record = join(dir, 'requests.jsonl');
   const listen = options.listen ?? 'unix';
-  const args = ['--listen', listen === 'unix' ? `unix:${sock}` : `hvsock:${sock}:1024`, '--root', root, '--record', record];
-  for (const [m, ms] of Object.entries(options.delays ?? {})) args.push('--delay-method', `${m}:${ms}`);
+  const args = [
+    '--listen',
+    listen === 'unix' ? `unix:${sock}` : `hvsock:${sock}:1024`,
+    '--root',
+    root,
+    '--record',
+    record,
+  ];
+  for (const [m, ms] of Object.entries(options.delays ?? {}))
+    args.push('--delay-method', `${m}:${ms}`);
   const child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -73,7 +88,10 @@ export function startAgent(t: ExecutionContext, options: AgentOptions = {}): Run
     if (t.passed === false && stderr) t.log(`agent stderr:\n${stderr}`);
     rmSync(dir, { recursive: true, force: true });
   });
-  const target: AgentTarget = listen === 'unix' ? { kind: 'unix', path: sock } : { kind: 'hybrid-vsock', path: sock, port: 1024 };
+  const target: AgentTarget =
+    listen === 'unix'
+      ? { kind: 'unix', path: sock }
+      : { kind: 'hybrid-vsock', path: sock, port: 1024 };
   return {
     dir,
     root,
@@ -91,8 +109,14 @@ export function startAgent(t: ExecutionContext, options: AgentOptions = {}): Run
 }
 
 /** Connects to a started agent; the test's teardown closes the client. */
-export async function connect(t: ExecutionContext, agent: RunningAgent, options: AgentClientOptions = {}): Promise<AgentClient> {
-  const client = (await connectAgent(agent.target, { dialTimeoutMs: 5_000, ...options }))._unsafeUnwrap();
+export async function connect(
+  t: ExecutionContext,
+  agent: RunningAgent,
+  options: AgentClientOptions = {},
+): Promise<AgentClient> {
+  const client = (
+    await connectAgent(agent.target, { dialTimeoutMs: 5_000, ...options })
+  )._unsafeUnwrap();
   t.teardown(() => client.close());
   return client;
 }

@@ -13,20 +13,40 @@ for (const listen of ['unix', 'hybrid-vsock'] as const satisfies readonly Listen
 
     t.is((await c.check())._unsafeUnwrap(), 1);
     t.regex((await c.version())._unsafeUnwrap().agentVersion, /^kata-ts-agent /);
-    (await c.createSandbox({ sandboxId: 'sb1', hostname: 'pod', dns: ['nameserver 10.0.0.1'] }))._unsafeUnwrap();
+    (
+      await c.createSandbox({ sandboxId: 'sb1', hostname: 'pod', dns: ['nameserver 10.0.0.1'] })
+    )._unsafeUnwrap();
     const details = (await c.getGuestDetails({ memBlockSize: true }))._unsafeUnwrap();
     t.regex(details.agentDetails?.version ?? '', /^kata-ts-agent /);
-    (await c.createContainer({ containerId: 'c1', OCI: { Hostname: 'pod', Process: { Args: ['cat'] } } }))._unsafeUnwrap();
+    (
+      await c.createContainer({
+        containerId: 'c1',
+        OCI: { Hostname: 'pod', Process: { Args: ['cat'] } },
+      })
+    )._unsafeUnwrap();
     (await c.startContainer('c1'))._unsafeUnwrap();
-    (await c.updateContainer({ containerId: 'c1', resources: { CPU: { Quota: 50_000n, Period: 100_000n } } }))._unsafeUnwrap();
+    (
+      await c.updateContainer({
+        containerId: 'c1',
+        resources: { CPU: { Quota: 50_000n, Period: 100_000n } },
+      })
+    )._unsafeUnwrap();
     (await c.onlineCpuMem({ wait: true, nbCpus: 2 }))._unsafeUnwrap();
-    (await c.copyFile({ path: `${GUEST}c1-cm/key`, fileSize: 2n, fileMode: 0o100644, data: Buffer.from('hi') }))._unsafeUnwrap();
+    (
+      await c.copyFile({
+        path: `${GUEST}c1-cm/key`,
+        fileSize: 2n,
+        fileMode: 0o100644,
+        data: Buffer.from('hi'),
+      })
+    )._unsafeUnwrap();
     t.is((await c.writeStdin('c1', '', Buffer.from('hello\n')))._unsafeUnwrap(), 6);
     t.is(Buffer.from((await c.readStdout('c1', '', 1024))._unsafeUnwrap()).toString(), 'hello\n');
     const waiting = c.waitProcess('c1');
     // Signal only once the agent holds the WaitProcess, so the recorded order is deterministic
     // and the wait really is blocked until the signal ends the process.
-    for (let i = 0; i < 500 && !agent.records().some((r) => r.method === 'WaitProcess'); i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 500 && !agent.records().some((r) => r.method === 'WaitProcess'); i++)
+      await new Promise((r) => setTimeout(r, 10));
     (await c.signalProcess('c1', '', 9))._unsafeUnwrap();
     t.is((await waiting)._unsafeUnwrap(), 137);
     t.is((await c.readStderr('c1', '', 1024))._unsafeUnwrap().length, 0, 'EOF after exit');
@@ -36,12 +56,30 @@ for (const listen of ['unix', 'hybrid-vsock'] as const satisfies readonly Listen
     const calls = agent.records();
     t.deepEqual(
       calls.map((r) => r.method),
-      ['Check', 'Version', 'CreateSandbox', 'GetGuestDetails', 'CreateContainer', 'StartContainer', 'UpdateContainer', 'OnlineCPUMem', 'CopyFile', 'WriteStdin', 'ReadStdout', 'WaitProcess', 'SignalProcess', 'ReadStderr', 'RemoveContainer', 'DestroySandbox'],
+      [
+        'Check',
+        'Version',
+        'CreateSandbox',
+        'GetGuestDetails',
+        'CreateContainer',
+        'StartContainer',
+        'UpdateContainer',
+        'OnlineCPUMem',
+        'CopyFile',
+        'WriteStdin',
+        'ReadStdout',
+        'WaitProcess',
+        'SignalProcess',
+        'ReadStderr',
+        'RemoveContainer',
+        'DestroySandbox',
+      ],
     );
     const timeout = Object.fromEntries(calls.map((r) => [r.method, r.timeoutNano]));
     t.is(timeout.CreateContainer, '30000000000');
     t.is(timeout.Check, '90000000000');
-    for (const m of ['WaitProcess', 'ReadStdout', 'ReadStderr', 'WriteStdin']) t.is(timeout[m], '0', m);
+    for (const m of ['WaitProcess', 'ReadStdout', 'ReadStderr', 'WriteStdin'])
+      t.is(timeout[m], '0', m);
     const create = calls.find((r) => r.method === 'CreateContainer')!;
     t.regex(create.request, /container_id: "c1"/);
     t.regex(create.request, /Args: "cat"/);
@@ -57,7 +95,9 @@ for (const listen of ['unix', 'hybrid-vsock'] as const satisfies readonly Listen
 
   test(`${listen}: 100 concurrent calls on one connection all succeed`, async (t) => {
     const c = await connect(t, startAgent(t, { listen }));
-    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? c.check() : c.version().map(() => 1))));
+    const results = await Promise.all(
+      Array.from({ length: 100 }, (_, i) => (i % 2 ? c.check() : c.version().map(() => 1))),
+    );
     t.true(results.every((r) => r.isOk() && r.value === 1));
   });
 }
@@ -65,11 +105,17 @@ for (const listen of ['unix', 'hybrid-vsock'] as const satisfies readonly Listen
 test('WaitProcess of an unknown exec id is NOT_FOUND', async (t) => {
   const c = await connect(t, startAgent(t));
   (await c.createContainer({ containerId: 'c1' }))._unsafeUnwrap();
-  t.like((await c.waitProcess('c1', 'e9'))._unsafeUnwrapErr(), { kind: 'status', codeName: 'NOT_FOUND' });
+  t.like((await c.waitProcess('c1', 'e9'))._unsafeUnwrapErr(), {
+    kind: 'status',
+    codeName: 'NOT_FOUND',
+  });
 });
 
 test('CreateContainer twice with one id is ALREADY_EXISTS', async (t) => {
   const c = await connect(t, startAgent(t));
   (await c.createContainer({ containerId: 'c1' }))._unsafeUnwrap();
-  t.like((await c.createContainer({ containerId: 'c1' }))._unsafeUnwrapErr(), { kind: 'status', codeName: 'ALREADY_EXISTS' });
+  t.like((await c.createContainer({ containerId: 'c1' }))._unsafeUnwrapErr(), {
+    kind: 'status',
+    codeName: 'ALREADY_EXISTS',
+  });
 });

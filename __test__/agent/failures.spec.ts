@@ -41,16 +41,32 @@ test('a request over 4 MiB is refused before sending', async (t) => {
   const agent = startAgent(t);
   const c = await connect(t, agent);
   const data = Buffer.alloc(5 << 20, 1);
-  const e = (await c.copyFile({ path: '/run/kata-containers/shared/containers/big', fileSize: BigInt(data.length), fileMode: 0o100644, data }))._unsafeUnwrapErr();
+  const e = (
+    await c.copyFile({
+      path: '/run/kata-containers/shared/containers/big',
+      fileSize: BigInt(data.length),
+      fileMode: 0o100644,
+      data,
+    })
+  )._unsafeUnwrapErr();
   t.like(e, { kind: 'too-large', method: 'CopyFile' });
   t.regex(e.message, /exceeds the ttrpc limit of 4194304 bytes/);
   t.is((await c.check())._unsafeUnwrap(), 1, 'connection still usable');
-  t.deepEqual(agent.records().map((r) => r.method), ['Check'], 'nothing but Check reached the agent');
+  t.deepEqual(
+    agent.records().map((r) => r.method),
+    ['Check'],
+    'nothing but Check reached the agent',
+  );
 });
 
 test('dialing a socket nobody listens on fails after the dial timeout, naming address and errno', async (t) => {
   const start = Date.now();
-  const e = (await connectAgent({ kind: 'unix', path: '/nonexistent/kata-ts/agent.sock' }, { dialTimeoutMs: 300 }))._unsafeUnwrapErr();
+  const e = (
+    await connectAgent(
+      { kind: 'unix', path: '/nonexistent/kata-ts/agent.sock' },
+      { dialTimeoutMs: 300 },
+    )
+  )._unsafeUnwrapErr();
   t.is(e.kind, 'dial');
   t.regex(e.message, /unix:\/\/\/nonexistent\/kata-ts\/agent\.sock/);
   t.regex(e.message, /connect/);
@@ -59,7 +75,9 @@ test('dialing a socket nobody listens on fails after the dial timeout, naming ad
 });
 
 test('dialing vsock on a host without vhost-vsock fails clearly', async (t) => {
-  const e = (await connectAgent({ kind: 'vsock', cid: 3 }, { dialTimeoutMs: 200 }))._unsafeUnwrapErr();
+  const e = (
+    await connectAgent({ kind: 'vsock', cid: 3 }, { dialTimeoutMs: 200 })
+  )._unsafeUnwrapErr();
   t.is(e.kind, 'dial');
   t.regex(e.message, /vsock:\/\/3:1024/);
   t.regex(e.message, /errno \d+/);
@@ -67,7 +85,12 @@ test('dialing vsock on a host without vhost-vsock fails clearly', async (t) => {
 
 test('the hybrid-vsock handshake to a wrong port is refused by the agent front', async (t) => {
   const agent = startAgent(t, { listen: 'hybrid-vsock' });
-  const e = (await connectAgent({ kind: 'hybrid-vsock', path: (agent.target as { path: string }).path, port: 2000 }, { dialTimeoutMs: 300 }))._unsafeUnwrapErr();
+  const e = (
+    await connectAgent(
+      { kind: 'hybrid-vsock', path: (agent.target as { path: string }).path, port: 2000 },
+      { dialTimeoutMs: 300 },
+    )
+  )._unsafeUnwrapErr();
   t.is(e.kind, 'dial');
   t.regex(e.message, /hybrid-vsock reply/);
 });

@@ -47,18 +47,19 @@ impl GuestContainer {
         req: &CreateContainerRequest,
         timeout: Duration,
     ) -> Result<Self, GuestError> {
-        let spec = req.OCI.as_ref().ok_or_else(|| {
-            GuestError::InvalidArgument("CreateContainer without OCI spec".into())
-        })?;
+        let spec = req
+            .OCI
+            .as_ref()
+            .ok_or(GuestError::Missing { field: "OCI" })?;
         let root_path = &spec
             .Root
             .as_ref()
             .map(|r| r.Path.clone())
             .unwrap_or_default();
         if root_path.is_empty() {
-            return Err(GuestError::InvalidArgument(
-                "OCI spec without Root.Path".into(),
-            ));
+            return Err(GuestError::Missing {
+                field: "OCI.Root.Path",
+            });
         }
         let rootfs = root.resolve(root_path)?;
         let mut order: Vec<&Storage> = req.storages.iter().collect();
@@ -108,6 +109,12 @@ impl GuestContainer {
 }
 
 fn resolve_exe(rootfs: &std::path::Path, process: &Process) -> Result<String, GuestError> {
+    if process.Terminal {
+        // Processes run on pipes; answering OK would leave the caller waiting for a pty.
+        return Err(GuestError::Unsupported {
+            what: "a terminal (Process.Terminal)".into(),
+        });
+    }
     let argv0 = process.Args.first().map(String::as_str).unwrap_or_default();
     find_executable(rootfs, argv0, &process.Env, &process.Cwd)
 }
@@ -115,14 +122,13 @@ fn resolve_exe(rootfs: &std::path::Path, process: &Process) -> Result<String, Gu
 /// The init's helper config: rootfs and bind sources as the agent sees them.
 fn init_spec(root: &GuestRoot, spec: &Spec, rootfs: &std::path::Path) -> Result<Spec, GuestError> {
     if !rootfs.is_dir() {
-        return Err(GuestError::InvalidArgument(format!(
-            "rootfs {rootfs:?} is not a directory"
-        )));
+        return Err(GuestError::RootfsNotDir {
+            rootfs: rootfs.to_path_buf(),
+        });
     }
-    let process = spec
-        .Process
-        .as_ref()
-        .ok_or_else(|| GuestError::InvalidArgument("OCI spec without Process".into()))?;
+    let process = spec.Process.as_ref().ok_or(GuestError::Missing {
+        field: "OCI.Process",
+    })?;
     let exe = resolve_exe(rootfs, process)?;
     let mut out = spec.clone();
     out.Root.mut_or_insert_default().Path = rootfs.to_string_lossy().into_owned();
@@ -137,11 +143,12 @@ fn init_spec(root: &GuestRoot, spec: &Spec, rootfs: &std::path::Path) -> Result<
         if bind {
             m.source = root
                 .resolve(&m.source)
-                .map_err(|e| {
-                    GuestError::InvalidArgument(format!(
-                        "mount {:?}: bind source: {e}",
-                        m.destination
-                    ))
+                .map_err(|e| GuestError::ContainerMount {
+                    destination: m.destination.clone(),
+                    fstype: m.type_.clone(),
+                    source_path: m.source.clone(),
+                    options: m.options.clone(),
+                    source: Box::new(e),
                 })?
                 .to_string_lossy()
                 .into_owned();

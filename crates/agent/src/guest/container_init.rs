@@ -58,7 +58,7 @@ pub fn run() -> ! {
 }
 
 fn fail(what: String) -> impl FnOnce(nix::errno::Errno) -> GuestError {
-    move |e| GuestError::InvalidArgument(format!("{what}: {e}"))
+    move |errno| GuestError::Setup { what, errno }
 }
 
 fn setup_and_exec() -> Result<Infallible, GuestError> {
@@ -70,18 +70,21 @@ fn setup_and_exec() -> Result<Infallible, GuestError> {
                 .Annotations
                 .get(INIT_PID)
                 .and_then(|p| p.parse::<i32>().ok());
-            join_container(pid.ok_or_else(|| GuestError::InvalidArgument("no init pid".into()))?)?;
+            join_container(pid.ok_or(GuestError::Missing {
+                field: "helper init pid",
+            })?)?;
         }
         other => {
-            return Err(GuestError::InvalidArgument(format!(
-                "bad helper mode {other:?}"
-            )))
+            return Err(GuestError::BadValue {
+                what: "helper mode",
+                value: format!("{other:?}"),
+                why: "want init or exec".into(),
+            })
         }
     }
-    let process = spec
-        .Process
-        .as_ref()
-        .ok_or_else(|| GuestError::InvalidArgument("no process".into()))?;
+    let process = spec.Process.as_ref().ok_or(GuestError::Missing {
+        field: "OCI.Process",
+    })?;
     apply_rlimits(&process.Rlimits)?;
     apply_oom_score_adj(process.OOMScoreAdj)?;
     let user = process.User.as_ref().cloned().unwrap_or_default();
@@ -110,7 +113,11 @@ fn setup_and_exec() -> Result<Infallible, GuestError> {
 
     let exe = spec.Annotations.get(EXE).cloned().unwrap_or_default();
     let cstr = |s: &str| {
-        CString::new(s).map_err(|_| GuestError::InvalidArgument(format!("NUL byte in {s:?}")))
+        CString::new(s).map_err(|_| GuestError::BadValue {
+            what: "process string",
+            value: s.to_string(),
+            why: "contains a NUL byte".into(),
+        })
     };
     let args = process
         .Args
@@ -131,8 +138,11 @@ fn read_config() -> Result<Spec, GuestError> {
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes)
         .map_err(io_err("read helper config", "fd 3"))?;
-    Spec::parse_from_bytes(&bytes)
-        .map_err(|e| GuestError::InvalidArgument(format!("helper config: {e}")))
+    Spec::parse_from_bytes(&bytes).map_err(|e| GuestError::BadValue {
+        what: "helper config",
+        value: format!("{} bytes", bytes.len()),
+        why: e.to_string(),
+    })
 }
 
 fn enter_new_container(spec: &Spec) -> Result<(), GuestError> {
@@ -156,11 +166,12 @@ fn enter_new_container(spec: &Spec) -> Result<(), GuestError> {
     }
     let mut has_proc = false;
     for m in &spec.Mounts {
-        container_mount(rootfs, m).map_err(|e| {
-            GuestError::InvalidArgument(format!(
-                "container mount {:?} (type {:?}, source {:?}, options {:?}): {e}",
-                m.destination, m.type_, m.source, m.options
-            ))
+        container_mount(rootfs, m).map_err(|e| GuestError::ContainerMount {
+            destination: m.destination.clone(),
+            fstype: m.type_.clone(),
+            source_path: m.source.clone(),
+            options: m.options.clone(),
+            source: Box::new(e),
         })?;
         has_proc |= m.type_ == "proc";
     }

@@ -33,7 +33,11 @@ pub struct SlotFn {
 
 /// Parses a Kata PCI path: `/`-separated `slot[.function]` in hex, slot < 32, function < 8.
 pub fn parse_pci_path(text: &str) -> Result<Vec<SlotFn>, GuestError> {
-    let bad = |why: &str| GuestError::InvalidArgument(format!("bad PCI path {text:?}: {why}"));
+    let bad = |why: &str| GuestError::BadValue {
+        what: "PCI path",
+        value: text.to_string(),
+        why: why.to_string(),
+    };
     if text.is_empty() {
         return Err(bad("empty"));
     }
@@ -106,7 +110,11 @@ pub fn find_pci_block(root: &GuestRoot, path: &[SlotFn]) -> Result<Option<String
 
 /// Parses a SCSI address `<id>:<lun>`.
 pub fn parse_scsi_addr(text: &str) -> Result<(u32, u32), GuestError> {
-    let bad = || GuestError::InvalidArgument(format!("bad SCSI address {text:?}: want <id>:<lun>"));
+    let bad = || GuestError::BadValue {
+        what: "SCSI address",
+        value: text.to_string(),
+        why: "want <id>:<lun>".into(),
+    };
     let (id, lun) = text.split_once(':').ok_or_else(bad)?;
     Ok((
         id.parse().map_err(|_| bad())?,

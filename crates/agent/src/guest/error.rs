@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use ttrpc::Code;
 
+use crate::guest_path::GuestPathError;
+
 /// One storage as the request named it, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageName {
@@ -26,9 +28,44 @@ impl std::fmt::Display for StorageName {
 /// A guest-mode failure.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    /// The request is malformed (bad path, bad option, unsupported driver).
-    #[error("{0}")]
-    InvalidArgument(String),
+    /// A guest path is not absolute or has `..`.
+    #[error(transparent)]
+    Path(#[from] GuestPathError),
+    /// A required field of the request is missing or empty.
+    #[error("{field} is missing or empty")]
+    Missing { field: &'static str },
+    /// A value of the request cannot be used.
+    #[error("bad {what} {value:?}: {why}")]
+    BadValue {
+        what: &'static str,
+        value: String,
+        why: String,
+    },
+    /// No container with that id (Kata's `ERR_INVALID_CONTAINER_ID` wording).
+    #[error("{}: {container_id}", crate::state::ERR_INVALID_CONTAINER_ID)]
+    NoContainer { container_id: String },
+    /// The container's rootfs is not a directory.
+    #[error("rootfs {rootfs:?} is not a directory")]
+    RootfsNotDir { rootfs: PathBuf },
+    /// A container mount could not be set up.
+    #[error("container mount {destination:?} (type {fstype:?}, source {source_path:?}, options {options:?}): {source}")]
+    ContainerMount {
+        destination: String,
+        fstype: String,
+        source_path: String,
+        options: Vec<String>,
+        #[source]
+        source: Box<GuestError>,
+    },
+    /// A system call in the container's setup failed.
+    #[error("{what}: {errno}")]
+    Setup {
+        what: String,
+        errno: nix::errno::Errno,
+    },
+    /// The request asks for something this agent does not do (e.g. a terminal).
+    #[error("{what} is not supported by this agent")]
+    Unsupported { what: String },
     /// A hot-plugged device never showed up.
     #[error("{storage}: device {device} did not appear within {timeout_ms} ms")]
     DeviceTimeout {
@@ -84,15 +121,21 @@ impl GuestError {
     /// (mounts, spawning) INTERNAL.
     pub fn code(&self) -> Code {
         match self {
-            GuestError::InvalidArgument(_) | GuestError::ExecutableNotFound { .. } => {
-                Code::INVALID_ARGUMENT
-            }
+            GuestError::Path(_)
+            | GuestError::Missing { .. }
+            | GuestError::BadValue { .. }
+            | GuestError::NoContainer { .. }
+            | GuestError::RootfsNotDir { .. }
+            | GuestError::ExecutableNotFound { .. } => Code::INVALID_ARGUMENT,
+            GuestError::Unsupported { .. } => Code::UNIMPLEMENTED,
+            GuestError::ContainerMount { source, .. } => source.code(),
             GuestError::DeviceTimeout { .. } => Code::NOT_FOUND,
             GuestError::Storage { source, .. } => source.code(),
             GuestError::Precondition(_) => Code::FAILED_PRECONDITION,
-            GuestError::Mount { .. } | GuestError::Io { .. } | GuestError::Start { .. } => {
-                Code::INTERNAL
-            }
+            GuestError::Mount { .. }
+            | GuestError::Io { .. }
+            | GuestError::Start { .. }
+            | GuestError::Setup { .. } => Code::INTERNAL,
         }
     }
 

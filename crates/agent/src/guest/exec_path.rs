@@ -77,7 +77,9 @@ pub fn find_executable(
         name: argv0.to_string(),
     };
     if argv0.is_empty() {
-        return Err(GuestError::InvalidArgument("process args are empty".into()));
+        return Err(GuestError::Missing {
+            field: "Process.Args",
+        });
     }
     if argv0.contains('/') {
         let inner = Path::new(if cwd.is_empty() { "/" } else { cwd }).join(argv0);

@@ -1,9 +1,10 @@
 //! The agent's `--root`: every guest path of a request is resolved under it (`/` in the VM, a
 //! temp dir in tests). Guest paths must be absolute and free of `..`.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::error::GuestError;
+use crate::guest_path::relative;
 
 /// Directory the guest filesystem is rooted at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,27 +15,10 @@ impl GuestRoot {
         GuestRoot(root)
     }
 
-    /// The agent-side path of the absolute guest path `guest`.
+    /// The agent-side path of the absolute guest path `guest` (checked by
+    /// [`crate::guest_path::relative`]).
     pub fn resolve(&self, guest: &str) -> Result<PathBuf, GuestError> {
-        let p = Path::new(guest);
-        if !p.is_absolute() {
-            return Err(GuestError::InvalidArgument(format!(
-                "guest path {guest:?} is not absolute"
-            )));
-        }
-        let mut out = self.0.clone();
-        for c in p.components() {
-            match c {
-                Component::RootDir | Component::CurDir => {}
-                Component::Normal(n) => out.push(n),
-                Component::ParentDir | Component::Prefix(_) => {
-                    return Err(GuestError::InvalidArgument(format!(
-                        "guest path {guest:?} must not contain '..'"
-                    )))
-                }
-            }
-        }
-        Ok(out)
+        Ok(self.0.join(relative(guest)?))
     }
 }
 

@@ -64,7 +64,17 @@ pub struct GuestSandbox {
 }
 
 fn no_container(cid: &str) -> GuestError {
-    GuestError::InvalidArgument(format!("{}: {cid}", crate::state::ERR_INVALID_CONTAINER_ID))
+    GuestError::NoContainer {
+        container_id: cid.to_string(),
+    }
+}
+
+fn encode_err(cid: &str, e: &protobuf::Error) -> GuestError {
+    GuestError::BadValue {
+        what: "OCI spec of container",
+        value: cid.to_string(),
+        why: format!("encode: {e}"),
+    }
 }
 
 impl GuestSandbox {
@@ -130,8 +140,7 @@ impl GuestSandbox {
                     "container {cid} already started"
                 )));
             }
-            protobuf::Message::write_to_bytes(&c.init_spec)
-                .map_err(|e| GuestError::InvalidArgument(format!("encode spec: {e}")))?
+            protobuf::Message::write_to_bytes(&c.init_spec).map_err(|e| encode_err(cid, &e))?
         };
         let key = ProcKey {
             container_id: cid.into(),
@@ -163,8 +172,7 @@ impl GuestSandbox {
             })?;
             let spec = c.exec_spec(process, init)?;
             (
-                protobuf::Message::write_to_bytes(&spec)
-                    .map_err(|e| GuestError::InvalidArgument(format!("encode spec: {e}")))?,
+                protobuf::Message::write_to_bytes(&spec).map_err(|e| encode_err(cid, &e))?,
                 init,
             )
         };
@@ -253,7 +261,11 @@ impl GuestSandbox {
         let sig = i32::try_from(sig)
             .ok()
             .and_then(|s| Signal::try_from(s).ok())
-            .ok_or_else(|| GuestError::InvalidArgument(format!("bad signal {sig}")))?;
+            .ok_or_else(|| GuestError::BadValue {
+                what: "signal",
+                value: sig.to_string(),
+                why: "not a signal number".into(),
+            })?;
         let sig = if eid.is_empty() && sig == Signal::SIGTERM && !handles(pid, sig) {
             Signal::SIGKILL
         } else {

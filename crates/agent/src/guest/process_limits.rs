@@ -32,18 +32,21 @@ pub fn rlimit_resource(name: &str) -> Result<Resource, GuestError> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, r)| *r)
-        .ok_or_else(|| GuestError::InvalidArgument(format!("unknown rlimit type {name:?}")))
+        .ok_or_else(|| GuestError::BadValue {
+            what: "rlimit type",
+            value: name.to_string(),
+            why: "unknown".into(),
+        })
 }
 
 /// Sets every rlimit of the process.
 pub fn apply_rlimits(limits: &[POSIXRlimit]) -> Result<(), GuestError> {
     for l in limits {
         let r = rlimit_resource(&l.Type)?;
-        setrlimit(r, l.Soft, l.Hard).map_err(|e| {
-            GuestError::InvalidArgument(format!(
-                "setrlimit {} soft {} hard {}: {e}",
-                l.Type, l.Soft, l.Hard
-            ))
+        setrlimit(r, l.Soft, l.Hard).map_err(|e| GuestError::BadValue {
+            what: "rlimit",
+            value: format!("{} soft {} hard {}", l.Type, l.Soft, l.Hard),
+            why: e.to_string(),
         })?;
     }
     Ok(())

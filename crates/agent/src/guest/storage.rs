@@ -54,7 +54,9 @@ pub fn mount_storage(
 
 fn carry_out(root: &GuestRoot, s: &Storage, timeout: Duration) -> Result<MountRecord, GuestError> {
     if s.mount_point.is_empty() {
-        return Err(GuestError::InvalidArgument("empty mount_point".into()));
+        return Err(GuestError::Missing {
+            field: "Storage.mount_point",
+        });
     }
     let target = root.resolve(&s.mount_point)?;
     match s.driver.as_str() {
@@ -95,9 +97,11 @@ fn carry_out(root: &GuestRoot, s: &Storage, timeout: Duration) -> Result<MountRe
             mount_at(s, &source.to_string_lossy(), &target, "bind", file)
         }
         "local" => local(s, &target),
-        other => Err(GuestError::InvalidArgument(format!(
-            "unsupported storage driver {other:?}"
-        ))),
+        other => Err(GuestError::BadValue {
+            what: "storage driver",
+            value: other.to_string(),
+            why: "unsupported".into(),
+        }),
     }
 }
 
@@ -189,8 +193,11 @@ fn mount_at(
 fn local(s: &Storage, target: &Path) -> Result<MountRecord, GuestError> {
     let mode = option_value(&s.options, "mode")
         .map(|m| {
-            u32::from_str_radix(m, 8)
-                .map_err(|_| GuestError::InvalidArgument(format!("bad mode {m:?} in options")))
+            u32::from_str_radix(m, 8).map_err(|e| GuestError::BadValue {
+                what: "mode option",
+                value: m.to_string(),
+                why: e.to_string(),
+            })
         })
         .transpose()?;
     let created = create_dirs(target)?;
