@@ -32,6 +32,8 @@ mod manager;
 mod systemd;
 
 #[cfg(test)]
+mod guest_v2_tests;
+#[cfg(test)]
 mod host_parent_tests;
 #[cfg(test)]
 mod host_tests;
