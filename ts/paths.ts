@@ -15,7 +15,13 @@ export interface PathError {
 }
 
 function pathError(side: 'host' | 'guest', value: string, reason: string): PathError {
-  return { kind: 'invalid-path', side, value, reason, message: `${side} path ${JSON.stringify(value)}: ${reason}` };
+  return {
+    kind: 'invalid-path',
+    side,
+    value,
+    reason,
+    message: `${side} path ${JSON.stringify(value)}: ${reason}`,
+  };
 }
 
 function checkAbsolute(side: 'host' | 'guest', value: string): Result<string, PathError> {
@@ -48,7 +54,13 @@ export function isWithin(root: GuestPath | HostPath, p: GuestPath | HostPath): b
 export function joinGuest(root: GuestPath, ...segments: string[]): Result<GuestPath, PathError> {
   for (const s of segments) {
     if (s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\0')) {
-      return err(pathError('guest', `${root}/${segments.join('/')}`, `segment ${JSON.stringify(s)} is not a plain name`));
+      return err(
+        pathError(
+          'guest',
+          `${root}/${segments.join('/')}`,
+          `segment ${JSON.stringify(s)} is not a plain name`,
+        ),
+      );
     }
   }
   return guestPath(path.posix.join(root, ...segments)).andThen((p) =>
@@ -60,7 +72,13 @@ export function joinGuest(root: GuestPath, ...segments: string[]): Result<GuestP
 export function joinHost(root: HostPath, ...segments: string[]): Result<HostPath, PathError> {
   for (const s of segments) {
     if (s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\0')) {
-      return err(pathError('host', `${root}/${segments.join('/')}`, `segment ${JSON.stringify(s)} is not a plain name`));
+      return err(
+        pathError(
+          'host',
+          `${root}/${segments.join('/')}`,
+          `segment ${JSON.stringify(s)} is not a plain name`,
+        ),
+      );
     }
   }
   return hostPath(path.posix.join(root, ...segments));

@@ -62,7 +62,8 @@ function moduleEdges(): Edge[] {
       if (!target.startsWith(`${tsDir}${path.sep}`)) continue;
       const from = moduleOf(file);
       const to = moduleOf(target.replace(/\.js$/, '.ts'));
-      if (from !== to) edges.push({ from, to, file: path.relative(repoRoot, file), specifier: ref.fileName });
+      if (from !== to)
+        edges.push({ from, to, file: path.relative(repoRoot, file), specifier: ref.fileName });
     }
   }
   return edges;
@@ -105,10 +106,13 @@ function cycles(edges: readonly Edge[]): string[][] {
 }
 
 function layering(edges: readonly Edge[], present: ReadonlySet<string>): string {
-  const targets = (m: string) => [...new Set(edges.filter((e) => e.from === m).map((e) => e.to))].sort();
+  const targets = (m: string) =>
+    [...new Set(edges.filter((e) => e.from === m).map((e) => e.to))].sort();
   return [...LAYERS]
     .map((mods, i) => {
-      const rows = mods.filter((m) => present.has(m)).map((m) => `    ${m.padEnd(14)} → ${targets(m).join(', ') || '(nothing in ts/)'}`);
+      const rows = mods
+        .filter((m) => present.has(m))
+        .map((m) => `    ${m.padEnd(14)} → ${targets(m).join(', ') || '(nothing in ts/)'}`);
       return [`  layer ${i}`, ...rows].join('\n');
     })
     .reverse()
@@ -121,7 +125,11 @@ test('the import graph of ts/ has the expected modules and prints its layering',
   const modules = new Set(sourceFiles(tsDir).map(moduleOf));
   t.log(`\n${layering(edges, modules)}`);
   const unplaced = [...modules].filter((m) => !rank.has(m));
-  t.deepEqual(unplaced, [], 'every module of ts/ has a layer in __test__/architecture/layers.spec.ts');
+  t.deepEqual(
+    unplaced,
+    [],
+    'every module of ts/ has a layer in __test__/architecture/layers.spec.ts',
+  );
   t.true(modules.has('ts/plan') && modules.has('ts/lifecycle'), 'the walk found the sources');
   t.true(edges.length > 50, `found ${edges.length} cross-module imports`);
 });
@@ -129,7 +137,10 @@ test('the import graph of ts/ has the expected modules and prints its layering',
 test('every import goes to a strictly lower layer', (t) => {
   const upward = edges
     .filter((e) => rank.has(e.from) && rank.has(e.to) && rank.get(e.to)! >= rank.get(e.from)!)
-    .map((e) => `${e.file} imports ${e.specifier} (${e.from}, layer ${rank.get(e.from)} → ${e.to}, layer ${rank.get(e.to)})`);
+    .map(
+      (e) =>
+        `${e.file} imports ${e.specifier} (${e.from}, layer ${rank.get(e.from)} → ${e.to}, layer ${rank.get(e.to)})`,
+    );
   t.deepEqual(upward, []);
 });
 
@@ -139,7 +150,13 @@ test('no cycle between modules', (t) => {
 
 test('the cycle check finds a cycle when there is one', (t) => {
   const e = (from: string, to: string): Edge => ({ from, to, file: 'x', specifier: 'y' });
-  t.deepEqual(cycles([e('ts/plan', 'ts/rootless'), e('ts/rootless', 'ts/qemu'), e('ts/qemu', 'ts/plan'), e('ts/cli', 'ts/plan')]), [
-    ['ts/plan', 'ts/qemu', 'ts/rootless'],
-  ]);
+  t.deepEqual(
+    cycles([
+      e('ts/plan', 'ts/rootless'),
+      e('ts/rootless', 'ts/qemu'),
+      e('ts/qemu', 'ts/plan'),
+      e('ts/cli', 'ts/plan'),
+    ]),
+    [['ts/plan', 'ts/qemu', 'ts/rootless']],
+  );
 });

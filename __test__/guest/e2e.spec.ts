@@ -11,11 +11,23 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import type { BlockDriver } from '../../ts/config/kata-config.js';
-import { addContainer, pumpOutput, removeContainer, startContainer, wait } from '../../ts/lifecycle/container.js';
+import {
+  addContainer,
+  pumpOutput,
+  removeContainer,
+  startContainer,
+  wait,
+} from '../../ts/lifecycle/container.js';
 import { formatLifecycleError, type LifecycleError } from '../../ts/lifecycle/errors.js';
 import { createSandbox, deleteSandbox, type Sandbox } from '../../ts/lifecycle/sandbox.js';
 import { logTail } from '../../ts/qemu/vm.js';
-import { leftovers, missingGuestParts, podFixture, SHM_SIZE_MIB, type PodFixture } from './guest-fixture.js';
+import {
+  leftovers,
+  missingGuestParts,
+  podFixture,
+  SHM_SIZE_MIB,
+  type PodFixture,
+} from './guest-fixture.js';
 
 const missing = missingGuestParts();
 /** Budget for the container to see one host change (debounce 100 ms; TCG on a loaded machine). */
@@ -50,7 +62,10 @@ class Output {
       const m = re.exec(this.text);
       if (m !== null) return m[1] ?? m[0];
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`${what}: not seen within ${CHANGE_TIMEOUT_MS} ms; output so far:\n${this.text}`);
+      if (left <= 0)
+        throw new Error(
+          `${what}: not seen within ${CHANGE_TIMEOUT_MS} ms; output so far:\n${this.text}`,
+        );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.#waiters.push(() => (clearTimeout(timer), resolve()));
@@ -59,8 +74,14 @@ class Output {
   }
 }
 
-function ok<T>(r: { isErr(): boolean; _unsafeUnwrap(): T; _unsafeUnwrapErr(): LifecycleError }, f: PodFixture): T {
-  if (r.isErr()) throw new Error(`${formatLifecycleError(r._unsafeUnwrapErr()).join('\n')}\nconsole:\n${logTail(f.consoleLog, 4000)}`);
+function ok<T>(
+  r: { isErr(): boolean; _unsafeUnwrap(): T; _unsafeUnwrapErr(): LifecycleError },
+  f: PodFixture,
+): T {
+  if (r.isErr())
+    throw new Error(
+      `${formatLifecycleError(r._unsafeUnwrapErr()).join('\n')}\nconsole:\n${logTail(f.consoleLog, 4000)}`,
+    );
   return r._unsafeUnwrap();
 }
 
@@ -74,13 +95,21 @@ function started(sb: Sandbox, id: string): { out: Output; done: Promise<void> } 
 async function pod(t: ExecutionContext, driver: BlockDriver): Promise<void> {
   const f = podFixture(driver, ['sh', '-c', SANDBOX_SCRIPT], ['df', '-k', '/dev/shm']);
   t.teardown(() => f.cleanup());
-  const sb = ok(await createSandbox({ sandboxId: f.sandboxId, configPath: f.config, bundle: f.sandboxBundle }, f.options), f);
+  const sb = ok(
+    await createSandbox(
+      { sandboxId: f.sandboxId, configPath: f.config, bundle: f.sandboxBundle },
+      f.options,
+    ),
+    f,
+  );
   const recorded = [sb.state.vm!.qemu!];
   let deleted = false;
   t.teardown(async () => {
     if (!deleted) await deleteSandbox(sb);
   });
-  t.log(`${driver}: booted and CreateSandbox in ${((sb.timings['boot'] ?? 0) + (sb.timings['createSandbox'] ?? 0)).toFixed(0)} ms`);
+  t.log(
+    `${driver}: booted and CreateSandbox in ${((sb.timings['boot'] ?? 0) + (sb.timings['createSandbox'] ?? 0)).toFixed(0)} ms`,
+  );
   t.is(sb.plan.shmSizeBytes, SHM_SIZE_MIB << 20);
   const [copy] = sb.plan.containers[0]!.copies;
   t.like(copy, { kind: 'dir', watched: true }, 'the configmap is a watched copy step');
@@ -96,12 +125,19 @@ async function pod(t: ExecutionContext, driver: BlockDriver): Promise<void> {
   t.is(await out.line(/^key=(.*)$/m, 'first configmap value'), 'v1');
 
   f.updateConfigmap('v2');
-  t.is(await out.line(/^key-updated=(.*)$/m, 'value after the ..data swap'), 'v2', 'the kubelet update reached the container');
+  t.is(
+    await out.line(/^key-updated=(.*)$/m, 'value after the ..data swap'),
+    'v2',
+    'the kubelet update reached the container',
+  );
 
   mkdirSync(path.join(f.configmap, 'newdir'));
   await out.line(/^newdir=(present)$/m, 'directory created on the host');
   writeFileSync(path.join(f.configmap, 'newdir', 'file'), 'written after the directory\n');
-  t.is(await out.line(/^newdir-file=(.*)$/m, 'file written into the new directory'), 'written after the directory');
+  t.is(
+    await out.line(/^newdir-file=(.*)$/m, 'file written into the new directory'),
+    'written after the directory',
+  );
   t.is(ok(await wait(sb, f.sandboxId), f), 0);
   await done;
 
@@ -124,10 +160,13 @@ async function pod(t: ExecutionContext, driver: BlockDriver): Promise<void> {
 }
 
 function podTest(driver: BlockDriver) {
-  test.serial(`${driver}: configmap copied, live-updated (..data swap, new directory) and read in the container; planned /dev/shm size; nothing left`, async (t) => {
-    t.timeout(300_000);
-    await pod(t, driver);
-  });
+  test.serial(
+    `${driver}: configmap copied, live-updated (..data swap, new directory) and read in the container; planned /dev/shm size; nothing left`,
+    async (t) => {
+      t.timeout(300_000);
+      await pod(t, driver);
+    },
+  );
 }
 
 if (missing === null) {

@@ -7,7 +7,18 @@
 // cleanup, unmounts and removes everything.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +44,8 @@ export function missingGuestParts(): string | null {
 
 /** Host tmpfs size for the sandbox's /dev/shm source: the planner takes it from statfs. */
 export const SHM_SIZE_MIB = 24;
-const KERNEL_PARAMS = 'console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check';
+const KERNEL_PARAMS =
+  'console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check';
 
 // A timed-out test never reaches its teardown: clean up what is left when the process exits.
 const pending = new Set<() => void>();
@@ -102,15 +114,28 @@ function writeBundle(dir: string, name: string, patch: (s: Record<string, any>) 
   writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
   const image = path.join(dir, `${name}-rootfs.ext4`);
   copyFileSync(ROOTFS_IMAGE, image);
-  writeFileSync(path.join(bundle, 'rootfs-mounts.json'), JSON.stringify([{ type: 'ext4', source: image, options: ['loop', 'rw'] }]));
+  writeFileSync(
+    path.join(bundle, 'rootfs-mounts.json'),
+    JSON.stringify([{ type: 'ext4', source: image, options: ['loop', 'rw'] }]),
+  );
   return bundle;
 }
 
 const mountsWith = (shm: string, extra: object[] = []) => [
   { destination: '/proc', type: 'proc', source: 'proc' },
-  { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+  {
+    destination: '/dev',
+    type: 'tmpfs',
+    source: 'tmpfs',
+    options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+  },
   { destination: '/dev/shm', type: 'bind', source: shm, options: ['rbind', 'rw'] },
-  { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+  {
+    destination: '/sys',
+    type: 'sysfs',
+    source: 'sysfs',
+    options: ['nosuid', 'noexec', 'nodev', 'ro'],
+  },
   ...extra,
 ];
 
@@ -118,7 +143,11 @@ const mountsWith = (shm: string, extra: object[] = []) => [
  * The sandbox `e2e-<hex>` runs `sandboxArgs` with the configmap at /etc/config; container
  * `app-<hex>` runs `appArgs`. Both rootfs images are hot-plugged with `driver`.
  */
-export function podFixture(driver: BlockDriver, sandboxArgs: string[], appArgs: string[]): PodFixture {
+export function podFixture(
+  driver: BlockDriver,
+  sandboxArgs: string[],
+  appArgs: string[],
+): PodFixture {
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-e2e-'));
   const sandboxId = `e2e-${randomBytes(3).toString('hex')}`;
   const appId = `app-${randomBytes(3).toString('hex')}`;
@@ -128,12 +157,17 @@ export function podFixture(driver: BlockDriver, sandboxArgs: string[], appArgs: 
   let mounted = false;
   let stamp = 0;
   const kubelet = path.join(dir, 'kubelet');
-  const configmap = path.join(kubelet, 'pods/0b5c8a8e-0000-4000-8000-000000000001/volumes/kubernetes.io~configmap/app-config');
+  const configmap = path.join(
+    kubelet,
+    'pods/0b5c8a8e-0000-4000-8000-000000000001/volumes/kubernetes.io~configmap/app-config',
+  );
   const updateConfigmap = (value: string) => {
     const data = `..2026_11_28_21_00_0${stamp++}.000000001`;
     mkdirSync(path.join(configmap, data));
     writeFileSync(path.join(configmap, data, 'key'), value);
-    const previous = existsSync(path.join(configmap, '..data')) ? path.join(configmap, readlinkSync(path.join(configmap, '..data'))) : null;
+    const previous = existsSync(path.join(configmap, '..data'))
+      ? path.join(configmap, readlinkSync(path.join(configmap, '..data')))
+      : null;
     symlinkSync(data, path.join(configmap, '..data_tmp'));
     renameSync(path.join(configmap, '..data_tmp'), path.join(configmap, '..data'));
     if (previous !== null) rmSync(previous, { recursive: true });
@@ -161,20 +195,47 @@ export function podFixture(driver: BlockDriver, sandboxArgs: string[], appArgs: 
     symlinkSync('..data/key', path.join(configmap, 'key'));
     const sandboxBundle = writeBundle(dir, 'sandbox', (s) => {
       s.process.args = sandboxArgs;
-      s.mounts = mountsWith(shm, [{ destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] }]);
+      s.mounts = mountsWith(shm, [
+        { destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] },
+      ]);
       s.linux.cgroupsPath = `/${subtree}/${sandboxId}`;
-      s.annotations = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-id': sandboxId };
+      s.annotations = {
+        'io.kubernetes.cri.container-type': 'sandbox',
+        'io.kubernetes.cri.sandbox-id': sandboxId,
+      };
     });
     const appBundle = writeBundle(dir, 'app', (s) => {
       s.process.args = appArgs;
       s.mounts = mountsWith(shm);
       s.linux.cgroupsPath = `/${subtree}/${appId}`;
-      s.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': sandboxId };
+      s.annotations = {
+        'io.kubernetes.cri.container-type': 'container',
+        'io.kubernetes.cri.sandbox-id': sandboxId,
+      };
     });
     const config = writeConfig(dir, driver, kubelet);
-    const options: SandboxOptions = { stateRoot, accel: 'tcg', runtimePid: process.pid, bootTimeoutMs: 120_000 };
+    const options: SandboxOptions = {
+      stateRoot,
+      accel: 'tcg',
+      runtimePid: process.pid,
+      bootTimeoutMs: 120_000,
+    };
     const consoleLog = path.join(stateRoot, sandboxId, 'vm', 'console.log');
-    return { dir, sandboxId, appId, config, sandboxBundle, appBundle, stateRoot, configmap, subtree, options, consoleLog, updateConfigmap, cleanup: cleanupAll };
+    return {
+      dir,
+      sandboxId,
+      appId,
+      config,
+      sandboxBundle,
+      appBundle,
+      stateRoot,
+      configmap,
+      subtree,
+      options,
+      consoleLog,
+      updateConfigmap,
+      cleanup: cleanupAll,
+    };
   } catch (e) {
     exitCleanup();
     throw e;
@@ -192,7 +253,9 @@ export function leftovers(f: PodFixture, recorded: readonly ProcessRef[]): strin
   }
   for (const ref of recorded) if (isAlive(ref)) left.push(`pid ${ref.pid}`);
   for (const ref of processesWithArg(stateDir)) left.push(`process ${ref.pid} using ${stateDir}`);
-  const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(f.dir) && !l.includes(`${f.dir}/shm `));
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(f.dir) && !l.includes(`${f.dir}/shm `));
   left.push(...mounts.map((m) => `mount ${m}`));
   return left;
 }

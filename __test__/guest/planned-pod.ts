@@ -7,7 +7,15 @@
 // container through the agent, copies through the production copy engine (crates/watch).
 // `cleanup()` unmounts and removes all.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,7 +60,10 @@ process.once('exit', () => {
 /** Rejects with `what` if `p` does not settle within `ms`. */
 export function within<T>(ms: number, p: PromiseLike<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)));
+  const timeout = new Promise<never>(
+    (_, reject) =>
+      (timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)),
+  );
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
@@ -73,14 +84,27 @@ function spec(patch: (s: Record<string, any>) => void): OciSpec {
 
 const baseMounts = (shm: string) => [
   { destination: '/proc', type: 'proc', source: 'proc' },
-  { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+  {
+    destination: '/dev',
+    type: 'tmpfs',
+    source: 'tmpfs',
+    options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'],
+  },
   { destination: '/dev/shm', type: 'bind', source: shm, options: ['rbind', 'rw'] },
-  { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+  {
+    destination: '/sys',
+    type: 'sysfs',
+    source: 'sysfs',
+    options: ['nosuid', 'noexec', 'nodev', 'ro'],
+  },
 ];
 
 /** A kubelet configmap volume as kubelet writes it: `key` → `..data/key`, `..data` → a timestamped dir. */
 function configmapVolume(kubelet: string): string {
-  const dir = path.join(kubelet, 'pods/0b5c8a8e-0000-4000-8000-000000000001/volumes/kubernetes.io~configmap/app-config');
+  const dir = path.join(
+    kubelet,
+    'pods/0b5c8a8e-0000-4000-8000-000000000001/volumes/kubernetes.io~configmap/app-config',
+  );
   const stamped = path.join(dir, '..2026_11_28_21_00_00.000000001');
   mkdirSync(stamped, { recursive: true });
   writeFileSync(path.join(stamped, 'key'), CONFIGMAP_TEXT);
@@ -119,23 +143,57 @@ export function podFixture(driver: BlockDriver): PodFixture {
     });
     const sbSpec = spec((s) => {
       s.process.args = ['cat', '/etc/config/key'];
-      s.mounts = [...baseMounts(shm), { destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] }];
-      s.annotations = { 'io.kubernetes.cri.container-type': 'sandbox', 'io.kubernetes.cri.sandbox-id': 'sb' };
+      s.mounts = [
+        ...baseMounts(shm),
+        { destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] },
+      ];
+      s.annotations = {
+        'io.kubernetes.cri.container-type': 'sandbox',
+        'io.kubernetes.cri.sandbox-id': 'sb',
+      };
     });
     const appSpec = spec((s) => {
       s.process.args = ['df', '-k', '/dev/shm'];
       s.mounts = baseMounts(shm);
-      s.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb' };
+      s.annotations = {
+        'io.kubernetes.cri.container-type': 'container',
+        'io.kubernetes.cri.sandbox-id': 'sb',
+      };
     });
-    const parsed = parseKataConfig(readFileSync(path.join(repoRoot, 'examples/configuration-qemu.toml'), 'utf8'), 'configuration-qemu.toml')._unsafeUnwrap().config;
-    const hv: HypervisorConfig = { ...parsed.hypervisor, sharedFs: 'none', blockDeviceDriver: driver, pcieRootPort: 2, defaultMemoryMiB: 512, defaultMaxMemoryMiB: 0, initdata: '' };
-    const config: KataConfig = { ...parsed, hypervisor: hv, runtime: { ...parsed.runtime, kubeletRootDir: kubelet } };
-    const host = gatherHostFacts([sbSpec, appSpec], { rootfsMounts: images, kubeletRootDir: kubelet });
+    const parsed = parseKataConfig(
+      readFileSync(path.join(repoRoot, 'examples/configuration-qemu.toml'), 'utf8'),
+      'configuration-qemu.toml',
+    )._unsafeUnwrap().config;
+    const hv: HypervisorConfig = {
+      ...parsed.hypervisor,
+      sharedFs: 'none',
+      blockDeviceDriver: driver,
+      pcieRootPort: 2,
+      defaultMemoryMiB: 512,
+      defaultMaxMemoryMiB: 0,
+      initdata: '',
+    };
+    const config: KataConfig = {
+      ...parsed,
+      hypervisor: hv,
+      runtime: { ...parsed.runtime, kubeletRootDir: kubelet },
+    };
+    const host = gatherHostFacts([sbSpec, appSpec], {
+      rootfsMounts: images,
+      kubeletRootDir: kubelet,
+    });
     const planned = plan({
       config,
       configSource: 'configuration-qemu.toml',
-      sandbox: { id: 'sb', bundleDir: path.join(dir, 'sb'), spec: sbSpec, rootfsMounts: images[0]! },
-      containers: [{ id: 'app', bundleDir: path.join(dir, 'app'), spec: appSpec, rootfsMounts: images[1]! }],
+      sandbox: {
+        id: 'sb',
+        bundleDir: path.join(dir, 'sb'),
+        spec: sbSpec,
+        rootfsMounts: images[0]!,
+      },
+      containers: [
+        { id: 'app', bundleDir: path.join(dir, 'app'), spec: appSpec, rootfsMounts: images[1]! },
+      ],
       host,
     });
     if (planned.isErr()) throw new Error(planned.error.problems.map((p) => p.message).join('\n'));
@@ -157,10 +215,22 @@ export async function createSandbox(agent: AgentClient, p: ResourcePlan): Promis
 }
 
 /** Hot-plugs the container's planned block devices and copies its copy steps once (the production engine). */
-export async function prepareContainer(agent: AgentClient, target: AgentTarget, qmp: QmpClient, c: ContainerPlan): Promise<void> {
-  for (const d of c.blockDevices) (await hotplugBlock(qmp, d, { timeoutMs: QMP_TIMEOUT_MS }))._unsafeUnwrap();
+export async function prepareContainer(
+  agent: AgentClient,
+  target: AgentTarget,
+  qmp: QmpClient,
+  c: ContainerPlan,
+): Promise<void> {
+  for (const d of c.blockDevices)
+    (await hotplugBlock(qmp, d, { timeoutMs: QMP_TIMEOUT_MS }))._unsafeUnwrap();
   for (const s of c.copies) {
-    const r = await startLiveSync({ source: s.source, destinations: [s.guestPath], agent: target, connection: agent.connection, watch: false });
+    const r = await startLiveSync({
+      source: s.source,
+      destinations: [s.guestPath],
+      agent: target,
+      connection: agent.connection,
+      watch: false,
+    });
     if (r.isErr()) throw new Error(`copy ${s.source} → ${s.guestPath}: ${r.error.message}`);
     r.value.close();
   }
@@ -168,24 +238,38 @@ export async function prepareContainer(agent: AgentClient, target: AgentTarget, 
 
 /** WaitProcess of the init process, bounded. */
 export async function waitInit(agent: AgentClient, containerId: string): Promise<number> {
-  const r = await within(STEP_TIMEOUT_MS, agent.waitProcess(containerId, ''), `WaitProcess ${containerId}`);
+  const r = await within(
+    STEP_TIMEOUT_MS,
+    agent.waitProcess(containerId, ''),
+    `WaitProcess ${containerId}`,
+  );
   if (r.isErr()) throw new Error(`WaitProcess ${containerId}: ${r.error.message}`);
   return r.value;
 }
 
 /** CreateContainer with the plan's request, then StartContainer. */
 export async function createAndStart(agent: AgentClient, c: ContainerPlan): Promise<void> {
-  const created = await agent.createContainer(fromJson(CreateContainerRequestSchema, c.createContainer));
+  const created = await agent.createContainer(
+    fromJson(CreateContainerRequestSchema, c.createContainer),
+  );
   if (created.isErr()) throw new Error(`CreateContainer ${c.id}: ${created.error.message}`);
   const started = await agent.startContainer(c.id);
   if (started.isErr()) throw new Error(`StartContainer ${c.id}: ${started.error.message}`);
 }
 
 /** Reads the init process's stdout to its end. */
-export async function readAllStdout(agent: AgentClient, containerId: string, onFirstByte?: () => void): Promise<string> {
+export async function readAllStdout(
+  agent: AgentClient,
+  containerId: string,
+  onFirstByte?: () => void,
+): Promise<string> {
   const chunks: Buffer[] = [];
   for (;;) {
-    const r = await within(STEP_TIMEOUT_MS, agent.readStdout(containerId, '', 64 * 1024), `ReadStdout ${containerId}`);
+    const r = await within(
+      STEP_TIMEOUT_MS,
+      agent.readStdout(containerId, '', 64 * 1024),
+      `ReadStdout ${containerId}`,
+    );
     if (r.isErr()) {
       // End of stream is an empty read; some agents report it as an error once the process is gone.
       if (chunks.length > 0) break;
@@ -199,7 +283,11 @@ export async function readAllStdout(agent: AgentClient, containerId: string, onF
 }
 
 /** RemoveContainer, then unplug its devices. */
-export async function removeContainer(agent: AgentClient, qmp: QmpClient, c: ContainerPlan): Promise<void> {
+export async function removeContainer(
+  agent: AgentClient,
+  qmp: QmpClient,
+  c: ContainerPlan,
+): Promise<void> {
   const removed = await agent.removeContainer(c.id);
   if (removed.isErr()) throw new Error(`RemoveContainer ${c.id}: ${removed.error.message}`);
   for (const d of c.blockDevices) (await unplugBlock(qmp, d.id, QMP_TIMEOUT_MS))._unsafeUnwrap();

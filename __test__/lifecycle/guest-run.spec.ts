@@ -10,30 +10,62 @@ import { fixture, leftovers } from './lifecycle-harness.js';
 import { gated, needs } from '../harness/prereq.js';
 
 const rootfsImage = path.join(repoRoot, 'build/rootfs/busybox.ext4');
-const guestTest = gated(needs.root(), needs.qemu(), needs.guest(), needs.file(rootfsImage, 'busybox rootfs image (make guest)')).serial;
+const guestTest = gated(
+  needs.root(),
+  needs.qemu(),
+  needs.guest(),
+  needs.file(rootfsImage, 'busybox rootfs image (make guest)'),
+).serial;
 
-guestTest('run streams the container output and exits with its status; nothing is left', async (t) => {
-  t.timeout(240_000);
-  const f = await fixture(t);
-  copyFileSync(rootfsImage, path.join(f.dir, 'rootfs.img'));
-  const params = 'console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check';
-  writeFileSync(f.config, readFileSync(f.config, 'utf8').replace(/^kernel_params = .*$/m, `kernel_params = "${params}"`).replace(/^default_memory = .*$/m, 'default_memory = 512'));
-  const { KATA_TS_TEST_AGENT: _a, KATA_TS_QEMU_PAUSED: _p, ...env } = f.env;
-  const cmd = ['sh', '-c', 'cat /etc/config/greeting; echo to-stderr >&2; exit 3'];
-  const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'ts/cli/run.ts'), 'run', '--config', f.config, '--id', f.sandboxId, f.bundle, '--', ...cmd], {
-      env,
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-  t.is(run.stdout, 'hello\n', run.stderr);
-  t.regex(run.stderr, /to-stderr/);
-  t.is(run.code, 3);
-  t.deepEqual(leftovers(f), []);
-});
+guestTest(
+  'run streams the container output and exits with its status; nothing is left',
+  async (t) => {
+    t.timeout(240_000);
+    const f = await fixture(t);
+    copyFileSync(rootfsImage, path.join(f.dir, 'rootfs.img'));
+    const params =
+      'console=ttyS0 panic=-1 quiet 8250.nr_uarts=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd tsc=reliable no_timer_check';
+    writeFileSync(
+      f.config,
+      readFileSync(f.config, 'utf8')
+        .replace(/^kernel_params = .*$/m, `kernel_params = "${params}"`)
+        .replace(/^default_memory = .*$/m, 'default_memory = 512'),
+    );
+    const { KATA_TS_TEST_AGENT: _a, KATA_TS_QEMU_PAUSED: _p, ...env } = f.env;
+    const cmd = ['sh', '-c', 'cat /etc/config/greeting; echo to-stderr >&2; exit 3'];
+    const run = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
+      (resolve) => {
+        const child = spawn(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            path.join(repoRoot, 'ts/cli/run.ts'),
+            'run',
+            '--config',
+            f.config,
+            '--id',
+            f.sandboxId,
+            f.bundle,
+            '--',
+            ...cmd,
+          ],
+          {
+            env,
+            cwd: repoRoot,
+            stdio: ['ignore', 'pipe', 'pipe'],
+          },
+        );
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.once('exit', (code) => resolve({ code, stdout, stderr }));
+      },
+    );
+    t.is(run.stdout, 'hello\n', run.stderr);
+    t.regex(run.stderr, /to-stderr/);
+    t.is(run.code, 3);
+    t.deepEqual(leftovers(f), []);
+  },
+);

@@ -13,7 +13,11 @@ import {
 } from '../../ts/plan/devices.js';
 import { PCIE0_SLOTS, planPorts, type PortPlan } from '../../ts/plan/ports.js';
 
-const config = (blockDeviceDriver: BlockDriver, blockDeviceAio: BlockAio = 'io_uring', blockDeviceCacheDirect = false): BlockDeviceConfig => ({
+const config = (
+  blockDeviceDriver: BlockDriver,
+  blockDeviceAio: BlockAio = 'io_uring',
+  blockDeviceCacheDirect = false,
+): BlockDeviceConfig => ({
   blockDeviceDriver,
   blockDeviceAio,
   blockDeviceCacheDirect,
@@ -110,13 +114,22 @@ test('cold-plug slots run out after the documented range', (t) => {
   const p = new BlockDevicePlanner(config('virtio-blk-pci'), ports(0));
   const { first, last } = PCIE0_SLOTS.coldPlugDisks;
   for (let s = first; s <= last; s++) t.true(p.allocate(disk(`d${s}`, false)).isOk());
-  t.is(p.allocate(disk('one-too-many', false))._unsafeUnwrapErr().problems[0]?.field, 'hypervisor.qemu.block_device_driver');
+  t.is(
+    p.allocate(disk('one-too-many', false))._unsafeUnwrapErr().problems[0]?.field,
+    'hypervisor.qemu.block_device_driver',
+  );
 });
 
 test('a cold-plugged virtio-scsi disk gets an explicit SCSI address on scsi0.0', (t) => {
   const p = new BlockDevicePlanner(config('virtio-scsi'), ports(0));
   const d = p.allocate(disk('a', false))._unsafeUnwrap();
-  t.like(d, { agentDriver: 'scsi', scsiAddr: '0:0', bus: 'scsi0.0', virtPath: '/dev/sda', hotplug: false });
+  t.like(d, {
+    agentDriver: 'scsi',
+    scsiAddr: '0:0',
+    bus: 'scsi0.0',
+    virtPath: '/dev/sda',
+    hotplug: false,
+  });
   t.is(d.pciPath, undefined);
   t.is(storageSource(d.agentDriver, d)._unsafeUnwrap(), '0:0');
   t.is(agentDeviceId(d), '0:0');
@@ -162,14 +175,26 @@ for (const driver of BLOCK_DRIVERS) {
 test('virtio-blk-ccw devices get a CCW address and QEMU devno from the index', (t) => {
   const p = new BlockDevicePlanner(config('virtio-blk-ccw'), ports(0));
   const d = p.allocate(disk('a', true))._unsafeUnwrap();
-  t.like(d, { agentDriver: 'blk-ccw', ccwAddr: '0.0.0010', addr: 'fe.0.0010', virtPath: '/dev/vda' });
+  t.like(d, {
+    agentDriver: 'blk-ccw',
+    ccwAddr: '0.0.0010',
+    addr: 'fe.0.0010',
+    virtPath: '/dev/vda',
+  });
 });
 
 test('virtio-pmem devices count on their own and are found by /dev/pmem<N>', (t) => {
   const p = new BlockDevicePlanner(config('virtio-pmem'), ports(1));
   const a = p.allocate(disk('a', false))._unsafeUnwrap();
   const b = p.allocate(disk('b', true))._unsafeUnwrap();
-  t.like(a, { id: 'pmem-0', index: 0, virtPath: '/dev/pmem0', agentDriver: 'nvdimm', bus: 'pcie.0', addr: '0x08' });
+  t.like(a, {
+    id: 'pmem-0',
+    index: 0,
+    virtPath: '/dev/pmem0',
+    agentDriver: 'nvdimm',
+    bus: 'pcie.0',
+    addr: '0x08',
+  });
   t.like(b, { id: 'pmem-1', index: 1, virtPath: '/dev/pmem1', bus: 'rp0' });
   t.is(storageSource(b.agentDriver, b)._unsafeUnwrap(), '/dev/pmem1');
 });
@@ -181,6 +206,9 @@ test('devices lists what is allocated, in order, as plain JSON', (t) => {
   p.allocate(disk('c', true));
   p.release(b.id);
   const listed = p.devices();
-  t.deepEqual(listed.map((d) => d.id), ['drive-0', 'drive-2']);
+  t.deepEqual(
+    listed.map((d) => d.id),
+    ['drive-0', 'drive-2'],
+  );
   t.deepEqual(JSON.parse(JSON.stringify(listed)), listed);
 });

@@ -1,5 +1,14 @@
 import test from 'ava';
-import { expandSlice, isSystemdCgroup, overheadPath, parseSystemdPath, planCgroups, unitName, type CgroupInput, type CgroupPlan } from '../../ts/plan/cgroups.js';
+import {
+  expandSlice,
+  isSystemdCgroup,
+  overheadPath,
+  parseSystemdPath,
+  planCgroups,
+  unitName,
+  type CgroupInput,
+  type CgroupPlan,
+} from '../../ts/plan/cgroups.js';
 
 // vectors.md §6.1
 const overheadRows: [boolean, string, string][] = [
@@ -8,7 +17,8 @@ const overheadRows: [boolean, string, string][] = [
   [false, '/abc', 'kata_overhead/abc'],
 ];
 for (const [systemd, name, want] of overheadRows) {
-  test(`overhead path (systemd=${systemd}, ${name}) is ${want}`, (t) => t.is(overheadPath(systemd, name), want));
+  test(`overhead path (systemd=${systemd}, ${name}) is ${want}`, (t) =>
+    t.is(overheadPath(systemd, name), want));
 }
 
 const systemdRows: [string, boolean][] = [
@@ -20,7 +30,8 @@ const systemdRows: [string, boolean][] = [
   ['/kubepods/burstable/pod1/abc', false],
 ];
 for (const [path, want] of systemdRows) {
-  test(`is_systemd_cgroup(${JSON.stringify(path)}) is ${want}`, (t) => t.is(isSystemdCgroup(path), want));
+  test(`is_systemd_cgroup(${JSON.stringify(path)}) is ${want}`, (t) =>
+    t.is(isSystemdCgroup(path), want));
 }
 
 const unitRows: [string, string, string][] = [
@@ -31,7 +42,8 @@ const unitRows: [string, string, string][] = [
   ['prefix', 'unit', 'prefix-unit.scope'],
 ];
 for (const [prefix, name, want] of unitRows) {
-  test(`unit name (${JSON.stringify(prefix)}, ${name}) is ${want}`, (t) => t.is(unitName(prefix, name), want));
+  test(`unit name (${JSON.stringify(prefix)}, ${name}) is ${want}`, (t) =>
+    t.is(unitName(prefix, name), want));
 }
 
 const sliceRows: [string, string | null][] = [
@@ -53,10 +65,20 @@ for (const [slice, want] of sliceRows) {
 }
 
 test('an empty systemd slice means system.slice', (t) => {
-  t.deepEqual(parseSystemdPath(':prefix:name')._unsafeUnwrap(), { slice: 'system.slice', unit: 'prefix-name.scope', slicePath: 'system.slice' });
+  t.deepEqual(parseSystemdPath(':prefix:name')._unsafeUnwrap(), {
+    slice: 'system.slice',
+    unit: 'prefix-name.scope',
+    slicePath: 'system.slice',
+  });
 });
 
-const base: CgroupInput = { sandboxId: 's1', cgroupsPath: undefined, sandboxCgroupOnly: true, version: 'v1', source: 'bundle/config.json' };
+const base: CgroupInput = {
+  sandboxId: 's1',
+  cgroupsPath: undefined,
+  sandboxCgroupOnly: true,
+  version: 'v1',
+  source: 'bundle/config.json',
+};
 
 test('no spec path: cgroupfs kata_sandboxed_pod/<sid>', (t) => {
   const p = planCgroups(base)._unsafeUnwrap();
@@ -67,11 +89,17 @@ test('no spec path: cgroupfs kata_sandboxed_pod/<sid>', (t) => {
 });
 
 test('a cgroupfs spec path has its leading slash trimmed', (t) => {
-  t.is(planCgroups({ ...base, cgroupsPath: '/kubepods/burstable/pod1/abc' })._unsafeUnwrap().path, 'kubepods/burstable/pod1/abc');
+  t.is(
+    planCgroups({ ...base, cgroupsPath: '/kubepods/burstable/pod1/abc' })._unsafeUnwrap().path,
+    'kubepods/burstable/pod1/abc',
+  );
 });
 
 test('a systemd spec path selects systemd with slice, unit and slice path', (t) => {
-  const p = planCgroups({ ...base, cgroupsPath: 'kubepods-burstable-pod1.slice:cri-containerd:abc' })._unsafeUnwrap();
+  const p = planCgroups({
+    ...base,
+    cgroupsPath: 'kubepods-burstable-pod1.slice:cri-containerd:abc',
+  })._unsafeUnwrap();
   t.is(p.driver, 'systemd');
   t.is(p.path, 'kubepods-burstable-pod1.slice:cri-containerd:abc');
   t.deepEqual(p.systemd, {
@@ -82,7 +110,12 @@ test('a systemd spec path selects systemd with slice, unit and slice path', (t) 
 });
 
 // vectors.md §6.2 placement matrix (sandbox_cgroup_only = false).
-const placementRows: [CgroupInput['version'], string | undefined, CgroupPlan['vcpuPlacement'], string][] = [
+const placementRows: [
+  CgroupInput['version'],
+  string | undefined,
+  CgroupPlan['vcpuPlacement'],
+  string,
+][] = [
   ['v1', undefined, 'threads', 'kata_overhead/s1'],
   ['v1', 'system.slice:kata:s1', 'process', 'kata-overhead.slice:runtime-rs:s1'],
   ['v2', undefined, 'process', 'kata_overhead/s1'],
@@ -91,7 +124,12 @@ const placementRows: [CgroupInput['version'], string | undefined, CgroupPlan['vc
 for (const [version, path, placement, overhead] of placementRows) {
   const driver = path ? 'systemd' : 'cgroupfs';
   test(`${version} + ${driver} with an overhead cgroup moves vCPU ${placement}`, (t) => {
-    const p = planCgroups({ ...base, version, cgroupsPath: path, sandboxCgroupOnly: false })._unsafeUnwrap();
+    const p = planCgroups({
+      ...base,
+      version,
+      cgroupsPath: path,
+      sandboxCgroupOnly: false,
+    })._unsafeUnwrap();
     t.is(p.vcpuPlacement, placement);
     t.is(p.overheadPath, overhead);
   });

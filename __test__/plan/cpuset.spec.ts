@@ -1,7 +1,12 @@
 import test from 'ava';
 import { collectSandboxCpuset, formatCpuset, planVcpuPinning } from '../../ts/plan/cpuset.js';
 
-const sets = (...values: (string | undefined)[]) => values.map((value, i) => ({ source: `c${i + 1}/config.json`, field: 'linux.resources.cpu.cpus', value }));
+const sets = (...values: (string | undefined)[]) =>
+  values.map((value, i) => ({
+    source: `c${i + 1}/config.json`,
+    field: 'linux.resources.cpu.cpus',
+    value,
+  }));
 
 // vectors.md §6.3 collect_sandbox_cpuset
 const rows: [string, (string | undefined)[], number[]][] = [
@@ -14,7 +19,8 @@ const rows: [string, (string | undefined)[], number[]][] = [
   ['resources without cpus', [undefined, undefined], []],
 ];
 for (const [title, input, want] of rows) {
-  test(`sandbox cpuset: ${title}`, (t) => t.deepEqual(collectSandboxCpuset(sets(...input))._unsafeUnwrap(), want));
+  test(`sandbox cpuset: ${title}`, (t) =>
+    t.deepEqual(collectSandboxCpuset(sets(...input))._unsafeUnwrap(), want));
 }
 
 test('the cpuset written to the sandbox cgroup is canonical', (t) => {
@@ -26,7 +32,11 @@ test('the cpuset written to the sandbox cgroup is canonical', (t) => {
 
 test('a bad container cpuset is an error naming the container and field', (t) => {
   const e = collectSandboxCpuset(sets('0-3', '5-2'))._unsafeUnwrapErr();
-  t.like(e.problems[0], { source: 'c2/config.json', field: 'linux.resources.cpu.cpus', value: '5-2' });
+  t.like(e.problems[0], {
+    source: 'c2/config.json',
+    field: 'linux.resources.cpu.cpus',
+    value: '5-2',
+  });
 });
 
 test('vCPUs are pinned 1:1 only when thread and CPU counts match', (t) => {

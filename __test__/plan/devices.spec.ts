@@ -58,7 +58,15 @@ test('SCSI index 65536 does not fit id and lun', (t) => {
 });
 
 // §1.2
-const sourceRows: { driver: string; pciPath?: string; scsiAddr?: string; ccwAddr?: string; virtPath?: string; ok?: string; err?: string }[] = [
+const sourceRows: {
+  driver: string;
+  pciPath?: string;
+  scsiAddr?: string;
+  ccwAddr?: string;
+  virtPath?: string;
+  ok?: string;
+  err?: string;
+}[] = [
   { driver: 'blk', pciPath: '01/0a/05', virtPath: '/dev/vda', ok: '01/0a/05' },
   { driver: 'blk', err: 'block driver is blk but no pci path exists' },
   { driver: 'scsi', scsiAddr: '2:1', virtPath: '/dev/vda', ok: '2:1' },
@@ -100,7 +108,10 @@ for (const [config, agent] of driverRows) {
 }
 
 test('an unknown block_device_driver is refused by name', (t) => {
-  t.is(what(agentDriverFor('virtio-blk-foo')._unsafeUnwrapErr()), 'unsupported driver type virtio-blk-foo');
+  t.is(
+    what(agentDriverFor('virtio-blk-foo')._unsafeUnwrapErr()),
+    'unsupported driver type virtio-blk-foo',
+  );
 });
 
 test('pmem devices are /dev/pmem<N>', (t) => {
@@ -173,9 +184,27 @@ test('decreasing a zero attach count means the device is not attached', (t) => {
   t.is(what(decreaseAttachCount(0n)._unsafeUnwrapErr()), 'The device is not attached');
 });
 
-const countRows: { start: bigint; op: 'increase' | 'decrease'; result: boolean; count: bigint; title: string }[] = [
-  { start: 0n, op: 'increase', result: false, count: 1n, title: 'first attach: not yet plugged, plug it' },
-  { start: 1n, op: 'decrease', result: false, count: 0n, title: 'last detach: now unused, unplug it' },
+const countRows: {
+  start: bigint;
+  op: 'increase' | 'decrease';
+  result: boolean;
+  count: bigint;
+  title: string;
+}[] = [
+  {
+    start: 0n,
+    op: 'increase',
+    result: false,
+    count: 1n,
+    title: 'first attach: not yet plugged, plug it',
+  },
+  {
+    start: 1n,
+    op: 'decrease',
+    result: false,
+    count: 0n,
+    title: 'last detach: now unused, unplug it',
+  },
   { start: 3n, op: 'increase', result: true, count: 4n, title: 'attach of a plugged device' },
   { start: 4n, op: 'decrease', result: true, count: 3n, title: 'detach with users left' },
 ];
@@ -191,7 +220,10 @@ for (const { start, op, result, count, title } of countRows) {
 
 test('attach count u64::MAX overflows on increase', (t) => {
   t.is(MAX_ATTACH_COUNT, 18446744073709551615n);
-  t.is(what(increaseAttachCount(MAX_ATTACH_COUNT)._unsafeUnwrapErr()), 'device reference count overflow');
+  t.is(
+    what(increaseAttachCount(MAX_ATTACH_COUNT)._unsafeUnwrapErr()),
+    'device reference count overflow',
+  );
   t.is(increaseAttachCount(MAX_ATTACH_COUNT - 1n)._unsafeUnwrap().count, MAX_ATTACH_COUNT);
 });
 
@@ -203,16 +235,23 @@ test('three attaches from zero: false, true, true; counts 1, 2, 3', (t) => {
     count = r.count;
     seen.push([r.alreadyAttached, r.count]);
   }
-  t.deepEqual(seen, [[false, 1n], [true, 2n], [true, 3n]]);
+  t.deepEqual(seen, [
+    [false, 1n],
+    [true, 2n],
+    [true, 3n],
+  ]);
 });
 
 test('two detaches from two: true, false; counts 1, 0', (t) => {
   const first = decreaseAttachCount(2n)._unsafeUnwrap();
   const second = decreaseAttachCount(first.count)._unsafeUnwrap();
-  t.deepEqual([first, second], [
-    { stillAttached: true, count: 1n },
-    { stillAttached: false, count: 0n },
-  ]);
+  t.deepEqual(
+    [first, second],
+    [
+      { stillAttached: true, count: 1n },
+      { stillAttached: false, count: 0n },
+    ],
+  );
 });
 
 // §1.7
@@ -243,6 +282,7 @@ test('PCI path 01/0a/05: slots, display, device and root slot', (t) => {
 });
 
 test('malformed PCI paths are refused', (t) => {
-  for (const bad of ['', '01//05', '1g', '001', '01/20', '+1']) t.true(parsePciPath(bad).isErr(), bad);
+  for (const bad of ['', '01//05', '1g', '001', '01/20', '+1'])
+    t.true(parsePciPath(bad).isErr(), bad);
   t.true(pciPathOf([]).isErr());
 });

@@ -5,7 +5,16 @@ import { formatPlanError } from '../../ts/errors.js';
 import { planHostDirs, planRootlessContext, type HostDirs } from '../../ts/plan/host-dirs.js';
 import type { ResourcePlan } from '../../ts/plan/plan.js';
 import { NOT_ROOTLESS } from '../../ts/plan/rootless-dirs.js';
-import { blockFact, containerSpec, dirFact, fileFact, hostFacts, kataConfig, ociSpec, planOf } from './plan-builders.js';
+import {
+  blockFact,
+  containerSpec,
+  dirFact,
+  fileFact,
+  hostFacts,
+  kataConfig,
+  ociSpec,
+  planOf,
+} from './plan-builders.js';
 
 const T = '/tmp/T';
 const rootlessT = planRootlessContext(true, T)._unsafeUnwrap();
@@ -34,20 +43,34 @@ test('host dirs of a sandbox, rootless with XDG_RUNTIME_DIR=T: all below T', (t)
 });
 
 test('a sandbox id that is not a plain name gives no host dirs', (t) => {
-  for (const sid of ['../x', 'a/b', '', '.', 'a\0b']) t.is(planHostDirs(sid, NOT_ROOTLESS)._unsafeUnwrapErr().kind, 'invalid-path', sid);
+  for (const sid of ['../x', 'a/b', '', '.', 'a\0b'])
+    t.is(planHostDirs(sid, NOT_ROOTLESS)._unsafeUnwrapErr().kind, 'invalid-path', sid);
 });
 
 test('rootless context: off ignores the dir; on needs an absolute dir', (t) => {
   t.deepEqual(planRootlessContext(false, undefined)._unsafeUnwrap(), NOT_ROOTLESS);
-  t.deepEqual(planRootlessContext(true, '/run/user/1000/')._unsafeUnwrap(), { rootless: true, dir: '/run/user/1000' });
-  t.regex(planRootlessContext(true, undefined)._unsafeUnwrapErr(), /^rootless is on but host facts carry no rootlessDir/);
-  t.regex(planRootlessContext(true, 'run/user/1')._unsafeUnwrapErr(), /^rootlessDir: host path "run\/user\/1": must be absolute$/);
+  t.deepEqual(planRootlessContext(true, '/run/user/1000/')._unsafeUnwrap(), {
+    rootless: true,
+    dir: '/run/user/1000',
+  });
+  t.regex(
+    planRootlessContext(true, undefined)._unsafeUnwrapErr(),
+    /^rootless is on but host facts carry no rootlessDir/,
+  );
+  t.regex(
+    planRootlessContext(true, 'run/user/1')._unsafeUnwrapErr(),
+    /^rootlessDir: host path "run\/user\/1": must be absolute$/,
+  );
 });
 
 // Plans with everything that yields a host path: shared-fs rootfs and volume, block volume, initdata.
 const blockHost = (rootlessDir?: string) => ({
   ...hostFacts(
-    { '/dev/sdb': blockFact('/dev/sdb', 8, 16), '/srv/data': dirFact('/srv/data'), '/tmp/e': dirFact('/tmp/e') },
+    {
+      '/dev/sdb': blockFact('/dev/sdb', 8, 16),
+      '/srv/data': dirFact('/srv/data'),
+      '/tmp/e': dirFact('/tmp/e'),
+    },
     { '8:16': { path: '/dev/sdb', readOnly: false } },
   ),
   ...(rootlessDir !== undefined ? { rootlessDir } : {}),
@@ -92,15 +115,24 @@ test('rootless on: every host path the plan writes is below the rootless dir', (
   const written = writtenHostPaths(p);
   t.true(written.length >= 8);
   for (const x of written) t.true(x.startsWith(`${T}/run/kata-containers/shared/`), x);
-  t.is<string | null, string | null>(p.initdata!.hostPath, `${T}/run/kata-containers/shared/initdata/sb/initdata.image`);
+  t.is<string | null, string | null>(
+    p.initdata!.hostPath,
+    `${T}/run/kata-containers/shared/initdata/sb/initdata.image`,
+  );
   t.is(p.initdata!.device.pathOnHost, p.initdata!.hostPath);
-  t.is<string | null, string | null>(p.containers[0]!.rootfs.sharedBind!.hostPath, `${T}/run/kata-containers/shared/sandboxes/sb/rw/passthrough/sb/rootfs`);
+  t.is<string | null, string | null>(
+    p.containers[0]!.rootfs.sharedBind!.hostPath,
+    `${T}/run/kata-containers/shared/sandboxes/sb/rw/passthrough/sb/rootfs`,
+  );
 });
 
 test('rootless on: guest paths are the same as without rootless', (t) => {
   const on = fullPlan(true, T);
   const off = fullPlan(false);
-  t.deepEqual(on.containers.map((c) => c.createContainer), off.containers.map((c) => c.createContainer));
+  t.deepEqual(
+    on.containers.map((c) => c.createContainer),
+    off.containers.map((c) => c.createContainer),
+  );
   t.deepEqual(on.createSandbox, off.createSandbox);
   t.false(JSON.stringify(on.containers.map((c) => c.createContainer)).includes(T));
   t.deepEqual(
@@ -122,47 +154,90 @@ test('generate_shared_path rootless: the mount point is made under T/…/rw/pass
       kind: i === 0 ? 'dir' : 'file',
     })),
   );
-  t.true(c.blockDevices.some((d) => d.readOnly), 'a read-only volume is made under rw too');
-  t.false(writtenHostPaths(p).some((x) => x.includes('/ro/') && !c.sharedFsBinds.some((b) => b.hostReadOnlyPath === x)));
-  for (const s of storages) t.regex(s.mountPoint, /^\/run\/kata-containers\/shared\/containers\/passthrough\/drive-\d+-[0-9a-f]{8}-(data|xdata)$/);
+  t.true(
+    c.blockDevices.some((d) => d.readOnly),
+    'a read-only volume is made under rw too',
+  );
+  t.false(
+    writtenHostPaths(p).some(
+      (x) => x.includes('/ro/') && !c.sharedFsBinds.some((b) => b.hostReadOnlyPath === x),
+    ),
+  );
+  for (const s of storages)
+    t.regex(
+      s.mountPoint,
+      /^\/run\/kata-containers\/shared\/containers\/passthrough\/drive-\d+-[0-9a-f]{8}-(data|xdata)$/,
+    );
 });
 
 test('guest paths when rootless: shm, ephemeral, guest-pull rootfs and CopyFile destination unchanged', (t) => {
-  const VV = 'io.katacontainers.volume=eyJ2b2x1bWVfdHlwZSI6ImltYWdlX2d1ZXN0X3B1bGwiLCJzb3VyY2UiOiJvdmVybGF5In0=';
+  const VV =
+    'io.katacontainers.volume=eyJ2b2x1bWVfdHlwZSI6ImltYWdlX2d1ZXN0X3B1bGwiLCJzb3VyY2UiOiJvdmVybGF5In0=';
   const resolv = '/var/lib/containerd/c1/resolv.conf';
   const p = planOf({
     config: kataConfig({ sharedFs: 'none', rootless: true }, { experimentalForceGuestPull: true }),
-    host: { ...hostFacts({ [resolv]: fileFact(resolv), '/tmp/e': dirFact('/tmp/e') }), rootlessDir: T },
+    host: {
+      ...hostFacts({ [resolv]: fileFact(resolv), '/tmp/e': dirFact('/tmp/e') }),
+      rootlessDir: T,
+    },
     containers: [
       {
         id: 'c1',
-        spec: containerSpec([{ destination: '/etc/resolv.conf', type: 'bind', source: resolv, options: ['rbind', 'ro'] }, { destination: '/e', type: 'ephemeral', source: '/tmp/e' }], {
-          'io.kubernetes.cri.image-name': 'example-image-x',
-        }),
+        spec: containerSpec(
+          [
+            {
+              destination: '/etc/resolv.conf',
+              type: 'bind',
+              source: resolv,
+              options: ['rbind', 'ro'],
+            },
+            { destination: '/e', type: 'ephemeral', source: '/tmp/e' },
+          ],
+          {
+            'io.kubernetes.cri.image-name': 'example-image-x',
+          },
+        ),
         rootfsMounts: [{ type: '', source: '', options: [VV] }],
       },
     ],
   })._unsafeUnwrap();
   const c = p.containers[1]!;
   t.is<string | null, string | null>(c.rootfs.guestPath, '/run/kata-containers/c1/rootfs');
-  t.regex(c.copies[0]!.guestPath, /^\/run\/kata-containers\/shared\/containers\/c1-[0-9a-f]{16}-resolv\.conf$/);
+  t.regex(
+    c.copies[0]!.guestPath,
+    /^\/run\/kata-containers\/shared\/containers\/c1-[0-9a-f]{16}-resolv\.conf$/,
+  );
   const storages = (c.createContainer as any).storages;
   t.true(storages.some((s: any) => s.mountPoint === '/run/kata-containers/sandbox/ephemeral/e'));
   t.true(JSON.stringify(p.createSandbox).includes('"/run/kata-containers/sandbox/shm"'));
-  t.false(JSON.stringify([p.createSandbox, ...p.containers.map((x) => x.createContainer), c.copies]).includes(T));
+  t.false(
+    JSON.stringify([
+      p.createSandbox,
+      ...p.containers.map((x) => x.createContainer),
+      c.copies,
+    ]).includes(T),
+  );
 });
 
 test('rootless from its allowed annotation prefixes host dirs', (t) => {
   const config = kataConfig({ enableAnnotations: ['rootless'] });
   const spec = ociSpec((s) => (s.annotations = { ...s.annotations, [ROOTLESS_KEY]: 'true' }));
-  const p = planOf({ config, host: { ...hostFacts(), rootlessDir: T }, sandbox: { id: 'sb', spec } })._unsafeUnwrap();
+  const p = planOf({
+    config,
+    host: { ...hostFacts(), rootlessDir: T },
+    sandbox: { id: 'sb', spec },
+  })._unsafeUnwrap();
   t.is<string | null, string | null>(p.rootlessDir, T);
   t.is<string | null, string | null>(p.hostDirs.vm, `${T}/run/kata/sb`);
 });
 
 test('rootless annotation not enabled: host dirs stay unprefixed', (t) => {
   const spec = ociSpec((s) => (s.annotations = { ...s.annotations, [ROOTLESS_KEY]: 'true' }));
-  const p = planOf({ config: kataConfig({ enableAnnotations: [] }), host: { ...hostFacts(), rootlessDir: T }, sandbox: { id: 'sb', spec } })._unsafeUnwrap();
+  const p = planOf({
+    config: kataConfig({ enableAnnotations: [] }),
+    host: { ...hostFacts(), rootlessDir: T },
+    sandbox: { id: 'sb', spec },
+  })._unsafeUnwrap();
   t.is<string | null, string | null>(p.rootlessDir, null);
   t.is<string | null, string | null>(p.hostDirs.vm, '/run/kata/sb');
 });
@@ -176,11 +251,22 @@ test('rootless on without a rootless dir is refused naming the config key', (t) 
 
 test('rootless on by annotation without a rootless dir is refused naming the annotation', (t) => {
   const spec = ociSpec((s) => (s.annotations = { ...s.annotations, [ROOTLESS_KEY]: 'true' }));
-  const e = planOf({ config: kataConfig({ enableAnnotations: ['rootless'] }), sandbox: { id: 'sb', spec } })._unsafeUnwrapErr();
-  t.deepEqual(formatPlanError(e), [`kata-ts: /bundles/sb/config.json: ${ROOTLESS_KEY}: rootless is on but host facts carry no rootlessDir (the VMM user runtime dir, /run/user/<uid>)`]);
+  const e = planOf({
+    config: kataConfig({ enableAnnotations: ['rootless'] }),
+    sandbox: { id: 'sb', spec },
+  })._unsafeUnwrapErr();
+  t.deepEqual(formatPlanError(e), [
+    `kata-ts: /bundles/sb/config.json: ${ROOTLESS_KEY}: rootless is on but host facts carry no rootlessDir (the VMM user runtime dir, /run/user/<uid>)`,
+  ]);
 });
 
 test('a relative rootless dir is refused', (t) => {
-  const e = planOf({ config: kataConfig({ rootless: true }), host: { ...hostFacts(), rootlessDir: 'run/user/1' } })._unsafeUnwrapErr();
-  t.deepEqual(e.problems.map((x) => x.field), ['hypervisor.qemu.rootless']);
+  const e = planOf({
+    config: kataConfig({ rootless: true }),
+    host: { ...hostFacts(), rootlessDir: 'run/user/1' },
+  })._unsafeUnwrapErr();
+  t.deepEqual(
+    e.problems.map((x) => x.field),
+    ['hypervisor.qemu.rootless'],
+  );
 });

@@ -1,12 +1,18 @@
 // vectors.md §7.1: the initdata disk image layout and the agent's way of reading it.
 import test from 'ava';
 import { gunzipSync } from 'node:zlib';
-import { buildInitdataImage, gzipInitdata, initdataImage, readInitdataImage } from '../../ts/plan/initdata.js';
+import {
+  buildInitdataImage,
+  gzipInitdata,
+  initdataImage,
+  readInitdataImage,
+} from '../../ts/plan/initdata.js';
 
 const MAGIC = [0x69, 0x6e, 0x69, 0x74, 0x64, 0x61, 0x74, 0x61]; // "initdata"
 
 /** u64 little-endian bytes of n. */
-const u64le = (n: number): number[] => Array.from({ length: 8 }, (_, i) => Math.floor(n / 256 ** i) % 256);
+const u64le = (n: number): number[] =>
+  Array.from({ length: 8 }, (_, i) => Math.floor(n / 256 ** i) % 256);
 
 // (derived) layout: pad = (512 − (16+len) % 512) % 512
 const layoutRows: [number, number, number][] = [
@@ -55,7 +61,8 @@ for (const level of [0, 3, 9]) {
 }
 
 test('read like the agent: skip 8, u64 LE length, gunzip → the original TOML', (t) => {
-  const toml = 'algorithm = "sha256"\nversion = "0.1.0"\n\n[data]\n"aa.toml" = """\nurl = "http://kbs"\n"""\n';
+  const toml =
+    'algorithm = "sha256"\nversion = "0.1.0"\n\n[data]\n"aa.toml" = """\nurl = "http://kbs"\n"""\n';
   const image = buildInitdataImage(toml);
   if (image === null) return t.fail();
   const view = new DataView(image.buffer, image.byteOffset, image.byteLength);

@@ -27,7 +27,10 @@ test('digest lengths: sha256 32, sha384 48, sha512 64 bytes', (t) => {
 });
 
 test('md5 is not an initdata hash algorithm', (t) => {
-  t.is(what(calculateDigest('md5', 'test_data')._unsafeUnwrapErr()), 'unsupported Hash algorithm: md5');
+  t.is(
+    what(calculateDigest('md5', 'test_data')._unsafeUnwrapErr()),
+    'unsupported Hash algorithm: md5',
+  );
 });
 
 test('a 64-byte digest is cut to 48 for TDX and 32 for SNP', (t) => {
@@ -49,9 +52,27 @@ test('a 256-byte digest stays 256 for SE; no protection keeps the natural length
 
 // §7.2 golden digests
 const golden: [string, string, 'sha256' | 'sha384', ProtectedPlatform, string][] = [
-  ['sha384 empty data', SHA384_EMPTY, 'sha384', 'tdx', '+8cAFIPVRXEQouN+bRtEhFRmODd4xZiu7bZKshP2Tqzz6rqsFrns2Orv775mwGBM'],
-  ['sha384 empty data', SHA384_EMPTY, 'sha384', 'none', '+8cAFIPVRXEQouN+bRtEhFRmODd4xZiu7bZKshP2Tqzz6rqsFrns2Orv775mwGBM'],
-  ['sha384 empty data', SHA384_EMPTY, 'sha384', 'snp', '+8cAFIPVRXEQouN+bRtEhFRmODd4xZiu7bZKshP2Tqw='],
+  [
+    'sha384 empty data',
+    SHA384_EMPTY,
+    'sha384',
+    'tdx',
+    '+8cAFIPVRXEQouN+bRtEhFRmODd4xZiu7bZKshP2Tqzz6rqsFrns2Orv775mwGBM',
+  ],
+  [
+    'sha384 empty data',
+    SHA384_EMPTY,
+    'sha384',
+    'none',
+    '+8cAFIPVRXEQouN+bRtEhFRmODd4xZiu7bZKshP2Tqzz6rqsFrns2Orv775mwGBM',
+  ],
+  [
+    'sha384 empty data',
+    SHA384_EMPTY,
+    'sha384',
+    'snp',
+    '+8cAFIPVRXEQouN+bRtEhFRmODd4xZiu7bZKshP2Tqw=',
+  ],
   [
     'sha384 empty data',
     SHA384_EMPTY,
@@ -59,9 +80,27 @@ const golden: [string, string, 'sha256' | 'sha384', ProtectedPlatform, string][]
     'cca',
     '+8cAFIPVRXEQouN+bRtEhFRmODd4xZiu7bZKshP2Tqzz6rqsFrns2Orv775mwGBMAAAAAAAAAAAAAAAAAAAAAA==',
   ],
-  ['sha256 key = value', SHA256_KV, 'sha256', 'none', 'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294='],
-  ['sha256 key = value', SHA256_KV, 'sha256', 'snp', 'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294='],
-  ['sha256 key = value', SHA256_KV, 'sha256', 'tdx', 'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294AAAAAAAAAAAAAAAAAAAAA'],
+  [
+    'sha256 key = value',
+    SHA256_KV,
+    'sha256',
+    'none',
+    'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294=',
+  ],
+  [
+    'sha256 key = value',
+    SHA256_KV,
+    'sha256',
+    'snp',
+    'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294=',
+  ],
+  [
+    'sha256 key = value',
+    SHA256_KV,
+    'sha256',
+    'tdx',
+    'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294AAAAAAAAAAAAAAAAAAAAA',
+  ],
 ];
 for (const [name, toml, alg, platform, expected] of golden) {
   test(`golden digest: ${name} for ${platform}`, (t) => {
@@ -71,13 +110,21 @@ for (const [name, toml, alg, platform, expected] of golden) {
 
 test('the digest is over the raw text: reformatting the same TOML changes it', (t) => {
   const reordered = 'version = "0.1.0"\nalgorithm = "sha384"\n\n[data]\n';
-  t.not(initdataDigest(reordered, 'sha384', 'none'), initdataDigest(SHA384_EMPTY, 'sha384', 'none'));
+  t.not(
+    initdataDigest(reordered, 'sha384', 'none'),
+    initdataDigest(SHA384_EMPTY, 'sha384', 'none'),
+  );
 });
 
 // §7.2 parse_initdata
 test('valid initdata parses into version, algorithm and data', (t) => {
-  const toml = '\n  version = "0.1.0"\n  algorithm = "sha384"\n\n  [data]\n  valid_key = "valid_value"\n';
-  t.deepEqual(parseInitdata(toml)._unsafeUnwrap(), { version: '0.1.0', algorithm: 'sha384', data: { valid_key: 'valid_value' } });
+  const toml =
+    '\n  version = "0.1.0"\n  algorithm = "sha384"\n\n  [data]\n  valid_key = "valid_value"\n';
+  t.deepEqual(parseInitdata(toml)._unsafeUnwrap(), {
+    version: '0.1.0',
+    algorithm: 'sha384',
+    data: { valid_key: 'valid_value' },
+  });
 });
 
 test('initdata without a version is refused', (t) => {
@@ -93,7 +140,9 @@ test('an unsupported version names the expected one', (t) => {
 
 test('an unsupported algorithm lists the supported ones', (t) => {
   const e = parseInitdata('version = "0.1.0"\nalgorithm = "md5"\n[data]\n')._unsafeUnwrapErr();
-  t.deepEqual(e.problems.map(what), ['unsupported algorithm: md5, supported algorithms: sha256, sha384, sha512']);
+  t.deepEqual(e.problems.map(what), [
+    'unsupported algorithm: md5, supported algorithms: sha256, sha384, sha512',
+  ]);
 });
 
 test('every problem is reported: version, algorithm, data', (t) => {
@@ -106,7 +155,9 @@ test('every problem is reported: version, algorithm, data', (t) => {
 });
 
 test('data values must be strings', (t) => {
-  const e = parseInitdata('version = "0.1.0"\nalgorithm = "sha256"\n[data]\nn = 1\n')._unsafeUnwrapErr();
+  const e = parseInitdata(
+    'version = "0.1.0"\nalgorithm = "sha256"\n[data]\nn = 1\n',
+  )._unsafeUnwrapErr();
   t.deepEqual(e.problems.map(what), ['data.n must be a string']);
 });
 
@@ -119,7 +170,10 @@ test('TOML syntax errors are reported against the origin', (t) => {
 });
 
 // planInitdata
-const planner = (driver: 'virtio-blk-pci' | 'virtio-scsi' = 'virtio-blk-pci', aio: 'native' | 'threads' = 'threads') =>
+const planner = (
+  driver: 'virtio-blk-pci' | 'virtio-scsi' = 'virtio-blk-pci',
+  aio: 'native' | 'threads' = 'threads',
+) =>
   new BlockDevicePlanner(
     { blockDeviceDriver: driver, blockDeviceAio: aio, blockDeviceCacheDirect: false },
     planPorts({ machineType: 'q35', pcieRootPort: 0, pcieSwitchPort: 0 })._unsafeUnwrap(),
@@ -132,14 +186,26 @@ test('no initdata: no plan and no device', (t) => {
 });
 
 test('initdata becomes a read-only cold-plugged disk with digest and image', (t) => {
-  const plan = planInitdata({ initdata: SHA256_KV }, 'tdx', planner('virtio-blk-pci', 'native'), 'sb1')._unsafeUnwrap();
+  const plan = planInitdata(
+    { initdata: SHA256_KV },
+    'tdx',
+    planner('virtio-blk-pci', 'native'),
+    'sb1',
+  )._unsafeUnwrap();
   t.truthy(plan);
   if (plan === null) return;
   t.is(plan.digest, 'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294AAAAAAAAAAAAAAAAAAAAA');
   t.is(plan.algorithm, 'sha256');
   t.is(plan.hostPath, hostConst('/run/kata-containers/shared/initdata/sb1/initdata.image'));
   t.is(plan.driver, 'virtio-blk-pci');
-  t.like(plan.device, { readOnly: true, hotplug: false, aio: 'native', directIo: true, pathOnHost: plan.hostPath, pciPath: '08' });
+  t.like(plan.device, {
+    readOnly: true,
+    hotplug: false,
+    aio: 'native',
+    directIo: true,
+    pathOnHost: plan.hostPath,
+    pciPath: '08',
+  });
   const image = new Uint8Array(Buffer.from(plan.imageBase64, 'base64'));
   t.is(image.length, plan.imageBytes);
   t.is(image.length % 512, 0);
@@ -147,27 +213,48 @@ test('initdata becomes a read-only cold-plugged disk with digest and image', (t)
 });
 
 test('the initdata disk uses the configured driver and AIO, SCSI included', (t) => {
-  const plan = planInitdata({ initdata: SHA384_EMPTY }, 'snp', planner('virtio-scsi', 'threads'), 'sb1')._unsafeUnwrap();
-  t.like(plan?.device, { driver: 'virtio-scsi', agentDriver: 'scsi', scsiAddr: '0:0', aio: 'threads', directIo: false });
+  const plan = planInitdata(
+    { initdata: SHA384_EMPTY },
+    'snp',
+    planner('virtio-scsi', 'threads'),
+    'sb1',
+  )._unsafeUnwrap();
+  t.like(plan?.device, {
+    driver: 'virtio-scsi',
+    agentDriver: 'scsi',
+    scsiAddr: '0:0',
+    aio: 'threads',
+    directIo: false,
+  });
 });
 
 test('rootless: the image path is below the rootless dir', (t) => {
   const plan = planInitdata({ initdata: SHA384_EMPTY }, 'none', planner(), 'sb1', {
     rootlessDir: hostConst('/run/user/1000'),
   })._unsafeUnwrap();
-  t.is(plan?.hostPath, hostConst('/run/user/1000/run/kata-containers/shared/initdata/sb1/initdata.image'));
+  t.is(
+    plan?.hostPath,
+    hostConst('/run/user/1000/run/kata-containers/shared/initdata/sb1/initdata.image'),
+  );
 });
 
 test('invalid initdata from the annotation names the annotation key; no device is taken', (t) => {
   const devices = planner();
   const origin = { field: INITDATA_ANNOTATION, source: 'annotations' };
-  const e = planInitdata({ initdata: 'version = "0.1.0"\n' }, 'none', devices, 'sb1', { origin })._unsafeUnwrapErr();
+  const e = planInitdata({ initdata: 'version = "0.1.0"\n' }, 'none', devices, 'sb1', {
+    origin,
+  })._unsafeUnwrapErr();
   t.true(e.problems.every((p) => p.field === INITDATA_ANNOTATION));
   t.deepEqual(devices.devices(), []);
 });
 
 test('invalid initdata from config names hypervisor.qemu.initdata', (t) => {
-  const e = planInitdata({ initdata: 'algorithm = "sha1"\n' }, 'none', planner(), 'sb1')._unsafeUnwrapErr();
+  const e = planInitdata(
+    { initdata: 'algorithm = "sha1"\n' },
+    'none',
+    planner(),
+    'sb1',
+  )._unsafeUnwrapErr();
   t.true(e.problems.every((p) => p.field === 'hypervisor.qemu.initdata'));
 });
 

@@ -17,7 +17,10 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const exampleConfigText = readFileSync(path.join(root, 'examples/configuration-qemu.toml'), 'utf8');
 const exampleSpecText = readFileSync(path.join(root, 'examples/bundle/config.json'), 'utf8');
 
-export function kataConfig(hv: Partial<HypervisorConfig> = {}, runtime: Partial<RuntimeConfig> = {}): KataConfig {
+export function kataConfig(
+  hv: Partial<HypervisorConfig> = {},
+  runtime: Partial<RuntimeConfig> = {},
+): KataConfig {
   const c = parseKataConfig(exampleConfigText, 'configuration.toml')._unsafeUnwrap().config;
   return { ...c, hypervisor: { ...c.hypervisor, ...hv }, runtime: { ...c.runtime, ...runtime } };
 }
@@ -30,20 +33,42 @@ export function ociSpec(patch: (s: Record<string, any>) => void = () => {}): Oci
 }
 
 /** A pod container spec with the given mounts (no default mounts). */
-export function containerSpec(mounts: unknown[], annotations: Record<string, string> = {}): OciSpec {
+export function containerSpec(
+  mounts: unknown[],
+  annotations: Record<string, string> = {},
+): OciSpec {
   return ociSpec((s) => {
     s.mounts = mounts;
-    s.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb', 'io.kubernetes.cri.image-name': 'docker.io/library/busybox:latest', ...annotations };
+    s.annotations = {
+      'io.kubernetes.cri.container-type': 'container',
+      'io.kubernetes.cri.sandbox-id': 'sb',
+      'io.kubernetes.cri.image-name': 'docker.io/library/busybox:latest',
+      ...annotations,
+    };
   });
 }
 
-const fact = (kind: PathFact['kind'], extra: Partial<PathFact>): PathFact => ({ kind, mode: 0, uid: 0, gid: 0, ino: 1, ...extra });
-export const dirFact = (realpath: string, extra: Partial<PathFact> = {}) => fact('dir', { mode: 0o40755, realpath, ...extra });
-export const fileFact = (realpath: string, extra: Partial<PathFact> = {}) => fact('file', { mode: 0o100644, realpath, ...extra });
-export const blockFact = (realpath: string, major: number, minor: number) => fact('block', { mode: 0o60660, realpath, rdev: { major, minor } });
-export const charFact = (realpath: string) => fact('char', { mode: 0o20666, realpath, rdev: { major: 1, minor: 3 } });
+const fact = (kind: PathFact['kind'], extra: Partial<PathFact>): PathFact => ({
+  kind,
+  mode: 0,
+  uid: 0,
+  gid: 0,
+  ino: 1,
+  ...extra,
+});
+export const dirFact = (realpath: string, extra: Partial<PathFact> = {}) =>
+  fact('dir', { mode: 0o40755, realpath, ...extra });
+export const fileFact = (realpath: string, extra: Partial<PathFact> = {}) =>
+  fact('file', { mode: 0o100644, realpath, ...extra });
+export const blockFact = (realpath: string, major: number, minor: number) =>
+  fact('block', { mode: 0o60660, realpath, rdev: { major, minor } });
+export const charFact = (realpath: string) =>
+  fact('char', { mode: 0o20666, realpath, rdev: { major: 1, minor: 3 } });
 
-export function hostFacts(paths: Record<string, PathFact> = {}, blockDevices: HostFacts['blockDevices'] = {}): HostFacts {
+export function hostFacts(
+  paths: Record<string, PathFact> = {},
+  blockDevices: HostFacts['blockDevices'] = {},
+): HostFacts {
   return { ...EXAMPLE_HOST_FACTS, paths, blockDevices };
 }
 
@@ -53,8 +78,18 @@ export interface Bundle {
   readonly rootfsMounts?: RootfsMount[];
 }
 
-export function planOf(opts: { config?: KataConfig; host?: HostFacts; sandbox?: Bundle; containers?: Bundle[] }): Result<ResourcePlan, PlanError> {
-  const toInput = (b: Bundle): BundleInput => ({ id: b.id, bundleDir: `/bundles/${b.id}`, spec: b.spec, ...(b.rootfsMounts ? { rootfsMounts: b.rootfsMounts } : {}) });
+export function planOf(opts: {
+  config?: KataConfig;
+  host?: HostFacts;
+  sandbox?: Bundle;
+  containers?: Bundle[];
+}): Result<ResourcePlan, PlanError> {
+  const toInput = (b: Bundle): BundleInput => ({
+    id: b.id,
+    bundleDir: `/bundles/${b.id}`,
+    spec: b.spec,
+    ...(b.rootfsMounts ? { rootfsMounts: b.rootfsMounts } : {}),
+  });
   return plan({
     config: opts.config ?? kataConfig(),
     configSource: 'configuration.toml',

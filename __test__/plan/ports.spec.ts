@@ -55,7 +55,10 @@ test('a switch goes only on an existing root port without one', (t) => {
   topo.addPcieRootPort(1)._unsafeUnwrap();
   t.true(topo.addSwitchToRootPort(1, 101).isOk());
   t.is(what(topo.addSwitchToRootPort(2, 102)._unsafeUnwrapErr()), 'Root Port 2 does not exist.');
-  t.is(what(topo.addSwitchToRootPort(1, 103)._unsafeUnwrapErr()), 'Root Port 1 already has a connected switch.');
+  t.is(
+    what(topo.addSwitchToRootPort(1, 103)._unsafeUnwrapErr()),
+    'Root Port 1 already has a connected switch.',
+  );
 });
 
 test('switch ports need an existing root port with a switch and a new id', (t) => {
@@ -65,12 +68,21 @@ test('switch ports need an existing root port with a switch and a new id', (t) =
   topo.addPcieRootPort(1)._unsafeUnwrap();
   topo.addSwitchToRootPort(1, 101)._unsafeUnwrap();
   t.true(topo.addSwitchPortToSwitch(swup, 1, 1).isOk());
-  t.is(what(topo.addSwitchPortToSwitch(swup, 2, 1)._unsafeUnwrapErr()), 'Root Port 2 does not exist.');
-  t.is(what(topo.addSwitchPortToSwitch(swup, 1, 1)._unsafeUnwrapErr()), 'Switch Port 1 already exists in Switch 101.');
+  t.is(
+    what(topo.addSwitchPortToSwitch(swup, 2, 1)._unsafeUnwrapErr()),
+    'Root Port 2 does not exist.',
+  );
+  t.is(
+    what(topo.addSwitchPortToSwitch(swup, 1, 1)._unsafeUnwrapErr()),
+    'Switch Port 1 already exists in Switch 101.',
+  );
 
   const bare = newPcieTopology(1, 0);
   bare.addPcieRootPort(1)._unsafeUnwrap();
-  t.is(what(bare.addSwitchPortToSwitch(swup, 1, 1)._unsafeUnwrapErr()), 'Root Port 1 has no connected switch.');
+  t.is(
+    what(bare.addSwitchPortToSwitch(swup, 1, 1)._unsafeUnwrapErr()),
+    'Root Port 1 has no connected switch.',
+  );
 });
 
 test('root ports on the bus are added idempotently', (t) => {
@@ -92,10 +104,13 @@ test('single-root-port strategy: root port 1 carries one switch with 2 downstrea
   t.true(topo.addSwitchPortsWithStrategy(1, 2, 'SingleRootPort').isOk());
   const sw = topo.portDevices.get(1)?.connectedSwitch;
   t.is(sw?.bus, 'rp1');
-  t.deepEqual([...(sw?.downPorts.values() ?? [])], [
-    { id: 1, bus: 'swup1' },
-    { id: 2, bus: 'swup1' },
-  ]);
+  t.deepEqual(
+    [...(sw?.downPorts.values() ?? [])],
+    [
+      { id: 1, bus: 'swup1' },
+      { id: 2, bus: 'swup1' },
+    ],
+  );
 });
 
 test('multiple-root-ports strategy: root ports 1 and 2 each get 2 downstream ports', (t) => {
@@ -115,7 +130,12 @@ test('multiple-root-ports strategy gives the remainder to the first switches', (
 
 // What kata-ts creates.
 test('no ports asked: no ports', (t) => {
-  t.deepEqual(planPorts(q35(0, 0))._unsafeUnwrap(), { rootBus: 'pcie.0', ports: [], hotplugTargets: [], warnings: [] });
+  t.deepEqual(planPorts(q35(0, 0))._unsafeUnwrap(), {
+    rootBus: 'pcie.0',
+    ports: [],
+    hotplugTargets: [],
+    warnings: [],
+  });
 });
 
 test('pcie_root_port = 2: rp0 and rp1 on pcie.0 at fixed addresses, chassis i+1 slot i', (t) => {
@@ -185,18 +205,27 @@ test('chassis/slot pairs are unique and addresses fit the port range for every a
 test('too many root ports is an error naming pcie_root_port', (t) => {
   const e = planPorts(q35(MAX_ROOT_PORTS + 1, 0))._unsafeUnwrapErr();
   t.is(e.problems[0]?.field, 'hypervisor.qemu.pcie_root_port');
-  t.is(planPorts(q35(MAX_ROOT_PORTS, 1))._unsafeUnwrapErr().problems[0]?.field, 'hypervisor.qemu.pcie_root_port');
+  t.is(
+    planPorts(q35(MAX_ROOT_PORTS, 1))._unsafeUnwrapErr().problems[0]?.field,
+    'hypervisor.qemu.pcie_root_port',
+  );
   t.true(planPorts(q35(MAX_ROOT_PORTS, 0)).isOk());
 });
 
 test('too many switch ports is an error naming pcie_switch_port', (t) => {
   const e = planPorts(q35(0, MAX_SWITCH_PORTS + 1))._unsafeUnwrapErr();
-  t.deepEqual(e.problems.map((p) => p.field), ['hypervisor.qemu.pcie_switch_port']);
+  t.deepEqual(
+    e.problems.map((p) => p.field),
+    ['hypervisor.qemu.pcie_switch_port'],
+  );
 });
 
 test('every bad count is reported, not only the first', (t) => {
   const e = planPorts(q35(-1, 1.5))._unsafeUnwrapErr();
-  t.deepEqual(e.problems.map((p) => p.field), ['hypervisor.qemu.pcie_root_port', 'hypervisor.qemu.pcie_switch_port']);
+  t.deepEqual(
+    e.problems.map((p) => p.field),
+    ['hypervisor.qemu.pcie_root_port', 'hypervisor.qemu.pcie_switch_port'],
+  );
 });
 
 test('arm virt machines get ports too', (t) => {

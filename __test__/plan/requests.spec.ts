@@ -12,34 +12,74 @@ test('CreateSandboxRequest: hostname, sandbox id, the virtio-fs share then the s
     hostname: 'example-sandbox',
     sandboxId: 'sb',
     storages: [
-      { driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: ['nodev'], mountPoint: '/run/kata-containers/shared/containers/' },
-      { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['noexec', 'nosuid', 'nodev', 'mode=1777', 'size=67108864'], mountPoint: '/run/kata-containers/sandbox/shm' },
+      {
+        driver: 'virtio-fs',
+        source: 'kataShared',
+        fstype: 'virtiofs',
+        options: ['nodev'],
+        mountPoint: '/run/kata-containers/shared/containers/',
+      },
+      {
+        driver: 'ephemeral',
+        source: 'shm',
+        fstype: 'tmpfs',
+        options: ['noexec', 'nosuid', 'nodev', 'mode=1777', 'size=67108864'],
+        mountPoint: '/run/kata-containers/sandbox/shm',
+      },
     ],
   });
 });
 
 test('CreateSandboxRequest without a shared fs holds only the shm storage', (t) => {
-  const p = planOf({ config: kataConfig({ sharedFs: 'none' }, { experimentalForceGuestPull: true }) })._unsafeUnwrap();
-  t.deepEqual((p.createSandbox as any).storages.map((s: any) => s.driver), ['ephemeral']);
+  const p = planOf({
+    config: kataConfig({ sharedFs: 'none' }, { experimentalForceGuestPull: true }),
+  })._unsafeUnwrap();
+  t.deepEqual(
+    (p.createSandbox as any).storages.map((s: any) => s.driver),
+    ['ephemeral'],
+  );
 });
 
 test('CreateSandboxRequest carries kernel modules with parameters and the guest hook path', (t) => {
   const config = kataConfig({ guestHookPath: '/usr/share/oci/hooks' });
-  const p = planOf({ config: { ...config, agent: { ...config.agent, kernelModules: ['e1000e InterruptThrottleRate=3000,3000,3000 EEE=1', 'i915'] } } })._unsafeUnwrap();
+  const p = planOf({
+    config: {
+      ...config,
+      agent: {
+        ...config.agent,
+        kernelModules: ['e1000e InterruptThrottleRate=3000,3000,3000 EEE=1', 'i915'],
+      },
+    },
+  })._unsafeUnwrap();
   t.like(p.createSandbox, {
     guestHookPath: '/usr/share/oci/hooks',
-    kernelModules: [{ name: 'e1000e', parameters: ['InterruptThrottleRate=3000,3000,3000', 'EEE=1'] }, { name: 'i915' }],
+    kernelModules: [
+      { name: 'e1000e', parameters: ['InterruptThrottleRate=3000,3000,3000', 'EEE=1'] },
+      { name: 'i915' },
+    ],
   });
 });
 
 test('agent annotations: container type and bundle path added, cc_init_data removed', (t) => {
-  const out = agentAnnotations({ a: '1', 'io.katacontainers.config.hypervisor.cc_init_data': 'xx' }, 'pod_container', '/b/c1');
-  t.deepEqual(out, { a: '1', 'io.katacontainers.pkg.oci.container_type': 'pod_container', 'io.katacontainers.pkg.oci.bundle_path': '/b/c1' });
+  const out = agentAnnotations(
+    { a: '1', 'io.katacontainers.config.hypervisor.cc_init_data': 'xx' },
+    'pod_container',
+    '/b/c1',
+  );
+  t.deepEqual(out, {
+    a: '1',
+    'io.katacontainers.pkg.oci.container_type': 'pod_container',
+    'io.katacontainers.pkg.oci.bundle_path': '/b/c1',
+  });
 });
 
 test('CreateContainerRequest: id, root path, annotations, resources as the agent must see them', (t) => {
   const spec = ociSpec((s) => {
-    s.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb', 'io.katacontainers.config.hypervisor.cc_init_data': 'H4sI' };
+    s.annotations = {
+      'io.kubernetes.cri.container-type': 'container',
+      'io.kubernetes.cri.sandbox-id': 'sb',
+      'io.katacontainers.config.hypervisor.cc_init_data': 'H4sI',
+    };
     s.linux.resources = {
       cpu: { quota: 50000, period: 100000, cpus: '0-1', mems: '0' },
       memory: { limit: 1048576 },
@@ -48,7 +88,10 @@ test('CreateContainerRequest: id, root path, annotations, resources as the agent
       blockIO: { weight: 10 },
       network: { classID: 1 },
     };
-    s.linux.seccomp = { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', errnoRet: 1 }] };
+    s.linux.seccomp = {
+      defaultAction: 'SCMP_ACT_ERRNO',
+      syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', errnoRet: 1 }],
+    };
     s.process.user = { uid: 1000, gid: 1000, additionalGids: [1, 2] };
   });
   const c = planOf({ containers: [{ id: 'c1', spec }] })._unsafeUnwrap().containers[1]!;
@@ -62,17 +105,39 @@ test('CreateContainerRequest: id, root path, annotations, resources as the agent
     'io.katacontainers.pkg.oci.container_type': 'pod_container',
     'io.katacontainers.pkg.oci.bundle_path': '/bundles/c1',
   });
-  t.deepEqual(req.OCI.Linux.Resources, { Memory: { Limit: '1048576' }, CPU: { Quota: '50000', Period: '100000', Mems: '0' } });
+  t.deepEqual(req.OCI.Linux.Resources, {
+    Memory: { Limit: '1048576' },
+    CPU: { Quota: '50000', Period: '100000', Mems: '0' },
+  });
   t.deepEqual(req.OCI.Process.User, { UID: 1000, GID: 1000, AdditionalGids: [1, 2] });
-  t.deepEqual(req.OCI.Linux.Seccomp.Syscalls, [{ Names: ['read'], Action: 'SCMP_ACT_ALLOW', errnoret: 1 }]);
+  t.deepEqual(req.OCI.Linux.Seccomp.Syscalls, [
+    { Names: ['read'], Action: 'SCMP_ACT_ALLOW', errnoret: 1 },
+  ]);
 });
 
 test('storages are rootfs first, then volumes in mount order', (t) => {
-  const host = hostFacts({ '/tmp/a': { kind: 'dir', mode: 0o40755, uid: 0, gid: 0, ino: 1, realpath: '/tmp/a' }, '/tmp/b': { kind: 'dir', mode: 0o40755, uid: 0, gid: 0, ino: 2, realpath: '/tmp/b' } });
-  const spec = containerSpec([{ destination: '/a', type: 'ephemeral', source: '/tmp/a' }, { destination: '/b', type: 'ephemeral', source: '/tmp/b' }], { 'io.kubernetes.cri.image-name': 'img' });
+  const host = hostFacts({
+    '/tmp/a': { kind: 'dir', mode: 0o40755, uid: 0, gid: 0, ino: 1, realpath: '/tmp/a' },
+    '/tmp/b': { kind: 'dir', mode: 0o40755, uid: 0, gid: 0, ino: 2, realpath: '/tmp/b' },
+  });
+  const spec = containerSpec(
+    [
+      { destination: '/a', type: 'ephemeral', source: '/tmp/a' },
+      { destination: '/b', type: 'ephemeral', source: '/tmp/b' },
+    ],
+    { 'io.kubernetes.cri.image-name': 'img' },
+  );
   const config = kataConfig({}, { experimentalForceGuestPull: true });
-  const req = planOf({ config, host, containers: [{ id: 'c1', spec }] })._unsafeUnwrap().containers[1]!.createContainer as any;
-  t.deepEqual(req.storages.map((s: any) => s.mountPoint), ['/run/kata-containers/c1/rootfs', '/run/kata-containers/sandbox/ephemeral/a', '/run/kata-containers/sandbox/ephemeral/b']);
+  const req = planOf({ config, host, containers: [{ id: 'c1', spec }] })._unsafeUnwrap()
+    .containers[1]!.createContainer as any;
+  t.deepEqual(
+    req.storages.map((s: any) => s.mountPoint),
+    [
+      '/run/kata-containers/c1/rootfs',
+      '/run/kata-containers/sandbox/ephemeral/a',
+      '/run/kata-containers/sandbox/ephemeral/b',
+    ],
+  );
 });
 
 test('the printed requests parse back into our schemas and encode', (t) => {

@@ -1,5 +1,12 @@
 import test from 'ava';
-import { memoryMiBFromBytes, planSizing, resizeVcpus, staticRequestFrom, staticSizing, type SizingInput } from '../../ts/plan/sizing.js';
+import {
+  memoryMiBFromBytes,
+  planSizing,
+  resizeVcpus,
+  staticRequestFrom,
+  staticSizing,
+  type SizingInput,
+} from '../../ts/plan/sizing.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,32 +29,100 @@ function input(over: Partial<SizingInput> = {}): SizingInput {
 
 // vectors.md §5.4 setup_config rows: (default_vcpus, overhead_vcpus, default_maxvcpus, default_mem,
 // overhead_mem, default_maxmem, static) with requested (vcpu as quota/100000, mem MiB).
-type StaticRow = [string, [string, string, number, number, number, number, boolean], [number, number], { vcpus?: string; max?: number; mem?: number; maxMem?: number; error?: RegExp }];
+type StaticRow = [
+  string,
+  [string, string, number, number, number, number, boolean],
+  [number, number],
+  { vcpus?: string; max?: number; mem?: number; maxMem?: number; error?: RegExp },
+];
 const staticRows: StaticRow[] = [
-  ['overhead plus request', ['1', '0.5', 4, 256, 128, 4096, true], [1.2, 512], { vcpus: '17/10', max: 2, mem: 640, maxMem: 4096 }],
-  ['not static: config unchanged', ['1', '0.5', 4, 256, 128, 4096, false], [1.2, 512], { vcpus: '1/1', max: 4, mem: 256, maxMem: 4096 }],
-  ['cpu only: memory is the overhead', ['1', '1', 2, 256, 128, 4096, true], [2.5, 0], { vcpus: '7/2', max: 4, mem: 128 }],
-  ['cpu only, larger max', ['1', '0.5', 8, 256, 128, 4096, true], [1.2, 0], { vcpus: '17/10', max: 2 }],
-  ['memory only raises max memory', ['1', '0.5', 4, 256, 128, 300, true], [0, 512], { vcpus: '1/1', mem: 640, maxMem: 640 }],
-  ['no request: defaults kept, max = ceil(default)', ['2', '0.5', 8, 512, 128, 4096, true], [0, 0], { vcpus: '2/1', max: 2, mem: 512 }],
-  ['zero memory is an error', ['1', '0.5', 8, 1024, 0, 4096, true], [1, 0], { error: /computed sandbox memory is 0 MiB/ }],
-  ['0.75 + 1.25 = 2', ['3', '0.75', 8, 1024, 256, 4096, true], [1.25, 1024], { vcpus: '2/1', mem: 1280 }],
+  [
+    'overhead plus request',
+    ['1', '0.5', 4, 256, 128, 4096, true],
+    [1.2, 512],
+    { vcpus: '17/10', max: 2, mem: 640, maxMem: 4096 },
+  ],
+  [
+    'not static: config unchanged',
+    ['1', '0.5', 4, 256, 128, 4096, false],
+    [1.2, 512],
+    { vcpus: '1/1', max: 4, mem: 256, maxMem: 4096 },
+  ],
+  [
+    'cpu only: memory is the overhead',
+    ['1', '1', 2, 256, 128, 4096, true],
+    [2.5, 0],
+    { vcpus: '7/2', max: 4, mem: 128 },
+  ],
+  [
+    'cpu only, larger max',
+    ['1', '0.5', 8, 256, 128, 4096, true],
+    [1.2, 0],
+    { vcpus: '17/10', max: 2 },
+  ],
+  [
+    'memory only raises max memory',
+    ['1', '0.5', 4, 256, 128, 300, true],
+    [0, 512],
+    { vcpus: '1/1', mem: 640, maxMem: 640 },
+  ],
+  [
+    'no request: defaults kept, max = ceil(default)',
+    ['2', '0.5', 8, 512, 128, 4096, true],
+    [0, 0],
+    { vcpus: '2/1', max: 2, mem: 512 },
+  ],
+  [
+    'zero memory is an error',
+    ['1', '0.5', 8, 1024, 0, 4096, true],
+    [1, 0],
+    { error: /computed sandbox memory is 0 MiB/ },
+  ],
+  [
+    '0.75 + 1.25 = 2',
+    ['3', '0.75', 8, 1024, 256, 4096, true],
+    [1.25, 1024],
+    { vcpus: '2/1', mem: 1280 },
+  ],
   ['0.5 + 1.5 = 2', ['3', '0.5', 8, 1024, 128, 4096, true], [1.5, 0], { vcpus: '2/1', mem: 128 }],
-  ['memory only: at least one vCPU', ['3', '0.5', 8, 1024, 128, 4096, true], [0, 512], { vcpus: '1/1', mem: 640 }],
+  [
+    'memory only: at least one vCPU',
+    ['3', '0.5', 8, 1024, 128, 4096, true],
+    [0, 512],
+    { vcpus: '1/1', mem: 640 },
+  ],
   ['no overhead', ['3', '0', 8, 1024, 0, 4096, true], [1.25, 1024], { vcpus: '5/4', mem: 1024 }],
-  ['no overhead, memory only', ['3', '0', 8, 1024, 0, 4096, true], [0, 512], { vcpus: '1/1', mem: 512 }],
+  [
+    'no overhead, memory only',
+    ['3', '0', 8, 1024, 0, 4096, true],
+    [0, 512],
+    { vcpus: '1/1', mem: 512 },
+  ],
 ];
 
-for (const [title, [dv, ov, maxv, mem, ovMem, maxMem, isStatic], [vcpu, reqMem], want] of staticRows) {
+for (const [
+  title,
+  [dv, ov, maxv, mem, ovMem, maxMem, isStatic],
+  [vcpu, reqMem],
+  want,
+] of staticRows) {
   test(`static sizing: ${title}`, (t) => {
     const staticRequest = {
       ...(vcpu > 0 ? { quotaUs: Math.round(vcpu * 100_000), periodUs: 100_000 } : {}),
       ...(reqMem > 0 ? { memoryLimitBytes: reqMem * MiB } : {}),
     };
-    const r = planSizing(input({
-      defaultVcpus: dv, overheadVcpus: ov, defaultMaxVcpus: maxv, defaultMemoryMiB: mem, overheadMemoryMiB: ovMem,
-      defaultMaxMemoryMiB: maxMem, staticSandboxResourceMgmt: isStatic, staticRequest,
-    }));
+    const r = planSizing(
+      input({
+        defaultVcpus: dv,
+        overheadVcpus: ov,
+        defaultMaxVcpus: maxv,
+        defaultMemoryMiB: mem,
+        overheadMemoryMiB: ovMem,
+        defaultMaxMemoryMiB: maxMem,
+        staticSandboxResourceMgmt: isStatic,
+        staticRequest,
+      }),
+    );
     if (want.error) {
       t.regex(r._unsafeUnwrapErr().problems[0]!.message, want.error);
       return;
@@ -61,12 +136,23 @@ for (const [title, [dv, ov, maxv, mem, ovMem, maxMem, isStatic], [vcpu, reqMem],
 }
 
 test('static request from sandbox annotations: 220000/100000 → 3 vCPUs, 512 MiB', (t) => {
-  const req = staticRequestFrom('pod_sandbox', {
-    'io.kubernetes.cri.sandbox-cpu-quota': '220000',
-    'io.kubernetes.cri.sandbox-cpu-period': '100000',
-    'io.kubernetes.cri.sandbox-memory': String(512 * MiB),
-  }, {})._unsafeUnwrap();
-  const s = staticSizing(input({ staticSandboxResourceMgmt: true, overheadVcpus: '0', overheadMemoryMiB: 0, staticRequest: req }))._unsafeUnwrap();
+  const req = staticRequestFrom(
+    'pod_sandbox',
+    {
+      'io.kubernetes.cri.sandbox-cpu-quota': '220000',
+      'io.kubernetes.cri.sandbox-cpu-period': '100000',
+      'io.kubernetes.cri.sandbox-memory': String(512 * MiB),
+    },
+    {},
+  )._unsafeUnwrap();
+  const s = staticSizing(
+    input({
+      staticSandboxResourceMgmt: true,
+      overheadVcpus: '0',
+      overheadMemoryMiB: 0,
+      staticRequest: req,
+    }),
+  )._unsafeUnwrap();
   t.is(s.defaultVcpus, '11/5');
   t.is(s.maxVcpus, 3);
   t.is(s.memoryMiB, 512);
@@ -84,15 +170,25 @@ test('a single container sizes statically from its own limits; a pod container d
 });
 
 test('a non-integer sandbox annotation is an error naming the key', (t) => {
-  const e = staticRequestFrom('pod_sandbox', { 'io.kubernetes.cri.sandbox-cpu-quota': '1.5' }, {})._unsafeUnwrapErr();
+  const e = staticRequestFrom(
+    'pod_sandbox',
+    { 'io.kubernetes.cri.sandbox-cpu-quota': '1.5' },
+    {},
+  )._unsafeUnwrapErr();
   t.is(e.problems[0]!.field, 'io.kubernetes.cri.sandbox-cpu-quota');
 });
 
 test('ten 0.1-CPU containers on top of 0 default vCPUs end at 1 vCPU', (t) => {
-  const containers = Array.from({ length: 10 }, (_, i) => ({ id: `c${i}`, limits: { quotaUs: 10_000, periodUs: 100_000 } }));
+  const containers = Array.from({ length: 10 }, (_, i) => ({
+    id: `c${i}`,
+    limits: { quotaUs: 10_000, periodUs: 100_000 },
+  }));
   const plan = planSizing(input({ defaultVcpus: '0', containers }))._unsafeUnwrap();
   t.is(plan.vcpus.boot, 1);
-  t.deepEqual(plan.containers.map((c) => c.vcpusAfter), Array(10).fill(1));
+  t.deepEqual(
+    plan.containers.map((c) => c.vcpusAfter),
+    Array(10).fill(1),
+  );
 });
 
 test('vCPUs grow as containers are added and are capped at the maximum', (t) => {
@@ -101,9 +197,14 @@ test('vCPUs grow as containers are added and are capped at the maximum', (t) => 
     { id: 'b', limits: { quotaUs: 200_000, periodUs: 100_000 } },
     { id: 'c', limits: { quotaUs: 400_000, periodUs: 100_000 } },
   ];
-  const plan = planSizing(input({ defaultVcpus: '1', defaultMaxVcpus: 4, containers }))._unsafeUnwrap();
+  const plan = planSizing(
+    input({ defaultVcpus: '1', defaultMaxVcpus: 4, containers }),
+  )._unsafeUnwrap();
   t.deepEqual(plan.vcpus, { boot: 1, max: 4, exact: '1/1' });
-  t.deepEqual(plan.containers.map((c) => c.vcpusAfter), [3, 4, 4]);
+  t.deepEqual(
+    plan.containers.map((c) => c.vcpusAfter),
+    [3, 4, 4],
+  );
 });
 
 test('default_maxvcpus 0 or above the host means the host CPU count', (t) => {
@@ -112,8 +213,16 @@ test('default_maxvcpus 0 or above the host means the host CPU count', (t) => {
 });
 
 test('a fractional default boots the rounded-up count and keeps the exact value', (t) => {
-  t.deepEqual(planSizing(input({ defaultVcpus: '0.75' }))._unsafeUnwrap().vcpus, { boot: 1, max: 64, exact: '3/4' });
-  t.deepEqual(planSizing(input({ defaultVcpus: '1.5' }))._unsafeUnwrap().vcpus, { boot: 2, max: 64, exact: '3/2' });
+  t.deepEqual(planSizing(input({ defaultVcpus: '0.75' }))._unsafeUnwrap().vcpus, {
+    boot: 1,
+    max: 64,
+    exact: '3/4',
+  });
+  t.deepEqual(planSizing(input({ defaultVcpus: '1.5' }))._unsafeUnwrap().vcpus, {
+    boot: 2,
+    max: 64,
+    exact: '3/2',
+  });
 });
 
 test('memory grows with container limits on top of default_memory', (t) => {
@@ -124,7 +233,10 @@ test('memory grows with container limits on top of default_memory', (t) => {
   ];
   const plan = planSizing(input({ defaultMemoryMiB: 2048, containers }))._unsafeUnwrap();
   t.is(plan.memoryMiB, 2048);
-  t.deepEqual(plan.containers.map((c) => c.memoryMiBAfter), [2304, 2304, 2816]);
+  t.deepEqual(
+    plan.containers.map((c) => c.memoryMiBAfter),
+    [2304, 2304, 2816],
+  );
 });
 
 test('adding never shrinks and removing never grows the vCPU count', (t) => {
@@ -137,7 +249,9 @@ test('adding never shrinks and removing never grows the vCPU count', (t) => {
 });
 
 test('a bad container cpuset is an error naming the container', (t) => {
-  const e = planSizing(input({ containers: [{ id: 'web', limits: { quotaUs: -1, cpus: '3-1' } }] }))._unsafeUnwrapErr();
+  const e = planSizing(
+    input({ containers: [{ id: 'web', limits: { quotaUs: -1, cpus: '3-1' } }] }),
+  )._unsafeUnwrapErr();
   t.is(e.problems[0]!.field, 'containers[web].linux.resources.cpu');
   t.regex(e.problems[0]!.message, /invalid cpuset "3-1"/);
 });

@@ -103,19 +103,27 @@ test('two containers share a configmap, release one, release the other', (t) => 
   t.true(a.first, 'the first reference starts the watcher');
   t.false(b.first, 'the second reference reuses it (fan-out)');
   t.false(vm.release(CM, 'A'), 'the watcher keeps running for B');
-  t.deepEqual(vm.volumes().map((v) => [v.refCount, v.destinations.map((d) => d.containerId)]), [[1, ['B']]]);
+  t.deepEqual(
+    vm.volumes().map((v) => [v.refCount, v.destinations.map((d) => d.containerId)]),
+    [[1, ['B']]],
+  );
   t.true(vm.release(CM, 'B'), 'the last release stops the watcher');
   t.deepEqual(vm.volumes(), []);
 });
 
 // vectors §2.5: guest path generators.
 test('generate_copy_file_guest_path("sandbox-id", "/etc/resolv.conf") is <share>/sandbox-id-<16 hex>-resolv.conf', (t) => {
-  const p = copyGuestPath('sandbox-id', '/etc/resolv.conf', (n) => randomBytes(n).toString('hex'))._unsafeUnwrap();
+  const p = copyGuestPath('sandbox-id', '/etc/resolv.conf', (n) =>
+    randomBytes(n).toString('hex'),
+  )._unsafeUnwrap();
   t.regex(p, /^\/run\/kata-containers\/shared\/containers\/sandbox-id-[0-9a-f]{16}-resolv\.conf$/);
 });
 
 test('generate_copy_file_guest_path with destination / fails with the reference error', (t) => {
-  t.is(copyGuestPath('c1', '/', sequentialHex())._unsafeUnwrapErr(), 'get mount destination failed');
+  t.is(
+    copyGuestPath('c1', '/', sequentialHex())._unsafeUnwrapErr(),
+    'get mount destination failed',
+  );
 });
 
 test('a container id that would leave the share dir is refused', (t) => {

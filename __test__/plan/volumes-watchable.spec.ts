@@ -35,8 +35,18 @@ test('count_files of a file is 1 and of a missing path 0', (t) => {
 const CM = '/tmp/x/kubernetes.io~configmap/amazing-dir-of-configs';
 const rows: [string, string, PathFact, boolean][] = [
   ['an empty path', '', dirFact(''), false],
-  ['a missing emptyDir', '/var/lib/kubelet/pods/5f08/volumes/kubernetes.io~empty-dir/foobar', { kind: 'missing', mode: 0, uid: 0, gid: 0, ino: 0 }, false],
-  ['a single secret file', '/tmp/x/kubernetes.io~secret/super-secret-thing', fileFact('/tmp/x/kubernetes.io~secret/super-secret-thing'), true],
+  [
+    'a missing emptyDir',
+    '/var/lib/kubelet/pods/5f08/volumes/kubernetes.io~empty-dir/foobar',
+    { kind: 'missing', mode: 0, uid: 0, gid: 0, ino: 0 },
+    false,
+  ],
+  [
+    'a single secret file',
+    '/tmp/x/kubernetes.io~secret/super-secret-thing',
+    fileFact('/tmp/x/kubernetes.io~secret/super-secret-thing'),
+    true,
+  ],
   ['a configmap dir with no files', CM, dirFact(CM, { fileCount: 0 }), false],
   ['a configmap dir with 1 file', CM, dirFact(CM, { fileCount: 1 }), true],
   ['a configmap dir with 8 files', CM, dirFact(CM, { fileCount: 8 }), true],
@@ -49,11 +59,27 @@ for (const [title, source, fact, want] of rows) {
 
 test('a small configmap over virtio-fs gets a watchable-bind Storage and the container binds the watchable path', (t) => {
   const src = '/var/lib/kubelet/pods/u/volumes/kubernetes.io~configmap/cm';
-  const p = planOf({ host: hostFacts({ [src]: dirFact(src, { fileCount: 3 }) }), containers: [{ id: 'c1', spec: containerSpec([{ destination: '/etc/cfg', type: 'bind', source: src, options: ['rbind', 'ro'] }]) }] })._unsafeUnwrap();
+  const p = planOf({
+    host: hostFacts({ [src]: dirFact(src, { fileCount: 3 }) }),
+    containers: [
+      {
+        id: 'c1',
+        spec: containerSpec([
+          { destination: '/etc/cfg', type: 'bind', source: src, options: ['rbind', 'ro'] },
+        ]),
+      },
+    ],
+  })._unsafeUnwrap();
   const req = p.containers[1]!.createContainer as any;
   const shared = p.containers[1]!.sharedFsBinds[0]!.guestPath;
   const name = shared.split('/').pop();
   const mountPoint = `/run/kata-containers/shared/containers/passthrough/watchable/${name}`;
-  t.deepEqual(req.storages.at(-1), { driver: 'watchable-bind', source: shared, fstype: 'bind', options: ['rbind', 'ro'], mountPoint });
+  t.deepEqual(req.storages.at(-1), {
+    driver: 'watchable-bind',
+    source: shared,
+    fstype: 'bind',
+    options: ['rbind', 'ro'],
+    mountPoint,
+  });
   t.like(req.OCI.Mounts[0], { source: mountPoint, type: 'bind' });
 });

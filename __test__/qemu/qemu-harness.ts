@@ -1,7 +1,14 @@
 // Real QEMU for tests: a plan from the planner's builders, our command line, a temp dir per VM,
 // and teardown that kills every process by its pid and removes sockets and files, even when the
 // test fails. A process-exit hook kills whatever a timed-out test left behind.
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
@@ -11,7 +18,12 @@ import { BlockDevicePlanner, type BlockDevice } from '../../ts/plan/block-device
 import type { ResourcePlan } from '../../ts/plan/plan.js';
 import { planPorts } from '../../ts/plan/ports.js';
 import { usableAccel, DEFAULT_QEMU } from '../../ts/qemu/accel.js';
-import { AGENT_PORT_NAME, qemuCommandLine, type Accel, type VmLaunch } from '../../ts/qemu/cmdline.js';
+import {
+  AGENT_PORT_NAME,
+  qemuCommandLine,
+  type Accel,
+  type VmLaunch,
+} from '../../ts/qemu/cmdline.js';
 import { Virtiofsd, Vm } from '../../ts/qemu/vm.js';
 import { kataConfig, planOf } from '../plan/plan-builders.js';
 
@@ -43,7 +55,12 @@ export function scratchDir(t: ExecutionContext): string {
 }
 
 /** A raw disk image of `bytes` (zeros unless `content`). */
-export function diskImage(dir: string, name: string, bytes = 1 << 20, content?: Uint8Array): string {
+export function diskImage(
+  dir: string,
+  name: string,
+  bytes = 1 << 20,
+  content?: Uint8Array,
+): string {
   const file = path.join(dir, name);
   const data = Buffer.alloc(bytes);
   if (content) data.set(content);
@@ -52,7 +69,15 @@ export function diskImage(dir: string, name: string, bytes = 1 << 20, content?: 
 }
 
 export function configWith(hv: Partial<HypervisorConfig>): HypervisorConfig {
-  return kataConfig({ kernel: '', image: '', initrd: '', kernelParams: '', cpuFeatures: '', sharedFs: 'none', ...hv }).hypervisor;
+  return kataConfig({
+    kernel: '',
+    image: '',
+    initrd: '',
+    kernelParams: '',
+    cpuFeatures: '',
+    sharedFs: 'none',
+    ...hv,
+  }).hypervisor;
 }
 
 /** A plan for `hv`, shrunk to a small VM (paused tests never touch guest RAM). */
@@ -60,7 +85,13 @@ export function smallPlan(hv: HypervisorConfig, patch: Partial<ResourcePlan> = {
   // The example sandbox's rootfs needs a shared fs to be planned; the VM side is all we use.
   const planned = hv.sharedFs === 'none' ? { ...hv, sharedFs: 'virtio-fs' as const } : hv;
   const p = planOf({ config: { ...kataConfig(), hypervisor: planned } })._unsafeUnwrap();
-  return { ...p, memoryMiB: 256, maxMemoryMiB: 256, vcpus: { boot: 1, max: 2, exact: '1' }, ...patch };
+  return {
+    ...p,
+    memoryMiB: 256,
+    maxMemoryMiB: 256,
+    vcpus: { boot: 1, max: 2, exact: '1' },
+    ...patch,
+  };
 }
 
 /** A planner for hot-plugged devices of this config, on the same ports as the plan. */
@@ -68,8 +99,14 @@ export function devicePlanner(hv: HypervisorConfig): BlockDevicePlanner {
   return new BlockDevicePlanner(hv, planPorts(hv)._unsafeUnwrap());
 }
 
-export function hotplugDevice(planner: BlockDevicePlanner, file: string, readOnly = false): BlockDevice {
-  return planner.allocate({ pathOnHost: hostPath(file)._unsafeUnwrap(), readOnly, hotplug: true })._unsafeUnwrap();
+export function hotplugDevice(
+  planner: BlockDevicePlanner,
+  file: string,
+  readOnly = false,
+): BlockDevice {
+  return planner
+    .allocate({ pathOnHost: hostPath(file)._unsafeUnwrap(), readOnly, hotplug: true })
+    ._unsafeUnwrap();
 }
 
 export interface StartedVm {
@@ -93,7 +130,11 @@ export async function startVm(
   let virtiofsd: Virtiofsd | undefined;
   if (hv.sharedFs === 'virtio-fs') {
     virtiofsSocket = path.join(dir, 'vfs.sock');
-    const fsd = await Virtiofsd.start({ socketPath: virtiofsSocket, sharedDir: launch.sharedDir ?? dir, logPath: path.join(dir, 'virtiofsd.log') });
+    const fsd = await Virtiofsd.start({
+      socketPath: virtiofsSocket,
+      sharedDir: launch.sharedDir ?? dir,
+      logPath: path.join(dir, 'virtiofsd.log'),
+    });
     if (fsd.isErr()) t.fail(fsd.error.message);
     const d = fsd._unsafeUnwrap();
     virtiofsd = d;
@@ -102,7 +143,11 @@ export async function startVm(
   }
   const full: VmLaunch = {
     qmpSocket: path.join(dir, 'qmp.sock'),
-    agent: { kind: 'virtio-serial', socketPath: path.join(dir, 'agent.sock'), portName: AGENT_PORT_NAME },
+    agent: {
+      kind: 'virtio-serial',
+      socketPath: path.join(dir, 'agent.sock'),
+      portName: AGENT_PORT_NAME,
+    },
     paused: true,
     pcieNativeHotplug: true,
     ...(virtiofsSocket ? { virtiofsSocket } : {}),
@@ -111,8 +156,15 @@ export async function startVm(
   };
   const args = qemuCommandLine(plan, hv, full);
   if (args.isErr()) throw new Error(args.error.map((p) => p.message).join('\n'));
-  const vm = await Vm.spawn({ binary: hv.path || DEFAULT_QEMU, args: args.value, logPath: path.join(dir, 'qemu.log'), qmpSocket: full.qmpSocket, startTimeoutMs: QMP_TIMEOUT_MS });
-  if (vm.isErr()) throw new Error(`QEMU did not start: ${vm.error.message}\nargs: ${args.value.join(' ')}`);
+  const vm = await Vm.spawn({
+    binary: hv.path || DEFAULT_QEMU,
+    args: args.value,
+    logPath: path.join(dir, 'qemu.log'),
+    qmpSocket: full.qmpSocket,
+    startTimeoutMs: QMP_TIMEOUT_MS,
+  });
+  if (vm.isErr())
+    throw new Error(`QEMU did not start: ${vm.error.message}\nargs: ${args.value.join(' ')}`);
   track(vm.value.pid, vm.value.exited);
   t.teardown(async () => void (await vm.value.kill()));
   return { vm: vm.value, dir, accel, args: args.value, ...(virtiofsd ? { virtiofsd } : {}) };

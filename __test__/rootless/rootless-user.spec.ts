@@ -1,7 +1,16 @@
 // Real users and real processes (runs as root): every user this file creates is tracked by its
 // exact name and removed in teardown, every process killed by its pid, even when a test fails.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
@@ -35,7 +44,10 @@ function killAll(): void {
 process.once('exit', killAll);
 
 /** Creates a user and registers its removal in teardown. */
-function makeUser(t: ExecutionContext, options: Parameters<typeof createRootlessUser>[0] = {}): RootlessUser {
+function makeUser(
+  t: ExecutionContext,
+  options: Parameters<typeof createRootlessUser>[0] = {},
+): RootlessUser {
   const user = createRootlessUser(options)._unsafeUnwrap();
   created.add(user.name);
   t.teardown(() => {
@@ -44,8 +56,18 @@ function makeUser(t: ExecutionContext, options: Parameters<typeof createRootless
   return user;
 }
 
-function launch(t: ExecutionContext, user: RootlessUser, p: string, args: string[], stdout?: string): number {
-  const pid = launchAsRootlessUser(user, { path: p, args, ...(stdout ? { stdout, stderr: stdout } : {}) })._unsafeUnwrap();
+function launch(
+  t: ExecutionContext,
+  user: RootlessUser,
+  p: string,
+  args: string[],
+  stdout?: string,
+): number {
+  const pid = launchAsRootlessUser(user, {
+    path: p,
+    args,
+    ...(stdout ? { stdout, stderr: stdout } : {}),
+  })._unsafeUnwrap();
   pids.add(pid);
   t.teardown(() => {
     try {
@@ -61,7 +83,11 @@ function status(pid: number, field: string): string {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
     .split('\n')
     .find((l) => l.startsWith(`${field}:`));
-  return (line ?? '').slice(field.length + 1).trim().split(/\s+/).join(' ');
+  return (line ?? '')
+    .slice(field.length + 1)
+    .trim()
+    .split(/\s+/)
+    .join(' ');
 }
 
 async function waitExit(pid: number, timeoutMs = 10_000): Promise<ReturnType<typeof launchedExit>> {
@@ -81,19 +107,24 @@ test.after.always(() => {
   for (const name of created) teardownRootlessUser({ name });
 });
 
-rootOnly('creates a kata-<hex> user with a 0700 runtime dir it owns and the kvm gid of /dev/kvm', (t) => {
-  const user = makeUser(t);
-  t.regex(user.name, /^kata-[0-9a-f]{8}$/);
-  t.true(userExists(user.name));
-  t.is(`${user.runtimeDir}`, `/run/user/${user.uid}`);
-  const st = statSync(user.runtimeDir);
-  t.is(st.uid, user.uid);
-  t.is(st.gid, user.gid);
-  t.is(st.mode & 0o777, 0o700);
-  t.is(user.kvmGid, statSync('/dev/kvm').gid);
-  const shell = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith(`${user.name}:`));
-  t.regex(shell ?? '', /:\/sbin\/nologin$/);
-});
+rootOnly(
+  'creates a kata-<hex> user with a 0700 runtime dir it owns and the kvm gid of /dev/kvm',
+  (t) => {
+    const user = makeUser(t);
+    t.regex(user.name, /^kata-[0-9a-f]{8}$/);
+    t.true(userExists(user.name));
+    t.is(`${user.runtimeDir}`, `/run/user/${user.uid}`);
+    const st = statSync(user.runtimeDir);
+    t.is(st.uid, user.uid);
+    t.is(st.gid, user.gid);
+    t.is(st.mode & 0o777, 0o700);
+    t.is(user.kvmGid, statSync('/dev/kvm').gid);
+    const shell = readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(`${user.name}:`));
+    t.regex(shell ?? '', /:\/sbin\/nologin$/);
+  },
+);
 
 rootOnly('the launched process has the user uid/gid and exactly the kvm group', (t) => {
   const user = makeUser(t);
@@ -138,14 +169,20 @@ rootOnly('without the kvm group the same node is refused', async (t) => {
   chownSync(node, 0, 64_999);
   const user = makeUser(t);
   const out = path.join(user.runtimeDir, 'kvm.out');
-  const pid = launchAsRootlessUser(user, { path: '/bin/sh', args: openProbe(node), stdout: out })._unsafeUnwrap();
+  const pid = launchAsRootlessUser(user, {
+    path: '/bin/sh',
+    args: openProbe(node),
+    stdout: out,
+  })._unsafeUnwrap();
   pids.add(pid);
   await waitExit(pid);
   t.is(readFileSync(out, 'utf8').trim(), 'refused');
 });
 
 rootOnly('launching as uid 0 is refused (no silently-root VMM)', (t) => {
-  const e = call((n) => n.spawnAsUser({ path: '/bin/true', args: [], uid: 0, gid: 0, groups: [] }))._unsafeUnwrapErr();
+  const e = call((n) =>
+    n.spawnAsUser({ path: '/bin/true', args: [], uid: 0, gid: 0, groups: [] }),
+  )._unsafeUnwrapErr();
   t.is(e.code, 'ROOTLESS_ROOT');
 });
 
@@ -171,7 +208,11 @@ rootOnly('a failed start leaves no runtime dir behind', (t) => {
   const r = startRootless((user) => {
     dir = user.runtimeDir;
     created.add(user.name);
-    return err({ kind: 'rootless-lookup', name: user.name, message: 'injected start failure' } as const);
+    return err({
+      kind: 'rootless-lookup',
+      name: user.name,
+      message: 'injected start failure',
+    } as const);
   });
   t.is(r._unsafeUnwrapErr().message, 'injected start failure');
   t.not(dir, '');
@@ -227,10 +268,16 @@ rootOnly('a successful start keeps the user and its dir until teardown', (t) => 
 test('rootless requested while kata-ts is not root is a clear error', (t) => {
   const e = createRootlessUser({ euid: 1000 })._unsafeUnwrapErr();
   t.is(e.kind, 'rootless-not-root');
-  t.is(e.message, 'rootless VMM requested but kata-ts runs as uid 1000, not root: it cannot create the VMM user');
+  t.is(
+    e.message,
+    'rootless VMM requested but kata-ts runs as uid 1000, not root: it cannot create the VMM user',
+  );
 });
 
 test('a missing useradd is a clear error', (t) => {
   const e = findSbinTool('useradd', ['/nonexistent-a', '/nonexistent-b'])._unsafeUnwrapErr();
-  t.is(e.message, 'No valid executable found in paths: ["/nonexistent-a/useradd", "/nonexistent-b/useradd"]');
+  t.is(
+    e.message,
+    'No valid executable found in paths: ["/nonexistent-a/useradd", "/nonexistent-b/useradd"]',
+  );
 });

@@ -16,9 +16,16 @@ test('an idle watcher uses no CPU over 5 s', async (t) => {
   const agent = startAgent(t);
   const host = tempDir(t, 'idle');
   for (let i = 0; i < 50; i++) writeFileSync(join(host, `f${i}`), 'x');
-  const { sync } = await startSync(t, agent, { source: host, destinations: [guest('c1-000000000000000a-idle')], debounceMs: 100 });
+  const { sync } = await startSync(t, agent, {
+    source: host,
+    destinations: [guest('c1-000000000000000a-idle')],
+    debounceMs: 100,
+  });
   t.true(sync.threadId > 0);
-  t.regex(readFileSync(`/proc/${process.pid}/task/${sync.threadId}/comm`, 'utf8'), /^kata-ts-watch/);
+  t.regex(
+    readFileSync(`/proc/${process.pid}/task/${sync.threadId}/comm`, 'utf8'),
+    /^kata-ts-watch/,
+  );
   await sleep(300);
   const before = threadTicks(sync.threadId);
   await sleep(5_000);

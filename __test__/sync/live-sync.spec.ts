@@ -2,11 +2,34 @@
 // (its --root a temp dir), guest tree compared with the host tree by content, permissions,
 // owners and symlink targets.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
 import { startAgent } from '../agent/agent-harness.js';
-import { eventSyncs, guest, onAgent, sleep, startSync, tempDir, treeDiff, waitFor } from './sync-harness.js';
+import {
+  eventSyncs,
+  guest,
+  onAgent,
+  sleep,
+  startSync,
+  tempDir,
+  treeDiff,
+  waitFor,
+} from './sync-harness.js';
 
 function sampleTree(root: string): void {
   mkdirSync(join(root, 'sub/deeper'), { recursive: true });
@@ -27,8 +50,18 @@ test('the initial sync makes the guest tree equal the host tree', async (t) => {
   sampleTree(host);
   const dest = guest('c1-0000000000000001-cfg');
   const { sync } = await startSync(t, agent, { source: host, destinations: [dest] });
-  t.like(sync.initial, { kind: 'synced', reason: 'initial', full: true, failed: 0, destinations: 1 });
-  t.is(sync.initial.entries, 8, "root, empty, key, link, sub, sub/deeper, sub/secret, sub/deeper/data.bin");
+  t.like(sync.initial, {
+    kind: 'synced',
+    reason: 'initial',
+    full: true,
+    failed: 0,
+    destinations: 1,
+  });
+  t.is(
+    sync.initial.entries,
+    8,
+    'root, empty, key, link, sub, sub/deeper, sub/secret, sub/deeper/data.bin',
+  );
   t.deepEqual(treeDiff(host, onAgent(agent, dest)), []);
 });
 
@@ -40,10 +73,16 @@ test('a directory created and written into at once is synced completely', async 
   mkdirSync(join(host, 'a/b/c'), { recursive: true });
   writeFileSync(join(host, 'a/b/c/f1'), 'one');
   writeFileSync(join(host, 'a/b/f2'), 'two');
-  t.true(await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0), treeDiff(host, onAgent(agent, dest)).join('\n'));
+  t.true(
+    await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0),
+    treeDiff(host, onAgent(agent, dest)).join('\n'),
+  );
   // The new directories are watched too: a later write deep inside still arrives.
   writeFileSync(join(host, 'a/b/c/f1'), 'one, later');
-  t.true(await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0), treeDiff(host, onAgent(agent, dest)).join('\n'));
+  t.true(
+    await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0),
+    treeDiff(host, onAgent(agent, dest)).join('\n'),
+  );
 });
 
 test('a whole tree renamed into the volume is synced and then watched to its depth', async (t) => {
@@ -57,9 +96,15 @@ test('a whole tree renamed into the volume is synced and then watched to its dep
   const dest = guest('c1-0000000000000003-cfg');
   await startSync(t, agent, { source: host, destinations: [dest], debounceMs: 100 });
   renameSync(join(base, 'outside/x'), join(host, 'x'));
-  t.true(await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0), treeDiff(host, onAgent(agent, dest)).join('\n'));
+  t.true(
+    await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0),
+    treeDiff(host, onAgent(agent, dest)).join('\n'),
+  );
   writeFileSync(join(host, 'x/y/z/deep'), 'changed inside the renamed tree');
-  t.true(await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0), treeDiff(host, onAgent(agent, dest)).join('\n'));
+  t.true(
+    await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0),
+    treeDiff(host, onAgent(agent, dest)).join('\n'),
+  );
 });
 
 /** kubelet's AtomicWriter: new `..<ts>` dir, `..data_tmp` → `..data` rename, old dir removed. */
@@ -100,9 +145,18 @@ test('a burst of writes leads to one sync that sends only the changed files', as
   // told apart); let the initial ones age so only the burst's files count as changed.
   await sleep(300);
   const dest = guest('c1-0000000000000005-cfg');
-  const { events } = await startSync(t, agent, { source: host, destinations: [dest], debounceMs: 500 });
-  for (let round = 0; round < 10; round++) for (let i = 0; i < 5; i++) writeFileSync(join(host, `f${i}`), `round ${round}`);
-  t.true(await waitFor(() => eventSyncs(events).length > 0 && treeDiff(host, onAgent(agent, dest)).length === 0));
+  const { events } = await startSync(t, agent, {
+    source: host,
+    destinations: [dest],
+    debounceMs: 500,
+  });
+  for (let round = 0; round < 10; round++)
+    for (let i = 0; i < 5; i++) writeFileSync(join(host, `f${i}`), `round ${round}`);
+  t.true(
+    await waitFor(
+      () => eventSyncs(events).length > 0 && treeDiff(host, onAgent(agent, dest)).length === 0,
+    ),
+  );
   await sleep(1500);
   const syncs = eventSyncs(events);
   t.is(syncs.length, 1, JSON.stringify(events));
@@ -113,7 +167,11 @@ test('a storm of 40k write events and 50 new directories leaves the guest equal 
   const agent = startAgent(t);
   const host = tempDir(t, 'storm');
   const dest = guest('c1-0000000000000006-cfg');
-  const { events } = await startSync(t, agent, { source: host, destinations: [dest], debounceMs: 50 });
+  const { events } = await startSync(t, agent, {
+    source: host,
+    destinations: [dest],
+    debounceMs: 50,
+  });
   const fds = Array.from({ length: 200 }, (_, i) => openSync(join(host, `f${i}`), 'w'));
   try {
     // Alternating files defeats the kernel's merging of identical consecutive events.
@@ -123,9 +181,17 @@ test('a storm of 40k write events and 50 new directories leaves the guest equal 
   } finally {
     for (const fd of fds) closeSync(fd);
   }
-  t.true(await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0, 60_000), treeDiff(host, onAgent(agent, dest)).slice(0, 10).join('\n'));
-  t.false(events.some((e) => e.kind === 'error'), JSON.stringify(events.filter((e) => e.kind === 'error')));
-  t.log(`syncs: ${eventSyncs(events).length}, overflow resyncs: ${events.filter((e) => e.kind === 'synced' && e.reason === 'overflow').length}`);
+  t.true(
+    await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0, 60_000),
+    treeDiff(host, onAgent(agent, dest)).slice(0, 10).join('\n'),
+  );
+  t.false(
+    events.some((e) => e.kind === 'error'),
+    JSON.stringify(events.filter((e) => e.kind === 'error')),
+  );
+  t.log(
+    `syncs: ${eventSyncs(events).length}, overflow resyncs: ${events.filter((e) => e.kind === 'synced' && e.reason === 'overflow').length}`,
+  );
 });
 
 test('a 10 MiB file arrives intact in 1 MiB chunks', async (t) => {
@@ -141,7 +207,10 @@ test('a 10 MiB file arrives intact in 1 MiB chunks', async (t) => {
     .records()
     .filter((r) => r.method === 'CopyFile' && r.request.includes('/blob"'))
     .map((r) => Number(/offset: (\d+)/.exec(r.request)?.[1] ?? '0'));
-  t.deepEqual(offsets, Array.from({ length: 10 }, (_, i) => i << 20));
+  t.deepEqual(
+    offsets,
+    Array.from({ length: 10 }, (_, i) => i << 20),
+  );
 });
 
 test('a symlink pointing outside the volume is copied as a symlink, never followed', async (t) => {
@@ -158,7 +227,8 @@ test('a symlink pointing outside the volume is copied as a symlink, never follow
   await startSync(t, agent, { source: host, destinations: [dest], debounceMs: 100 });
   const g = onAgent(agent, dest);
   t.deepEqual(treeDiff(host, g), []);
-  for (const name of ['dir-link', 'file-link', 'etc']) t.true(lstatSync(join(g, name)).isSymbolicLink(), name);
+  for (const name of ['dir-link', 'file-link', 'etc'])
+    t.true(lstatSync(join(g, name)).isSymbolicLink(), name);
   // A change behind the link (outside the volume) is neither watched nor copied.
   writeFileSync(join(base, 'outside/new'), 'x');
   await sleep(400);
@@ -172,7 +242,11 @@ test('a file source with watch: false is copied once with its st_mode', async (t
   writeFileSync(join(base, 'resolv.conf'), 'nameserver 10.0.0.1\n');
   chmodSync(join(base, 'resolv.conf'), 0o640);
   const dest = guest('c1-0000000000000009-resolv.conf');
-  const { sync } = await startSync(t, agent, { source: join(base, 'resolv.conf'), destinations: [dest], watch: false });
+  const { sync } = await startSync(t, agent, {
+    source: join(base, 'resolv.conf'),
+    destinations: [dest],
+    watch: false,
+  });
   t.like(sync.initial, { entries: 1, failed: 0 });
   const st = lstatSync(onAgent(agent, dest));
   t.is(st.mode & 0o7777, 0o640);
@@ -183,9 +257,16 @@ test('a destination outside the share dir is refused before anything is sent', a
   const agent = startAgent(t);
   const host = tempDir(t, 'bad-dest');
   const { startLiveSync } = await import('../../ts/sync/live-sync.js');
-  const r = await startLiveSync({ source: host, destinations: ['/etc/x' as never], agent: agent.target });
+  const r = await startLiveSync({
+    source: host,
+    destinations: ['/etc/x' as never],
+    agent: agent.target,
+  });
   t.like(r._unsafeUnwrapErr(), { kind: 'native', code: 'WATCH_INVALID' });
-  t.deepEqual(agent.records().filter((x) => x.method === 'CopyFile'), []);
+  t.deepEqual(
+    agent.records().filter((x) => x.method === 'CopyFile'),
+    [],
+  );
 });
 
 test('an inotify queue overflow while a sync is busy leads to a full resync; the guest equals the host', async (t) => {
@@ -195,7 +276,12 @@ test('an inotify queue overflow while a sync is busy leads to a full resync; the
   const host = tempDir(t, 'overflow');
   for (let i = 0; i < 8; i++) writeFileSync(join(host, `f${i}`), '');
   const dest = guest('c1-000000000000000b-cfg');
-  const { events } = await startSync(t, agent, { source: host, destinations: [dest], debounceMs: 50, callTimeoutMs: 60_000 });
+  const { events } = await startSync(t, agent, {
+    source: host,
+    destinations: [dest],
+    debounceMs: 50,
+    callTimeoutMs: 60_000,
+  });
   writeFileSync(join(host, 'trigger'), 'start a slow sync');
   await sleep(300);
   const fds = Array.from({ length: 8 }, (_, i) => openSync(join(host, `f${i}`), 'a'));
@@ -204,10 +290,16 @@ test('an inotify queue overflow while a sync is busy leads to a full resync; the
   } finally {
     for (const fd of fds) closeSync(fd);
   }
-  t.true(await waitFor(() => events.some((e) => e.kind === 'synced' && e.reason === 'overflow'), 60_000), JSON.stringify(events));
+  t.true(
+    await waitFor(() => events.some((e) => e.kind === 'synced' && e.reason === 'overflow'), 60_000),
+    JSON.stringify(events),
+  );
   t.like(
     events.find((e) => e.kind === 'synced' && e.reason === 'overflow'),
     { full: true, failed: 0 },
   );
-  t.true(await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0, 60_000), treeDiff(host, onAgent(agent, dest)).join('\n'));
+  t.true(
+    await waitFor(() => treeDiff(host, onAgent(agent, dest)).length === 0, 60_000),
+    treeDiff(host, onAgent(agent, dest)).join('\n'),
+  );
 });

@@ -8,7 +8,12 @@ import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { GuestPath } from '../../ts/paths.js';
 import { guestPath } from '../../ts/paths.js';
-import { startLiveSync, type LiveSync, type LiveSyncOptions, type SyncEvent } from '../../ts/sync/live-sync.js';
+import {
+  startLiveSync,
+  type LiveSync,
+  type LiveSyncOptions,
+  type SyncEvent,
+} from '../../ts/sync/live-sync.js';
 import type { RunningAgent } from '../agent/agent-harness.js';
 
 export const GUEST = '/run/kata-containers/shared/containers';
@@ -43,17 +48,38 @@ export function snapshot(root: string): Map<string, Node> {
   const visit = (rel: string) => {
     const p = rel === '' ? root : join(root, rel);
     const st = lstatSync(p);
-    const kind = st.isSymbolicLink() ? 'symlink' : st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other';
-    const content = kind === 'file' ? createHash('sha256').update(readFileSync(p)).digest('hex') : kind === 'symlink' ? readlinkSync(p) : '';
-    out.set(rel, { kind, perms: kind === 'symlink' ? 0 : st.mode & 0o7777, owner: `${st.uid}:${st.gid}`, content });
-    if (kind === 'dir') for (const name of readdirSync(p).sort()) visit(rel === '' ? name : `${rel}/${name}`);
+    const kind = st.isSymbolicLink()
+      ? 'symlink'
+      : st.isDirectory()
+        ? 'dir'
+        : st.isFile()
+          ? 'file'
+          : 'other';
+    const content =
+      kind === 'file'
+        ? createHash('sha256').update(readFileSync(p)).digest('hex')
+        : kind === 'symlink'
+          ? readlinkSync(p)
+          : '';
+    out.set(rel, {
+      kind,
+      perms: kind === 'symlink' ? 0 : st.mode & 0o7777,
+      owner: `${st.uid}:${st.gid}`,
+      content,
+    });
+    if (kind === 'dir')
+      for (const name of readdirSync(p).sort()) visit(rel === '' ? name : `${rel}/${name}`);
   };
   visit('');
   return out;
 }
 
 /** Differences between the host tree and its guest copy; empty when equal. */
-export function treeDiff(host: string, guestDir: string, options: { allowExtra?: boolean } = {}): string[] {
+export function treeDiff(
+  host: string,
+  guestDir: string,
+  options: { allowExtra?: boolean } = {},
+): string[] {
   let g: Map<string, Node>;
   try {
     g = snapshot(guestDir);
@@ -65,9 +91,11 @@ export function treeDiff(host: string, guestDir: string, options: { allowExtra?:
   for (const [rel, n] of h) {
     const m = g.get(rel);
     if (m === undefined) diff.push(`missing in guest: ${rel || '.'}`);
-    else if (JSON.stringify(m) !== JSON.stringify(n)) diff.push(`${rel || '.'}: host ${JSON.stringify(n)} guest ${JSON.stringify(m)}`);
+    else if (JSON.stringify(m) !== JSON.stringify(n))
+      diff.push(`${rel || '.'}: host ${JSON.stringify(n)} guest ${JSON.stringify(m)}`);
   }
-  if (!options.allowExtra) for (const rel of g.keys()) if (!h.has(rel)) diff.push(`extra in guest: ${rel}`);
+  if (!options.allowExtra)
+    for (const rel of g.keys()) if (!h.has(rel)) diff.push(`extra in guest: ${rel}`);
   return diff;
 }
 
@@ -93,13 +121,20 @@ export interface Started {
 }
 
 /** Starts a live sync whose events are collected; closed in teardown. */
-export async function startSync(t: ExecutionContext, agent: RunningAgent, options: Omit<LiveSyncOptions, 'agent'>): Promise<Started> {
+export async function startSync(
+  t: ExecutionContext,
+  agent: RunningAgent,
+  options: Omit<LiveSyncOptions, 'agent'>,
+): Promise<Started> {
   const events: SyncEvent[] = [];
-  const r = await startLiveSync({ dialTimeoutMs: 5_000, ...options, agent: agent.target }, (e) => events.push(e));
+  const r = await startLiveSync({ dialTimeoutMs: 5_000, ...options, agent: agent.target }, (e) =>
+    events.push(e),
+  );
   const sync = r._unsafeUnwrap();
   t.teardown(() => sync.close());
   return { sync, events };
 }
 
 /** Syncs triggered by host changes so far. */
-export const eventSyncs = (events: readonly SyncEvent[]) => events.filter((e) => e.kind === 'synced' && (e.reason === 'events' || e.reason === 'overflow'));
+export const eventSyncs = (events: readonly SyncEvent[]) =>
+  events.filter((e) => e.kind === 'synced' && (e.reason === 'events' || e.reason === 'overflow'));

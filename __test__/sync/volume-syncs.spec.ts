@@ -10,7 +10,13 @@ import { startAgent } from '../agent/agent-harness.js';
 import { guest, sleep, tempDir, waitFor } from './sync-harness.js';
 
 /** A planned copy step of `source` to `<share dir>/<name>` (as the planner makes them). */
-const step = (source: string, name: string, watched = true): CopyStep => ({ source, syncKey: source, guestPath: guest(name), kind: 'dir', watched });
+const step = (source: string, name: string, watched = true): CopyStep => ({
+  source,
+  syncKey: source,
+  guestPath: guest(name),
+  kind: 'dir',
+  watched,
+});
 
 function setup(t: ExecutionContext, name: string) {
   const agent = startAgent(t);
@@ -25,14 +31,22 @@ function setup(t: ExecutionContext, name: string) {
 
 test('two containers sharing a configmap both see an update; releasing one keeps the other flowing', async (t) => {
   const { host, syncs, guestKey } = setup(t, 'shared');
-  const [sa, sb] = [step(host, 'ctr-a-0000000000000001-config'), step(host, 'ctr-b-0000000000000002-config')];
+  const [sa, sb] = [
+    step(host, 'ctr-a-0000000000000001-config'),
+    step(host, 'ctr-b-0000000000000002-config'),
+  ];
   t.true((await syncs.acquire('ctr-a', sa))._unsafeUnwrap().first);
   t.false((await syncs.acquire('ctr-b', sb))._unsafeUnwrap().first);
   t.deepEqual(syncs.sources(), [host], 'one sync for the key');
   t.is(readFileSync(guestKey(sb), 'utf8'), 'v1', 'the second destination gets a full copy');
 
   writeFileSync(join(host, 'key'), 'v2');
-  t.true(await waitFor(() => readFileSync(guestKey(sa), 'utf8') === 'v2' && readFileSync(guestKey(sb), 'utf8') === 'v2'));
+  t.true(
+    await waitFor(
+      () =>
+        readFileSync(guestKey(sa), 'utf8') === 'v2' && readFileSync(guestKey(sb), 'utf8') === 'v2',
+    ),
+  );
 
   t.false(syncs.release('ctr-a', sa), 'not the last destination');
   t.deepEqual(syncs.destinations(host), [{ containerId: 'ctr-b', guestPath: sb.guestPath }]);
@@ -57,7 +71,10 @@ test('sandbox teardown stops every sync', async (t) => {
   const { host, syncs, guestKey } = setup(t, 'teardown');
   const other = tempDir(t, 'teardown-other');
   writeFileSync(join(other, 'key'), 'o1');
-  const [sa, sb] = [step(host, 'ctr-a-0000000000000001-a'), step(other, 'ctr-a-0000000000000002-b')];
+  const [sa, sb] = [
+    step(host, 'ctr-a-0000000000000001-a'),
+    step(other, 'ctr-a-0000000000000002-b'),
+  ];
   (await syncs.acquire('ctr-a', sa))._unsafeUnwrap();
   (await syncs.acquire('ctr-a', sb))._unsafeUnwrap();
   t.is(syncs.sources().length, 2);
@@ -85,7 +102,11 @@ test('a failed first copy drops the destination again', async (t) => {
   const { syncs } = setup(t, 'fail');
   const s = step('/nonexistent/kata-ts-sync-source', 'ctr-a-0000000000000001-config');
   const r = await syncs.acquire('ctr-a', s);
-  t.like(r._unsafeUnwrapErr(), { kind: 'native', code: 'WATCH_START', source: '/nonexistent/kata-ts-sync-source' });
+  t.like(r._unsafeUnwrapErr(), {
+    kind: 'native',
+    code: 'WATCH_START',
+    source: '/nonexistent/kata-ts-sync-source',
+  });
   t.deepEqual(syncs.destinations(s.syncKey), []);
   t.deepEqual(syncs.sources(), []);
 });

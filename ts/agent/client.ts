@@ -2,7 +2,14 @@
 // connection. Requests and responses are encoded with the generated ts/gen schemas; every call
 // returns a ResultAsync with an AgentError. Timeouts follow runtime-rs: request_timeout_ms
 // (default 30 s) for most calls, none for the calls that block on the workload.
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
+import {
+  create,
+  fromBinary,
+  toBinary,
+  type DescMessage,
+  type MessageInitShape,
+  type MessageShape,
+} from '@bufbuild/protobuf';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import { err, ok, ResultAsync, type Result } from 'neverthrow';
 import {
@@ -27,7 +34,11 @@ import {
   WriteStreamRequestSchema,
   WriteStreamResponseSchema,
 } from '../gen/agent_pb.js';
-import { CheckRequestSchema, HealthCheckResponseSchema, VersionCheckResponseSchema } from '../gen/health_pb.js';
+import {
+  CheckRequestSchema,
+  HealthCheckResponseSchema,
+  VersionCheckResponseSchema,
+} from '../gen/health_pb.js';
 import { callAsync, type NativeAddon } from '../native.js';
 import { fromNative, type AgentError } from './errors.js';
 
@@ -67,7 +78,10 @@ type Init<D extends DescMessage> = MessageInitShape<D>;
  */
 export function encodeCopyFileRequest(req: Init<typeof CopyFileRequestSchema>): Buffer {
   const data = req.data ?? new Uint8Array(0);
-  const head = toBinary(CopyFileRequestSchema, create(CopyFileRequestSchema, { ...req, data: new Uint8Array(0) }));
+  const head = toBinary(
+    CopyFileRequestSchema,
+    create(CopyFileRequestSchema, { ...req, data: new Uint8Array(0) }),
+  );
   if (data.length === 0) return Buffer.from(head);
   const len: number[] = [];
   for (let n = data.length; ; n = Math.floor(n / 128)) {
@@ -80,7 +94,11 @@ export function encodeCopyFileRequest(req: Init<typeof CopyFileRequestSchema>): 
   return Buffer.concat([head, Uint8Array.of(0x42, ...len), data]);
 }
 
-function decode<O extends DescMessage>(output: O, method: string, bytes: Uint8Array): Result<MessageShape<O>, AgentError> {
+function decode<O extends DescMessage>(
+  output: O,
+  method: string,
+  bytes: Uint8Array,
+): Result<MessageShape<O>, AgentError> {
   try {
     return ok(fromBinary(output, bytes));
   } catch (e) {
@@ -100,7 +118,10 @@ export function dialOptions(target: AgentTarget, dialTimeoutMs = 10_000) {
 }
 
 /** Dials the agent and returns a connected client. */
-export function connectAgent(target: AgentTarget, options: AgentClientOptions = {}): ResultAsync<AgentClient, AgentError> {
+export function connectAgent(
+  target: AgentTarget,
+  options: AgentClientOptions = {},
+): ResultAsync<AgentClient, AgentError> {
   const dial = dialOptions(target, options.dialTimeoutMs);
   return callAsync((n) => n.dialAgent(dial))
     .mapErr((e) => fromNative(e, 'dial'))
@@ -157,7 +178,10 @@ export class AgentClient {
     // promise turns, which showed up in the health-check round trip.
     const reply = callAsync(() => this.conn.call(service, method, payload, timeoutMs));
     return new ResultAsync(
-      (async () => (await reply).mapErr((e) => fromNative(e, method)).andThen((bytes) => decode(output, method, bytes)))(),
+      (async () =>
+        (await reply)
+          .mapErr((e) => fromNative(e, method))
+          .andThen((bytes) => decode(output, method, bytes)))(),
     );
   }
 
@@ -171,7 +195,11 @@ export class AgentClient {
     return this.call(AGENT_SERVICE, method, input, output, request, timeoutMs);
   }
 
-  private empty<I extends DescMessage>(method: string, input: I, request: Init<I>): ResultAsync<void, AgentError> {
+  private empty<I extends DescMessage>(
+    method: string,
+    input: I,
+    request: Init<I>,
+  ): ResultAsync<void, AgentError> {
     return this.agent(method, input, EmptySchema, request).map(() => undefined);
   }
 
@@ -207,9 +235,13 @@ export class AgentClient {
 
   /** Waits (no timeout) until the process exits; resolves with its exit status. */
   waitProcess(containerId: string, execId = ''): ResultAsync<number, AgentError> {
-    return this.agent('WaitProcess', WaitProcessRequestSchema, WaitProcessResponseSchema, { containerId, execId }, 0).map(
-      (r) => r.status,
-    );
+    return this.agent(
+      'WaitProcess',
+      WaitProcessRequestSchema,
+      WaitProcessResponseSchema,
+      { containerId, execId },
+      0,
+    ).map((r) => r.status);
   }
 
   updateContainer(req: Init<typeof UpdateContainerRequestSchema>) {
@@ -217,26 +249,46 @@ export class AgentClient {
   }
 
   /** Writes to the process's stdin (no timeout); resolves with the bytes taken. */
-  writeStdin(containerId: string, execId: string, data: Uint8Array): ResultAsync<number, AgentError> {
-    return this.agent('WriteStdin', WriteStreamRequestSchema, WriteStreamResponseSchema, { containerId, execId, data }, 0).map(
-      (r) => r.len,
-    );
+  writeStdin(
+    containerId: string,
+    execId: string,
+    data: Uint8Array,
+  ): ResultAsync<number, AgentError> {
+    return this.agent(
+      'WriteStdin',
+      WriteStreamRequestSchema,
+      WriteStreamResponseSchema,
+      { containerId, execId, data },
+      0,
+    ).map((r) => r.len);
   }
 
   /** Reads up to `len` bytes of stdout (no timeout); empty data means end of stream. */
-  readStdout(containerId: string, execId: string, len: number): ResultAsync<Uint8Array, AgentError> {
+  readStdout(
+    containerId: string,
+    execId: string,
+    len: number,
+  ): ResultAsync<Uint8Array, AgentError> {
     return this.readStream('ReadStdout', containerId, execId, len);
   }
 
   /** Reads up to `len` bytes of stderr (no timeout); empty data means end of stream. */
-  readStderr(containerId: string, execId: string, len: number): ResultAsync<Uint8Array, AgentError> {
+  readStderr(
+    containerId: string,
+    execId: string,
+    len: number,
+  ): ResultAsync<Uint8Array, AgentError> {
     return this.readStream('ReadStderr', containerId, execId, len);
   }
 
   private readStream(method: string, containerId: string, execId: string, len: number) {
-    return this.agent(method, ReadStreamRequestSchema, ReadStreamResponseSchema, { containerId, execId, len }, 0).map(
-      (r) => r.data,
-    );
+    return this.agent(
+      method,
+      ReadStreamRequestSchema,
+      ReadStreamResponseSchema,
+      { containerId, execId, len },
+      0,
+    ).map((r) => r.data);
   }
 
   onlineCpuMem(req: Init<typeof OnlineCPUMemRequestSchema>) {
@@ -246,27 +298,50 @@ export class AgentClient {
   /** One CopyFile request (a whole small file, a directory, a symlink, or one chunk). */
   copyFile(req: Init<typeof CopyFileRequestSchema>): ResultAsync<void, AgentError> {
     const payload = encodeCopyFileRequest(req);
-    const reply = callAsync(() => this.conn.call(AGENT_SERVICE, 'CopyFile', payload, this.requestTimeoutMs));
-    return new ResultAsync((async () => (await reply).mapErr((e) => fromNative(e, 'CopyFile')).map(() => undefined))());
+    const reply = callAsync(() =>
+      this.conn.call(AGENT_SERVICE, 'CopyFile', payload, this.requestTimeoutMs),
+    );
+    return new ResultAsync(
+      (async () => (await reply).mapErr((e) => fromNative(e, 'CopyFile')).map(() => undefined))(),
+    );
   }
 
   getGuestDetails(req: Init<typeof GuestDetailsRequestSchema> = { memBlockSize: true }) {
-    return this.agent('GetGuestDetails', GuestDetailsRequestSchema, GuestDetailsResponseSchema, req);
+    return this.agent(
+      'GetGuestDetails',
+      GuestDetailsRequestSchema,
+      GuestDetailsResponseSchema,
+      req,
+    );
   }
 
   /** Waits (no timeout) for the next OOM event in the guest. */
   getOomEvent(): ResultAsync<string, AgentError> {
-    return this.agent('GetOOMEvent', GetOOMEventRequestSchema, OOMEventSchema, {}, 0).map((r) => r.containerId);
+    return this.agent('GetOOMEvent', GetOOMEventRequestSchema, OOMEventSchema, {}, 0).map(
+      (r) => r.containerId,
+    );
   }
 
   /** Health Check; resolves with the serving status (1 = SERVING). */
   check(service = ''): ResultAsync<number, AgentError> {
-    return this.call(HEALTH_SERVICE, 'Check', CheckRequestSchema, HealthCheckResponseSchema, { service }, this.healthTimeoutMs).map(
-      (r) => r.status,
-    );
+    return this.call(
+      HEALTH_SERVICE,
+      'Check',
+      CheckRequestSchema,
+      HealthCheckResponseSchema,
+      { service },
+      this.healthTimeoutMs,
+    ).map((r) => r.status);
   }
 
   version() {
-    return this.call(HEALTH_SERVICE, 'Version', CheckRequestSchema, VersionCheckResponseSchema, {}, this.healthTimeoutMs);
+    return this.call(
+      HEALTH_SERVICE,
+      'Version',
+      CheckRequestSchema,
+      VersionCheckResponseSchema,
+      {},
+      this.healthTimeoutMs,
+    );
   }
 }

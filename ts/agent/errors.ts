@@ -78,8 +78,15 @@ export function fromNative(e: NativeError, method: string): AgentError {
       const m = /^(-?\d+) \S+ (.*)$/s.exec(e.message);
       const code = m ? Number(m[1]) : 2;
       // ttrpc servers enforce `timeout_nano` too: whichever side notices first, it is a timeout.
-      if (code === DEADLINE_EXCEEDED) return { kind: 'timeout', method, message: m?.[2] ?? e.message };
-      return { kind: 'status', method, code, codeName: statusName(code), message: m?.[2] ?? e.message };
+      if (code === DEADLINE_EXCEEDED)
+        return { kind: 'timeout', method, message: m?.[2] ?? e.message };
+      return {
+        kind: 'status',
+        method,
+        code,
+        codeName: statusName(code),
+        message: m?.[2] ?? e.message,
+      };
     }
     default:
       return { kind: 'native', code: e.code, message: e.message };

@@ -45,10 +45,17 @@ export interface AgentGuest {
 export type BootAgentGuestError =
   | LaunchError
   | (AgentError & { readonly console: string })
-  | { readonly kind: 'guest-not-serving'; readonly status: number; readonly message: string; readonly console: string };
+  | {
+      readonly kind: 'guest-not-serving';
+      readonly status: number;
+      readonly message: string;
+      readonly console: string;
+    };
 
 /** Boots the guest and returns it once the agent serves health checks. */
-export function bootAgentGuest(o: BootAgentGuestOptions): ResultAsync<AgentGuest, BootAgentGuestError> {
+export function bootAgentGuest(
+  o: BootAgentGuestOptions,
+): ResultAsync<AgentGuest, BootAgentGuestError> {
   const bootTimeoutMs = o.bootTimeoutMs ?? 60_000;
   const started = performance.now();
   const consoleLog = o.consoleLog ?? path.join(o.runDir, 'console.log');
@@ -67,19 +74,36 @@ export function bootAgentGuest(o: BootAgentGuestOptions): ResultAsync<AgentGuest
     },
     ...(o.onUnexpectedExit !== undefined ? { onUnexpectedExit: o.onUnexpectedExit } : {}),
   }).andThen((vm) => {
-    const fail = <T>(e: BootAgentGuestError) => ResultAsync.fromSafePromise(vm.stop()).andThen(() => errAsync<T, BootAgentGuestError>(e));
+    const fail = <T>(e: BootAgentGuestError) =>
+      ResultAsync.fromSafePromise(vm.stop()).andThen(() => errAsync<T, BootAgentGuestError>(e));
     const remainingMs = () => Math.max(1_000, bootTimeoutMs - (performance.now() - started));
     // The chardev socket accepts at once; the request waits in QEMU until the agent opens the port.
-    return connectAgent({ kind: 'unix', path: vm.agentSocket }, { dialTimeoutMs: remainingMs(), healthTimeoutMs: Math.min(remainingMs(), DEFAULT_HEALTH_TIMEOUT_MS) })
+    return connectAgent(
+      { kind: 'unix', path: vm.agentSocket },
+      {
+        dialTimeoutMs: remainingMs(),
+        healthTimeoutMs: Math.min(remainingMs(), DEFAULT_HEALTH_TIMEOUT_MS),
+      },
+    )
       .orElse((e) => fail<AgentClient>({ ...e, console: consoleTail() }))
       .andThen((agent) =>
         agent
           .check()
-          .orElse((e) => (agent.close(), fail<number>({ ...e, message: `health Check: ${e.message}`, console: consoleTail() })))
+          .orElse(
+            (e) => (
+              agent.close(),
+              fail<number>({ ...e, message: `health Check: ${e.message}`, console: consoleTail() })
+            ),
+          )
           .andThen((status) => {
             if (status !== SERVING) {
               agent.close();
-              return fail<AgentGuest>({ kind: 'guest-not-serving', status, message: `agent health status ${status}, want SERVING (1)`, console: consoleTail() });
+              return fail<AgentGuest>({
+                kind: 'guest-not-serving',
+                status,
+                message: `agent health status ${status}, want SERVING (1)`,
+                console: consoleTail(),
+              });
             }
             let stopped: Promise<void> | null = null;
             return okAsync<AgentGuest, BootAgentGuestError>({

@@ -71,12 +71,20 @@ export class GuestShell {
   }
 
   /** Resolves with the text before `marker` once it arrived (consumed), or fails on timeout. */
-  #until(marker: RegExp, timeoutMs: number, what: string): ResultAsync<RegExpExecArray, GuestShellError> {
+  #until(
+    marker: RegExp,
+    timeoutMs: number,
+    what: string,
+  ): ResultAsync<RegExpExecArray, GuestShellError> {
     return ResultAsync.fromPromise(
       new Promise<RegExpExecArray>((resolve, reject) => {
         const timer = setTimeout(() => {
           this.#waiter = null;
-          reject(fail(`${what}: nothing within ${timeoutMs} ms (got ${JSON.stringify(this.#buffer.slice(-200))})`));
+          reject(
+            fail(
+              `${what}: nothing within ${timeoutMs} ms (got ${JSON.stringify(this.#buffer.slice(-200))})`,
+            ),
+          );
         }, timeoutMs);
         const check = () => {
           const m = marker.exec(this.#buffer);
@@ -107,7 +115,10 @@ export class GuestShell {
   run(command: string, timeoutMs = 10_000): ResultAsync<GuestRun, GuestShellError> {
     if (command.includes('\n')) return errAsync(fail('one line per command'));
     this.#socket.write(`${command}\n`);
-    return this.#until(/([\s\S]*?)__END__ (\d+)\n/, timeoutMs, command).map((m) => ({ output: m[1]!, rc: Number(m[2]) }));
+    return this.#until(/([\s\S]*?)__END__ (\d+)\n/, timeoutMs, command).map((m) => ({
+      output: m[1]!,
+      rc: Number(m[2]),
+    }));
   }
 
   close(): void {

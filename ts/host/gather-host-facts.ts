@@ -1,5 +1,13 @@
 // Reads the host facts the planner needs. The only I/O of `kata-ts plan` besides reading inputs.
-import { existsSync, readdirSync, readFileSync, realpathSync, statfsSync, statSync, type Stats } from 'node:fs';
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  statfsSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BlockDeviceFact, HostFacts, PathFact, PathKind } from '../plan/host-facts.js';
@@ -72,7 +80,13 @@ export function pathFactOf(p: string): PathFact | null {
     return null;
   }
   const kind = kindOf(st);
-  const fact: { -readonly [K in keyof PathFact]: PathFact[K] } = { kind, mode: st.mode, uid: st.uid, gid: st.gid, ino: st.ino };
+  const fact: { -readonly [K in keyof PathFact]: PathFact[K] } = {
+    kind,
+    mode: st.mode,
+    uid: st.uid,
+    gid: st.gid,
+    ino: st.ino,
+  };
   if (kind === 'block' || kind === 'char') fact.rdev = splitRdev(st.rdev);
   try {
     fact.realpath = realpathSync(p);
@@ -130,7 +144,10 @@ export interface HostFactsRequest {
 }
 
 /** Path facts for mount sources, `/dev/…` destinations, rootfs mount sources and the kubelet root. */
-export function gatherPathFacts(request: HostFactsRequest): { paths: Record<string, PathFact>; blockDevices: Record<string, BlockDeviceFact> } {
+export function gatherPathFacts(request: HostFactsRequest): {
+  paths: Record<string, PathFact>;
+  blockDevices: Record<string, BlockDeviceFact>;
+} {
   const wanted = new Set<string>();
   for (const spec of request.specs) {
     for (const m of spec.mounts) {
@@ -138,14 +155,18 @@ export function gatherPathFacts(request: HostFactsRequest): { paths: Record<stri
       if (m.destination.startsWith('/dev/')) wanted.add(m.destination);
     }
   }
-  for (const mounts of request.rootfsMounts ?? []) for (const m of mounts) if (path.isAbsolute(m.source)) wanted.add(m.source);
+  for (const mounts of request.rootfsMounts ?? [])
+    for (const m of mounts) if (path.isAbsolute(m.source)) wanted.add(m.source);
   if (request.kubeletRootDir !== undefined) wanted.add(request.kubeletRootDir);
   const paths: Record<string, PathFact> = {};
   const blockDevices: Record<string, BlockDeviceFact> = {};
   for (const p of wanted) {
     const fact = pathFactOf(p);
     if (fact === null) continue;
-    paths[p] = isSecret(p) || isConfigmap(p) ? { ...fact, fileCount: countFiles(p, WATCHABLE_FILE_LIMIT) } : fact;
+    paths[p] =
+      isSecret(p) || isConfigmap(p)
+        ? { ...fact, fileCount: countFiles(p, WATCHABLE_FILE_LIMIT) }
+        : fact;
     if (fact.kind === 'block' && fact.rdev !== undefined) {
       const dev = blockDevice(fact.rdev.major, fact.rdev.minor);
       if (dev) blockDevices[`${fact.rdev.major}:${fact.rdev.minor}`] = dev;
@@ -155,7 +176,10 @@ export function gatherPathFacts(request: HostFactsRequest): { paths: Record<stri
 }
 
 /** Gathers facts for planning the given specs (and rootfs mounts) on this machine. */
-export function gatherHostFacts(specs: readonly OciSpec[], extra: Omit<HostFactsRequest, 'specs'> = {}): HostFacts {
+export function gatherHostFacts(
+  specs: readonly OciSpec[],
+  extra: Omit<HostFactsRequest, 'specs'> = {},
+): HostFacts {
   const blockDevices: Record<string, BlockDeviceFact> = {};
   for (const spec of specs) {
     for (const d of spec.linux.devices) {

@@ -37,9 +37,15 @@ const failed =
  * A step body's Result as a ResultAsync; a state write that fails inside it (the recorder raises
  * StepFailure) becomes its Err as well.
  */
-function settle<T>(sid: string, step: LifecycleStep, body: Step<T>): ResultAsync<T, LifecycleError> {
+function settle<T>(
+  sid: string,
+  step: LifecycleStep,
+  body: Step<T>,
+): ResultAsync<T, LifecycleError> {
   const toError = (e: unknown): LifecycleError =>
-    e instanceof StepFailure ? e.error : stepError(sid, step, e instanceof Error ? e.message : String(e));
+    e instanceof StepFailure
+      ? e.error
+      : stepError(sid, step, e instanceof Error ? e.message : String(e));
   return ResultAsync.fromPromise(body, toError).andThen((r) => r);
 }
 
@@ -59,9 +65,16 @@ function syncsOf(sb: Sandbox): VolumeSyncs {
 }
 
 /** Rootless: QEMU opens the image as the VMM user, through a bind in its VM dir. */
-function openedBy(sb: Sandbox, d: BlockDevice, containerId: string): Result<BlockDevice, LifecycleError> {
+function openedBy(
+  sb: Sandbox,
+  d: BlockDevice,
+  containerId: string,
+): Result<BlockDevice, LifecycleError> {
   if (sb.vmmUser === null) return ok(d);
-  return grantDisk(sb.recorder, sb.plan, sb.vmmUser, d, containerId).map((p) => ({ ...d, pathOnHost: p }));
+  return grantDisk(sb.recorder, sb.plan, sb.vmmUser, d, containerId).map((p) => ({
+    ...d,
+    pathOnHost: p,
+  }));
 }
 
 async function hotplug(sb: Sandbox, c: ContainerPlan): Step {
@@ -87,7 +100,8 @@ async function resize(sb: Sandbox, c: ContainerPlan): Step {
   const qmp = sb.vm.vm.qmp;
   const fail = failed(sb.id, 'resize');
   const present = await qmp.execute<unknown[]>('query-cpus-fast');
-  if (present.isErr()) return err(fail({ message: `QMP query-cpus-fast: ${present.error.message}` }));
+  if (present.isErr())
+    return err(fail({ message: `QMP query-cpus-fast: ${present.error.message}` }));
   const added = c.vcpusAfter - present.value.length;
   if (added > 0) {
     const plugged = await resizeVcpus(qmp, c.vcpusAfter);
@@ -96,7 +110,10 @@ async function resize(sb: Sandbox, c: ContainerPlan): Step {
     if (online.isErr()) return err(fail(online.error));
   }
   const cg = sb.plan.cgroups;
-  const cpuset = await updateSandboxCpuset(sb.cgroups, sb.options.cgroupHost ?? {}, { cpus: cg.cpuset, mems: cg.mems });
+  const cpuset = await updateSandboxCpuset(sb.cgroups, sb.options.cgroupHost ?? {}, {
+    cpus: cg.cpuset,
+    mems: cg.mems,
+  });
   return cpuset.mapErr(fail);
 }
 
@@ -106,10 +123,17 @@ async function copyVolumes(sb: Sandbox, c: ContainerPlan): Step {
   for (const step of c.copies) {
     const entry = { source: step.source, containerId: c.id, guestPath: step.guestPath, owner };
     const at = sb.recorder.state.watchers.length;
-    if (step.watched) sb.recorder.update((s) => ({ ...s, watchers: [...s.watchers, { ...entry, phase: 'intent' }] }));
+    if (step.watched)
+      sb.recorder.update((s) => ({
+        ...s,
+        watchers: [...s.watchers, { ...entry, phase: 'intent' }],
+      }));
     const copied = await syncsOf(sb).acquire(c.id, step);
     if (copied.isErr()) return err(failed(sb.id, 'copy')(copied.error));
-    const done = (s: typeof sb.state) => ({ ...s, watchers: s.watchers.map((w, i) => (i === at ? { ...w, phase: 'done' as const } : w)) });
+    const done = (s: typeof sb.state) => ({
+      ...s,
+      watchers: s.watchers.map((w, i) => (i === at ? { ...w, phase: 'done' as const } : w)),
+    });
     if (step.watched) sb.recorder.update(done);
   }
   return ok(undefined);
@@ -120,10 +144,26 @@ async function planned(sb: Sandbox, input: AddContainerInput): Step<ContainerPla
   if (input.id === sb.id) return ok(sb.plan.containers[0]!);
   const bundle = await readBundle(sb.id, input.id, input.bundle, input.args);
   if (bundle.isErr()) return err(bundle.error);
-  const next = replanWith(sb.plan, sb.config, sb.state.configPath, sb.bundles, bundle.value, sb.state.random);
+  const next = replanWith(
+    sb.plan,
+    sb.config,
+    sb.state.configPath,
+    sb.bundles,
+    bundle.value,
+    sb.state.random,
+  );
   if (next.isErr()) return err(next.error);
-  const creating = { id: input.id, bundle: input.bundle, status: 'creating' as const, exitStatus: null };
-  sb.recorder.update((s) => ({ ...s, random: next.value.random, containers: [...s.containers, creating] }));
+  const creating = {
+    id: input.id,
+    bundle: input.bundle,
+    status: 'creating' as const,
+    exitStatus: null,
+  };
+  sb.recorder.update((s) => ({
+    ...s,
+    random: next.value.random,
+    containers: [...s.containers, creating],
+  }));
   sb.bundles = [...sb.bundles, bundle.value];
   sb.plan = next.value.plan;
   return ok(next.value.container);
@@ -134,7 +174,10 @@ async function planned(sb: Sandbox, input: AddContainerInput): Step<ContainerPla
  * with the sandbox's recorded random draws), then creates it in the guest. Every step is the
  * plan's: shared-dir mounts (none unless shared_fs = virtio-fs), hot-plugs, vCPUs, copies.
  */
-export function addContainer(sb: Sandbox, input: AddContainerInput): ResultAsync<ContainerPlan, LifecycleError> {
+export function addContainer(
+  sb: Sandbox,
+  input: AddContainerInput,
+): ResultAsync<ContainerPlan, LifecycleError> {
   const run = async (): Step<ContainerPlan> => {
     let t = performance.now();
     const c = await planned(sb, input);
@@ -151,7 +194,9 @@ export function addContainer(sb: Sandbox, input: AddContainerInput): ResultAsync
     if (copied.isErr()) return err(copied.error);
     crashPoint('copy');
     t = lap(sb, 'copy', t);
-    const created = await sb.agent.createContainer(fromJson(CreateContainerRequestSchema, c.value.createContainer));
+    const created = await sb.agent.createContainer(
+      fromJson(CreateContainerRequestSchema, c.value.createContainer),
+    );
     if (created.isErr()) return err(failed(sb.id, 'create-container')(created.error));
     crashPoint('create-container');
     sb.recorder.container(c.value.id, (x) => ({ ...x, status: 'created' }));
@@ -161,7 +206,10 @@ export function addContainer(sb: Sandbox, input: AddContainerInput): ResultAsync
   return settle(sb.id, 'create-container', run());
 }
 
-export function startContainer(sb: Sandbox, containerId: string): ResultAsync<void, LifecycleError> {
+export function startContainer(
+  sb: Sandbox,
+  containerId: string,
+): ResultAsync<void, LifecycleError> {
   const t = performance.now();
   return sb.agent
     .startContainer(containerId)
@@ -179,7 +227,9 @@ export function wait(sb: Sandbox, containerId: string): ResultAsync<number, Life
   return sb.agent
     .waitProcess(containerId, '')
     .mapErr((e): LifecycleError =>
-      sb.vmGone !== null ? { kind: 'vm-gone', sandboxId: sb.id, message: sb.vmGone } : stepError(sb.id, 'wait', e),
+      sb.vmGone !== null
+        ? { kind: 'vm-gone', sandboxId: sb.id, message: sb.vmGone }
+        : stepError(sb.id, 'wait', e),
     )
     .map((status) => {
       sb.recorder.container(containerId, (x) => ({ ...x, status: 'stopped', exitStatus: status }));
@@ -188,13 +238,25 @@ export function wait(sb: Sandbox, containerId: string): ResultAsync<number, Life
 }
 
 /** Signals every process of the container (SignalProcess with an empty exec id). */
-export function kill(sb: Sandbox, containerId: string, signal = 15): ResultAsync<void, LifecycleError> {
+export function kill(
+  sb: Sandbox,
+  containerId: string,
+  signal = 15,
+): ResultAsync<void, LifecycleError> {
   return sb.agent.signalProcess(containerId, '', signal).mapErr((e) => stepError(sb.id, 'kill', e));
 }
 
 /** Streams the container's stdout and stderr to `out`/`err` until both end. */
-export async function pumpOutput(sb: Sandbox, containerId: string, out: (b: Uint8Array) => void, errOut: (b: Uint8Array) => void): Promise<void> {
-  const pump = async (read: (len: number) => ResultAsync<Uint8Array, unknown>, sink: (b: Uint8Array) => void) => {
+export async function pumpOutput(
+  sb: Sandbox,
+  containerId: string,
+  out: (b: Uint8Array) => void,
+  errOut: (b: Uint8Array) => void,
+): Promise<void> {
+  const pump = async (
+    read: (len: number) => ResultAsync<Uint8Array, unknown>,
+    sink: (b: Uint8Array) => void,
+  ) => {
     for (;;) {
       const chunk = await read(32 * 1024);
       if (chunk.isErr() || chunk.value.length === 0) return;
@@ -223,29 +285,43 @@ async function unplug(sb: Sandbox, c: ContainerPlan): Step {
  * plan) and stay until the sandbox goes.
  */
 function unmountRootfs(sb: Sandbox, c: ContainerPlan): Result<void, LifecycleError> {
-  const targets = new Set<string>([c.rootfs.hostMount?.target, c.rootfs.sharedBind?.hostPath].filter((x) => x !== undefined));
+  const targets = new Set<string>(
+    [c.rootfs.hostMount?.target, c.rootfs.sharedBind?.hostPath].filter((x) => x !== undefined),
+  );
   for (const m of [...sb.state.mounts].reverse()) {
     if (m.containerId !== c.id || m.phase === 'removed' || !targets.has(m.target)) continue;
-    if (!unmountAll(m.target)) return err(stepError(sb.id, 'remove-container', `cannot unmount ${m.target}`));
+    if (!unmountAll(m.target))
+      return err(stepError(sb.id, 'remove-container', `cannot unmount ${m.target}`));
     const gone = (x: typeof m) => x.target === m.target && x.containerId === c.id;
-    sb.recorder.update((s) => ({ ...s, mounts: s.mounts.map((x) => (gone(x) ? { ...x, phase: 'removed' as const } : x)) }));
+    sb.recorder.update((s) => ({
+      ...s,
+      mounts: s.mounts.map((x) => (gone(x) ? { ...x, phase: 'removed' as const } : x)),
+    }));
   }
   return ok(undefined);
 }
 
 /** RemoveContainer in the guest, then release its volumes, unplug its devices, unmount its rootfs. */
-export function removeContainer(sb: Sandbox, containerId: string): ResultAsync<void, LifecycleError> {
+export function removeContainer(
+  sb: Sandbox,
+  containerId: string,
+): ResultAsync<void, LifecycleError> {
   const run = async (): Step => {
     if (!sb.agent.closed) {
       const removed = await sb.agent.removeContainer(containerId, 10);
       if (removed.isErr()) return err(failed(sb.id, 'remove-container')(removed.error));
     }
     const c = sb.plan.containers.find((x) => x.id === containerId);
-    if (c === undefined) return err(stepError(sb.id, 'remove-container', `no container ${containerId} in the sandbox`));
+    if (c === undefined)
+      return err(
+        stepError(sb.id, 'remove-container', `no container ${containerId} in the sandbox`),
+      );
     for (const step of c.copies) sb.syncs?.release(containerId, step);
     sb.recorder.update((s) => ({
       ...s,
-      watchers: s.watchers.map((w) => (w.containerId === containerId ? { ...w, phase: 'removed' as const } : w)),
+      watchers: s.watchers.map((w) =>
+        w.containerId === containerId ? { ...w, phase: 'removed' as const } : w,
+      ),
     }));
     const unplugged = await unplug(sb, c);
     if (unplugged.isErr()) return unplugged;

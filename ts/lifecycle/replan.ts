@@ -48,12 +48,26 @@ export function replanWith(
     sandbox: all[0]!,
     containers: all.slice(1),
     // The rootless dir is the VMM user's, fixed when the sandbox was created.
-    host: { ...hostFactsFor(all, config), ...(current.rootlessDir !== null ? { rootlessDir: current.rootlessDir } : {}) },
+    host: {
+      ...hostFactsFor(all, config),
+      ...(current.rootlessDir !== null ? { rootlessDir: current.rootlessDir } : {}),
+    },
     random: replayingRandom(recorded, drawn),
   });
-  if (next.isErr()) return err({ kind: 'input', sandboxId: sid, lines: formatPlanError(next.error), message: 'plan' });
+  if (next.isErr())
+    return err({
+      kind: 'input',
+      sandboxId: sid,
+      lines: formatPlanError(next.error),
+      message: 'plan',
+    });
   if (!isDeepStrictEqual(applied(current, bundles.length), applied(next.value, bundles.length))) {
-    return err({ kind: 'step', sandboxId: sid, step: 'plan', message: `re-planning with ${added.id} changed what is already applied (were the bundles edited?)` });
+    return err({
+      kind: 'step',
+      sandboxId: sid,
+      step: 'plan',
+      message: `re-planning with ${added.id} changed what is already applied (were the bundles edited?)`,
+    });
   }
   return ok({ plan: next.value, container: next.value.containers[bundles.length]!, random: drawn });
 }

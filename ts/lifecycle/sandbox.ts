@@ -20,7 +20,14 @@ import { crashPoint } from './crash-point.js';
 import { stepError, type LifecycleError } from './errors.js';
 import { processRef } from './process-ref.js';
 import { unsupportedConfig, writeInitdataImage } from './host-files.js';
-import { createVmmUser, prepareVmmDirs, rootlessPreflight, rootlessRequested, VALIDATION_ROOTLESS_DIR, vmmAccel } from './rootless-vmm.js';
+import {
+  createVmmUser,
+  prepareVmmDirs,
+  rootlessPreflight,
+  rootlessRequested,
+  VALIDATION_ROOTLESS_DIR,
+  vmmAccel,
+} from './rootless-vmm.js';
 import { hostFactsFor, readBundle, readConfig, replayingRandom } from './sandbox-inputs.js';
 import { STATE_SCHEMA_VERSION, type SandboxState } from './state-schema.js';
 import { StateRecorder, StepFailure } from './state-recorder.js';
@@ -96,16 +103,27 @@ function initialState(input: CreateSandboxInput): SandboxState {
     mounts: [],
     devices: [],
     watchers: [],
-    containers: [{ id: input.sandboxId, bundle: input.bundle, status: 'creating', exitStatus: null }],
+    containers: [
+      { id: input.sandboxId, bundle: input.bundle, status: 'creating', exitStatus: null },
+    ],
   };
 }
 
 type Step<T> = Promise<Result<T, LifecycleError>>;
 
-const toError = (sid: string) => (e: unknown): LifecycleError =>
-  e instanceof StepFailure ? e.error : stepError(sid, 'cleanup', e instanceof Error ? `internal: ${e.message}` : String(e));
+const toError =
+  (sid: string) =>
+  (e: unknown): LifecycleError =>
+    e instanceof StepFailure
+      ? e.error
+      : stepError(sid, 'cleanup', e instanceof Error ? `internal: ${e.message}` : String(e));
 
-const planFailed = (sid: string, e: PlanError): LifecycleError => ({ kind: 'input', sandboxId: sid, lines: formatPlanError(e), message: 'plan' });
+const planFailed = (sid: string, e: PlanError): LifecycleError => ({
+  kind: 'input',
+  sandboxId: sid,
+  lines: formatPlanError(e),
+  message: 'plan',
+});
 
 /** What createSandbox knows before it acts: inputs read and checked, the sandbox planned. */
 interface Prepared {
@@ -117,7 +135,10 @@ interface Prepared {
   readonly planMs: number;
   /** The planner's random draws, recorded so a re-plan replays them. */
   readonly drawn: string[];
-  readonly planWith: (rootlessDir: string | undefined, random: RandomHex) => Result<ResourcePlan, PlanError>;
+  readonly planWith: (
+    rootlessDir: string | undefined,
+    random: RandomHex,
+  ) => Result<ResourcePlan, PlanError>;
 }
 
 /** Reads and checks the config and bundle and plans the sandbox; nothing on the machine changes. */
@@ -142,31 +163,64 @@ async function prepare(input: CreateSandboxInput, options: SandboxOptions): Step
       configSource: input.configPath,
       sandbox: bundle.value,
       containers: [],
-      host: { ...hostFactsFor([bundle.value], config.value), ...(rootlessDir !== undefined ? { rootlessDir } : {}) },
+      host: {
+        ...hostFactsFor([bundle.value], config.value),
+        ...(rootlessDir !== undefined ? { rootlessDir } : {}),
+      },
       random,
     });
   const drawn: string[] = [];
   // Rootless: validated with a stand-in dir first, so bad input never creates a user.
-  const planned = planWith(rootless ? VALIDATION_ROOTLESS_DIR : undefined, replayingRandom([], drawn));
+  const planned = planWith(
+    rootless ? VALIDATION_ROOTLESS_DIR : undefined,
+    replayingRandom([], drawn),
+  );
   if (planned.isErr()) return err(planFailed(sid, planned.error));
-  if (store.read(sid).isOk()) return err({ kind: 'exists', sandboxId: sid, message: `sandbox ${sid} exists (state in ${store.dir(sid)._unsafeUnwrap()})` });
+  if (store.read(sid).isOk())
+    return err({
+      kind: 'exists',
+      sandboxId: sid,
+      message: `sandbox ${sid} exists (state in ${store.dir(sid)._unsafeUnwrap()})`,
+    });
   const planMs = performance.now() - t0;
-  return ok({ store, config: config.value, bundle: bundle.value, rootless, plan: planned.value, planMs, drawn, planWith });
+  return ok({
+    store,
+    config: config.value,
+    bundle: bundle.value,
+    rootless,
+    plan: planned.value,
+    planMs,
+    drawn,
+    planWith,
+  });
 }
 
 /** Rootless: the VMM user, the plan again with its runtime dir, and its dirs. */
-function rootlessSetup(rec: StateRecorder, p: Prepared, accel: Accel): Result<{ plan: ResourcePlan; vmmUser: RootlessUser; accel: Accel }, LifecycleError> {
+function rootlessSetup(
+  rec: StateRecorder,
+  p: Prepared,
+  accel: Accel,
+): Result<{ plan: ResourcePlan; vmmUser: RootlessUser; accel: Accel }, LifecycleError> {
   return createVmmUser(rec).andThen((vmmUser) => {
     const again: string[] = [];
     const replanned = p.planWith(vmmUser.runtimeDir, replayingRandom(p.drawn, again));
     if (replanned.isErr()) return err(planFailed(rec.state.sandboxId, replanned.error));
     rec.update((s) => ({ ...s, random: again }));
-    return prepareVmmDirs(rec, replanned.value).map(() => ({ plan: replanned.value, vmmUser, accel: vmmAccel(accel, vmmUser).accel }));
+    return prepareVmmDirs(rec, replanned.value).map(() => ({
+      plan: replanned.value,
+      vmmUser,
+      accel: vmmAccel(accel, vmmUser).accel,
+    }));
   });
 }
 
 /** Everything that acts, each step recorded; the caller cleans up after an Err. */
-async function bringUp(rec: StateRecorder, p: Prepared, options: SandboxOptions, probed: Accel): Step<Sandbox> {
+async function bringUp(
+  rec: StateRecorder,
+  p: Prepared,
+  options: SandboxOptions,
+  probed: Accel,
+): Step<Sandbox> {
   let plan = p.plan;
   let accel = probed;
   let vmmUser: RootlessUser | null = null;
@@ -175,7 +229,12 @@ async function bringUp(rec: StateRecorder, p: Prepared, options: SandboxOptions,
     if (setup.isErr()) return err(setup.error);
     ({ plan, vmmUser, accel } = setup.value);
   }
-  const vmOptions: VmOptions = { ...options, accel, cgroupHost: options.cgroupHost ?? {}, ...(vmmUser !== null ? { vmmUser } : {}) };
+  const vmOptions: VmOptions = {
+    ...options,
+    accel,
+    cgroupHost: options.cgroupHost ?? {},
+    ...(vmmUser !== null ? { vmmUser } : {}),
+  };
   const written = writeInitdataImage(rec, plan, vmmUser);
   if (written.isErr()) return err(written.error);
   crashPoint('dirs');
@@ -186,7 +245,16 @@ async function bringUp(rec: StateRecorder, p: Prepared, options: SandboxOptions,
   if (started.isErr()) return err(started.error);
   rec.update((s) => ({ ...s, status: 'ready' }));
   const { vm, agent, cgroups, unexpectedExit } = started.value;
-  const sb = new Sandbox(rec, p.config, { ...options, accel }, [p.bundle], plan, vm, agent, cgroups);
+  const sb = new Sandbox(
+    rec,
+    p.config,
+    { ...options, accel },
+    [p.bundle],
+    plan,
+    vm,
+    agent,
+    cgroups,
+  );
   sb.vmmUser = vmmUser;
   Object.assign(sb.timings, timings);
   void unexpectedExit.then((why) => markVmGone(sb, why));
@@ -194,7 +262,10 @@ async function bringUp(rec: StateRecorder, p: Prepared, options: SandboxOptions,
 }
 
 /** Plans the sandbox and brings it up; on failure everything made so far is removed again. */
-export function createSandbox(input: CreateSandboxInput, options: SandboxOptions = {}): ResultAsync<Sandbox, LifecycleError> {
+export function createSandbox(
+  input: CreateSandboxInput,
+  options: SandboxOptions = {},
+): ResultAsync<Sandbox, LifecycleError> {
   const sid = input.sandboxId;
   const run = async (): Step<Sandbox> => {
     const prepared = await prepare(input, options);
@@ -205,7 +276,10 @@ export function createSandbox(input: CreateSandboxInput, options: SandboxOptions
     rec.dir(store.dir(sid)._unsafeUnwrap(), 'done');
     const accel = options.accel ?? (await probeAccel()).accel;
     // From here on a failure runs cleanup, which removes whatever the state recorded.
-    const up = await ResultAsync.fromPromise(bringUp(rec, prepared.value, options, accel), toError(sid)).andThen((r) => r);
+    const up = await ResultAsync.fromPromise(
+      bringUp(rec, prepared.value, options, accel),
+      toError(sid),
+    ).andThen((r) => r);
     if (up.isOk()) return up;
     // Best effort: cleanup removes the state either way, and the cause is what the caller needs.
     void rec.tryUpdate((s) => ({ ...s, status: 'failed', error: up.error.message }));
@@ -231,10 +305,16 @@ export function stopSandbox(sb: Sandbox): ResultAsync<void, LifecycleError> {
   const run = async () => {
     const t = performance.now();
     await sb.syncs?.teardown();
-    sb.recorder.update((s) => ({ ...s, watchers: s.watchers.map((w) => ({ ...w, phase: 'removed' as const })) }));
+    sb.recorder.update((s) => ({
+      ...s,
+      watchers: s.watchers.map((w) => ({ ...w, phase: 'removed' as const })),
+    }));
     if (!sb.agent.closed) {
       // Bounded: a dead guest must not hold up the stop.
-      await Promise.race([sb.agent.destroySandbox(), new Promise((r) => setTimeout(r, 2_000).unref())]);
+      await Promise.race([
+        sb.agent.destroySandbox(),
+        new Promise((r) => setTimeout(r, 2_000).unref()),
+      ]);
       sb.agent.close();
     }
     crashPoint('stop');
@@ -262,7 +342,10 @@ export function deleteSandbox(sb: Sandbox): ResultAsync<CleanupReport, Lifecycle
 }
 
 /** `cleanup <sid>` from any process: see ts/lifecycle/cleanup.ts. */
-export function cleanup(sandboxId: string, options: Pick<SandboxOptions, 'stateRoot'> = {}): ResultAsync<CleanupReport, LifecycleError> {
+export function cleanup(
+  sandboxId: string,
+  options: Pick<SandboxOptions, 'stateRoot'> = {},
+): ResultAsync<CleanupReport, LifecycleError> {
   const root = stateRoot(options.stateRoot);
   if (root.isErr()) return errAsync(root.error);
   return cleanupSandbox(new StateStore(root.value), sandboxId);

@@ -6,7 +6,13 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fromJson } from '@bufbuild/protobuf';
 import { err, errAsync, ok, ResultAsync, type Result } from 'neverthrow';
-import { createSandboxCgroups, intendedCgroupRecord, placeVmm, type CgroupHost, type CgroupRecord } from '../apply/cgroups.js';
+import {
+  createSandboxCgroups,
+  intendedCgroupRecord,
+  placeVmm,
+  type CgroupHost,
+  type CgroupRecord,
+} from '../apply/cgroups.js';
 import { connectAgent, type AgentClient, type AgentTarget } from '../agent/client.js';
 import type { KataConfig } from '../config/kata-config.js';
 import { CreateSandboxRequestSchema } from '../gen/agent_pb.js';
@@ -59,21 +65,48 @@ const failed =
 /** The record createSandboxCgroups will return, known before it acts (ts/apply/cgroups.ts refs). */
 export function cgroupRecordOf(plan: ResourcePlan): CgroupRecord {
   const c = plan.cgroups;
-  const sandbox = c.systemd ? ({ driver: 'systemd', slice: c.systemd.slice, unit: c.systemd.unit } as const) : ({ driver: 'cgroupfs', path: c.path } as const);
+  const sandbox = c.systemd
+    ? ({ driver: 'systemd', slice: c.systemd.slice, unit: c.systemd.unit } as const)
+    : ({ driver: 'cgroupfs', path: c.path } as const);
   const overhead = c.overheadSystemd
     ? ({ driver: 'systemd', slice: c.overheadSystemd.slice, unit: c.overheadSystemd.unit } as const)
     : c.overheadPath !== null
       ? ({ driver: 'cgroupfs', path: c.overheadPath } as const)
       : null;
-  return { driver: c.driver, version: c.version, sandbox, overhead, vcpuPlacement: c.vcpuPlacement };
+  return {
+    driver: c.driver,
+    version: c.version,
+    sandbox,
+    overhead,
+    vcpuPlacement: c.vcpuPlacement,
+  };
 }
 
-async function startCgroups(rec: StateRecorder, plan: ResourcePlan, o: VmOptions): Step<CgroupRecord> {
+async function startCgroups(
+  rec: StateRecorder,
+  plan: ResourcePlan,
+  o: VmOptions,
+): Step<CgroupRecord> {
   const sid = rec.state.sandboxId;
   const { controllers, systemd, root } = o.cgroupHost;
-  const host = { ...(root !== undefined ? { root } : {}), ...(controllers ? { controllers: [...controllers] } : {}), ...(systemd ? { systemd: { ...systemd } } : {}) };
-  rec.update((s) => ({ ...s, cgroups: { record: intendedCgroupRecord(cgroupRecordOf(plan), o.cgroupHost), host, phase: 'intent' } }));
-  const created = await createSandboxCgroups(plan.cgroups, o.cgroupHost, o.runtimePid ?? process.pid);
+  const host = {
+    ...(root !== undefined ? { root } : {}),
+    ...(controllers ? { controllers: [...controllers] } : {}),
+    ...(systemd ? { systemd: { ...systemd } } : {}),
+  };
+  rec.update((s) => ({
+    ...s,
+    cgroups: {
+      record: intendedCgroupRecord(cgroupRecordOf(plan), o.cgroupHost),
+      host,
+      phase: 'intent',
+    },
+  }));
+  const created = await createSandboxCgroups(
+    plan.cgroups,
+    o.cgroupHost,
+    o.runtimePid ?? process.pid,
+  );
   if (created.isErr()) return err(failed(sid, 'cgroups')(created.error));
   const record = created.value;
   crashPoint('cgroups');
@@ -82,12 +115,18 @@ async function startCgroups(rec: StateRecorder, plan: ResourcePlan, o: VmOptions
 }
 
 /** Places QEMU (and, for `threads` placement, its vCPU threads as QMP lists them) in the cgroups. */
-async function placeInCgroups(sid: string, cgroups: CgroupRecord, vm: RunningVm, o: VmOptions): Step<void> {
+async function placeInCgroups(
+  sid: string,
+  cgroups: CgroupRecord,
+  vm: RunningVm,
+  o: VmOptions,
+): Step<void> {
   const fail = failed(sid, 'place-vmm');
   let vcpuTids: number[] = [];
   if (cgroups.vcpuPlacement === 'threads') {
     const cpus = await vm.vm.qmp.execute<{ 'thread-id': number }[]>('query-cpus-fast');
-    if (cpus.isErr()) return err(fail({ message: `QMP query-cpus-fast (vCPU threads): ${cpus.error.message}` }));
+    if (cpus.isErr())
+      return err(fail({ message: `QMP query-cpus-fast (vCPU threads): ${cpus.error.message}` }));
     vcpuTids = cpus.value.map((c) => c['thread-id']);
   }
   const placed = await placeVmm(cgroups, o.cgroupHost, { pid: vm.vm.pid, vcpuTids });
@@ -95,7 +134,11 @@ async function placeInCgroups(sid: string, cgroups: CgroupRecord, vm: RunningVm,
 }
 
 /** The VM's run dir, recorded before it is made (owned by the VMM user when rootless). */
-function makeRunDir(rec: StateRecorder, runDir: string, user: RootlessUser | undefined): Result<void, LifecycleError> {
+function makeRunDir(
+  rec: StateRecorder,
+  runDir: string,
+  user: RootlessUser | undefined,
+): Result<void, LifecycleError> {
   if (user !== undefined) return makeVmmDir(rec, runDir);
   try {
     mkdirSync(runDir, { recursive: true });
@@ -105,7 +148,13 @@ function makeRunDir(rec: StateRecorder, runDir: string, user: RootlessUser | und
   }
 }
 
-async function startQemu(rec: StateRecorder, plan: ResourcePlan, config: KataConfig, o: VmOptions, onExit: (why: string) => void): Step<RunningVm> {
+async function startQemu(
+  rec: StateRecorder,
+  plan: ResourcePlan,
+  config: KataConfig,
+  o: VmOptions,
+  onExit: (why: string) => void,
+): Step<RunningVm> {
   const sid = rec.state.sandboxId;
   const stateDir = rec.store.dir(sid)._unsafeUnwrap();
   const user = o.vmmUser;
@@ -117,8 +166,15 @@ async function startQemu(rec: StateRecorder, plan: ResourcePlan, config: KataCon
     const mounted = mountSharedDirs(rec, plan);
     if (mounted.isErr()) return err(mounted.error);
   }
-  const sockets = { qmpSocket: path.join(runDir, 'qmp.sock'), agentSocket: path.join(runDir, 'agent.sock'), virtiofsSocket: path.join(runDir, 'vfs.sock') };
-  rec.update((s) => ({ ...s, vm: { phase: 'intent', ...sockets, qemu: null, virtiofsd: null, accel: o.accel } }));
+  const sockets = {
+    qmpSocket: path.join(runDir, 'qmp.sock'),
+    agentSocket: path.join(runDir, 'agent.sock'),
+    virtiofsSocket: path.join(runDir, 'vfs.sock'),
+  };
+  rec.update((s) => ({
+    ...s,
+    vm: { phase: 'intent', ...sockets, qemu: null, virtiofsd: null, accel: o.accel },
+  }));
   const made = makeRunDir(rec, runDir, user);
   if (made.isErr()) return err(made.error);
   rec.dir(runDir, 'done');
@@ -138,7 +194,9 @@ async function startQemu(rec: StateRecorder, plan: ResourcePlan, config: KataCon
     },
     startTimeoutMs: 30_000,
     onUnexpectedExit: onExit,
-    ...(user !== undefined ? { launcher: rootlessLauncher(user), virtiofsSocketOwner: { uid: user.uid, gid: user.gid } } : {}),
+    ...(user !== undefined
+      ? { launcher: rootlessLauncher(user), virtiofsSocketOwner: { uid: user.uid, gid: user.gid } }
+      : {}),
   });
   if (launched.isErr()) return err(failed(sid, 'vm')(launched.error));
   const vm = launched.value;
@@ -167,7 +225,14 @@ async function dialAgent(rec: StateRecorder, vm: RunningVm, o: VmOptions): Step<
 }
 
 /** Placement, agent, CreateSandbox on a started VM; `lap` records `boot` and `createSandbox`. */
-async function bringUp(rec: StateRecorder, plan: ResourcePlan, vm: RunningVm, cgroups: CgroupRecord, o: VmOptions, lap: (name: string) => void): Step<AgentClient> {
+async function bringUp(
+  rec: StateRecorder,
+  plan: ResourcePlan,
+  vm: RunningVm,
+  cgroups: CgroupRecord,
+  o: VmOptions,
+  lap: (name: string) => void,
+): Step<AgentClient> {
   const sid = rec.state.sandboxId;
   const placed = await placeInCgroups(sid, cgroups, vm, o);
   if (placed.isErr()) return err(placed.error);
@@ -175,7 +240,9 @@ async function bringUp(rec: StateRecorder, plan: ResourcePlan, vm: RunningVm, cg
   const agent = await dialAgent(rec, vm, o);
   if (agent.isErr()) return agent;
   lap('boot');
-  const created = await agent.value.createSandbox(fromJson(CreateSandboxRequestSchema, plan.createSandbox));
+  const created = await agent.value.createSandbox(
+    fromJson(CreateSandboxRequestSchema, plan.createSandbox),
+  );
   if (created.isErr()) {
     agent.value.close();
     return err(failed(sid, 'create-sandbox')(created.error));
@@ -189,7 +256,13 @@ async function bringUp(rec: StateRecorder, plan: ResourcePlan, vm: RunningVm, cg
  * Cgroups, VM, placement, agent, CreateSandbox; `timings` gets `cgroups`, `boot` and
  * `createSandbox` ms. A failure after QEMU started stops it; the rest is cleanup's (recorded).
  */
-export function startVm(rec: StateRecorder, plan: ResourcePlan, config: KataConfig, o: VmOptions, timings: Record<string, number>): ResultAsync<StartedVm, LifecycleError> {
+export function startVm(
+  rec: StateRecorder,
+  plan: ResourcePlan,
+  config: KataConfig,
+  o: VmOptions,
+  timings: Record<string, number>,
+): ResultAsync<StartedVm, LifecycleError> {
   const sid = rec.state.sandboxId;
   let t = performance.now();
   const lap = (name: string) => {
@@ -212,11 +285,15 @@ export function startVm(rec: StateRecorder, plan: ResourcePlan, config: KataConf
     return ok({ vm: vm.value, agent: agent.value, cgroups: cgroups.value, unexpectedExit });
   };
   const toError = (e: unknown): LifecycleError =>
-    e instanceof StepFailure ? e.error : stepError(sid, 'vm', e instanceof Error ? `internal: ${e.message}` : String(e));
+    e instanceof StepFailure
+      ? e.error
+      : stepError(sid, 'vm', e instanceof Error ? `internal: ${e.message}` : String(e));
   return ResultAsync.fromPromise(run(), toError)
     .andThen((r) => r)
     .orElse((e) => {
       const vm = started as RunningVm | null;
-      return ResultAsync.fromSafePromise(vm !== null ? vm.stop(2_000) : Promise.resolve()).andThen(() => errAsync<StartedVm, LifecycleError>(e));
+      return ResultAsync.fromSafePromise(vm !== null ? vm.stop(2_000) : Promise.resolve()).andThen(
+        () => errAsync<StartedVm, LifecycleError>(e),
+      );
     });
 }

@@ -60,7 +60,10 @@ export interface BlockDeviceRequest {
   readonly hotplug: boolean;
 }
 
-export type BlockDeviceConfig = Pick<HypervisorConfig, 'blockDeviceDriver' | 'blockDeviceAio' | 'blockDeviceCacheDirect'>;
+export type BlockDeviceConfig = Pick<
+  HypervisorConfig,
+  'blockDeviceDriver' | 'blockDeviceAio' | 'blockDeviceCacheDirect'
+>;
 
 interface PciPlace {
   readonly bus: string;
@@ -73,7 +76,10 @@ interface PciPlace {
 
 /** Address fields a driver sets, and what the placement took. */
 interface Placement {
-  readonly fields: Pick<BlockDevice, 'virtPath' | 'scsiAddr' | 'pciPath' | 'ccwAddr' | 'bus' | 'addr'>;
+  readonly fields: Pick<
+    BlockDevice,
+    'virtPath' | 'scsiAddr' | 'pciPath' | 'ccwAddr' | 'bus' | 'addr'
+  >;
   readonly coldSlot?: number;
   readonly port?: string;
 }
@@ -160,14 +166,22 @@ export class BlockDevicePlanner {
         const name = virtDriveName(index, 'sd');
         if (scsi.isErr()) return err(scsi.error);
         if (name.isErr()) return err(name.error);
-        return ok({ fields: { virtPath: `/dev/${name.value}`, scsiAddr: scsi.value.address, bus: SCSI_BUS } });
+        return ok({
+          fields: { virtPath: `/dev/${name.value}`, scsiAddr: scsi.value.address, bus: SCSI_BUS },
+        });
       }
       case 'virtio-blk-ccw': {
         const ccw = ccwAddress(index);
         const name = virtDriveName(index);
         if (ccw.isErr()) return err(ccw.error);
         if (name.isErr()) return err(name.error);
-        return ok({ fields: { virtPath: `/dev/${name.value}`, ccwAddr: ccw.value.address, addr: ccw.value.qemuDevno } });
+        return ok({
+          fields: {
+            virtPath: `/dev/${name.value}`,
+            ccwAddr: ccw.value.address,
+            addr: ccw.value.qemuDevno,
+          },
+        });
       }
       case 'virtio-blk-mmio': {
         // virtio-mmio transports are laid out by the machine; nothing to address.
@@ -189,7 +203,11 @@ export class BlockDevicePlanner {
         const place = this.#pciPlace(hotplug);
         if (place.isErr()) return err(place.error);
         const { bus, addr, pciPath, coldSlot, port } = place.value;
-        return ok({ fields: { virtPath: `/dev/${name.value}`, pciPath, bus, addr }, coldSlot, port });
+        return ok({
+          fields: { virtPath: `/dev/${name.value}`, pciPath, bus, addr },
+          coldSlot,
+          port,
+        });
       }
     }
   }
@@ -200,7 +218,12 @@ export class BlockDevicePlanner {
       const target = this.#freeHotplugTarget();
       if (target === undefined) return err(this.#noFreePort());
       this.#portsInUse.add(target.port);
-      return ok({ bus: target.port, addr: qemuAddr(0), pciPath: target.pciPath, port: target.port });
+      return ok({
+        bus: target.port,
+        addr: qemuAddr(0),
+        pciPath: target.pciPath,
+        port: target.port,
+      });
     }
     const { first, last } = PCIE0_SLOTS.coldPlugDisks;
     for (let slot = first; slot <= last; slot++) {
@@ -211,7 +234,15 @@ export class BlockDevicePlanner {
     }
     const range = `${qemuAddr(first)}–${qemuAddr(last)}`;
     const what = `no free ${this.#ports.rootBus} slot for a cold-plugged block device (slots ${range})`;
-    return err(problem('plan', this.#source, 'hypervisor.qemu.block_device_driver', this.#config.blockDeviceDriver, what));
+    return err(
+      problem(
+        'plan',
+        this.#source,
+        'hypervisor.qemu.block_device_driver',
+        this.#config.blockDeviceDriver,
+        what,
+      ),
+    );
   }
 
   #freeHotplugTarget(): HotplugTarget | undefined {

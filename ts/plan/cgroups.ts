@@ -60,12 +60,15 @@ export function unitName(prefix: string, name: string): string {
  * `a-b-c.slice` → `a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root (``).
  */
 export function expandSlice(slice: string): Result<string, string> {
-  if (!slice.endsWith('.slice')) return err(`invalid slice name ${JSON.stringify(slice)}: must end in .slice`);
-  if (slice.includes('/')) return err(`invalid slice name ${JSON.stringify(slice)}: must not contain '/'`);
+  if (!slice.endsWith('.slice'))
+    return err(`invalid slice name ${JSON.stringify(slice)}: must end in .slice`);
+  if (slice.includes('/'))
+    return err(`invalid slice name ${JSON.stringify(slice)}: must not contain '/'`);
   if (slice === '-.slice') return ok('');
   const stem = slice.slice(0, -'.slice'.length);
   const parts = stem.split('-');
-  if (stem === '' || parts.some((p) => p === '')) return err(`invalid slice name ${JSON.stringify(slice)}: empty component`);
+  if (stem === '' || parts.some((p) => p === ''))
+    return err(`invalid slice name ${JSON.stringify(slice)}: empty component`);
   const levels: string[] = [];
   let prefix = '';
   for (const part of parts) {
@@ -78,19 +81,26 @@ export function expandSlice(slice: string): Result<string, string> {
 /** Splits `slice:prefix:name` into slice, unit and slice path (cgroups-rs SystemdManager::new). */
 export function parseSystemdPath(path: string): Result<SystemdUnit, string> {
   const parts = path.split(':');
-  if (parts.length !== 3) return err(`systemd cgroup path ${JSON.stringify(path)} must be slice:prefix:name`);
+  if (parts.length !== 3)
+    return err(`systemd cgroup path ${JSON.stringify(path)} must be slice:prefix:name`);
   const [rawSlice, prefix, name] = parts as [string, string, string];
   if (name === '') return err(`systemd cgroup path ${JSON.stringify(path)} has an empty name`);
   const slice = rawSlice === '' ? 'system.slice' : rawSlice;
-  return expandSlice(slice).map((slicePath) => ({ slice, unit: unitName(prefix, name), slicePath }));
+  return expandSlice(slice).map((slicePath) => ({
+    slice,
+    unit: unitName(prefix, name),
+    slicePath,
+  }));
 }
 
 function checkFsPath(path: string, field: string, source: string): Problem | null {
   const bad = (what: string) => problem('spec', source, field, path, what);
   if (path.includes('\0')) return bad('contains a NUL byte');
   const parts = path.split('/').filter((p) => p !== '');
-  if (parts.length === 0) return bad('resolves to the cgroup root; a sandbox needs a cgroup of its own');
-  if (parts.some((p) => p === '..' || p === '.')) return bad("must not contain '.' or '..' components");
+  if (parts.length === 0)
+    return bad('resolves to the cgroup root; a sandbox needs a cgroup of its own');
+  if (parts.some((p) => p === '..' || p === '.'))
+    return bad("must not contain '.' or '..' components");
   return null;
 }
 
@@ -117,18 +127,23 @@ export function planCgroups(input: CgroupInput): Result<CgroupPlan, PlanError> {
   let path = raw;
   if (systemdMode) {
     const parsed = parseSystemdPath(raw);
-    if (parsed.isErr()) return err(planError(problem('spec', input.source, field, raw, parsed.error)));
+    if (parsed.isErr())
+      return err(planError(problem('spec', input.source, field, raw, parsed.error)));
     systemd = parsed.value;
   } else {
     // Relative to each hierarchy's root: leading '/' trimmed (as the reference), and empty
     // components dropped so `a//b/` and `a/b` name the same cgroup.
     const bad = checkFsPath(raw, given ? field : 'sandbox id', given ? input.source : 'sandbox id');
     if (bad) return err(planError(bad));
-    path = raw.split('/').filter((p) => p !== '').join('/');
+    path = raw
+      .split('/')
+      .filter((p) => p !== '')
+      .join('/');
   }
 
   const overhead = input.sandboxCgroupOnly ? null : overheadPath(systemdMode, input.sandboxId);
-  const overheadSystemd = overhead && systemdMode ? parseSystemdPath(overhead).unwrapOr(null) : null;
+  const overheadSystemd =
+    overhead && systemdMode ? parseSystemdPath(overhead).unwrapOr(null) : null;
   // With an overhead cgroup the VMM starts outside the sandbox cgroup and its vCPUs are moved in:
   // per thread only on v1 + cgroupfs; every other combination moves the whole process.
   const vcpuPlacement: VcpuPlacement = input.sandboxCgroupOnly

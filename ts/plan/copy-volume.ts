@@ -52,30 +52,55 @@ export function kubeletRoots(host: HostFacts, kubeletRootDir: string): string[] 
 }
 
 /** Plans the copy of `mounts[index]`. */
-export function planCopyVolume(mount: OciMount, index: number, ctx: CopyVolumeContext): Result<CopyVolume, Problem> {
+export function planCopyVolume(
+  mount: OciMount,
+  index: number,
+  ctx: CopyVolumeContext,
+): Result<CopyVolume, Problem> {
   const field = `mounts[${index}]`;
-  const fail = (value: unknown, what: string) => err(mountProblem(ctx.specSource, field, value, what));
+  const fail = (value: unknown, what: string) =>
+    err(mountProblem(ctx.specSource, field, value, what));
   const raw = mount.source ?? '';
-  if (raw === '') return fail(raw, `${mount.destination}: a bind mount without a source cannot be copied`);
+  if (raw === '')
+    return fail(raw, `${mount.destination}: a bind mount without a source cannot be copied`);
   const fact = pathFact(ctx.host, raw);
   const real = fact.realpath;
-  if (fact.kind === 'missing' || real === undefined) return fail(raw, `failed to canonicalize file ${raw}: no such file or directory`);
+  if (fact.kind === 'missing' || real === undefined)
+    return fail(raw, `failed to canonicalize file ${raw}: no such file or directory`);
 
   const roots = kubeletRoots(ctx.host, ctx.kubeletRootDir);
   const claimed = allowlistedVolume(lexicalPrefix(raw), roots);
   const resolved = allowlistedVolume(real, roots);
   if (claimed !== null && (resolved === null || !sameVolume(claimed, resolved))) {
-    return fail(raw, `source escapes its volume ${claimed.dir} through '..' or a symlink (resolves to ${real})`);
+    return fail(
+      raw,
+      `source escapes its volume ${claimed.dir} through '..' or a symlink (resolves to ${real})`,
+    );
   }
 
-  const guestMount = (guestPath: GuestPath): OciMount => ({ ...mount, type: 'bind', source: guestPath, options: [...(mount.options ?? [])] });
+  const guestMount = (guestPath: GuestPath): OciMount => ({
+    ...mount,
+    type: 'bind',
+    source: guestPath,
+    options: [...(mount.options ?? [])],
+  });
   if (fact.kind === 'file') {
     const guestPath = copyGuestPath(ctx.containerId, mount.destination, ctx.random);
     if (guestPath.isErr()) return fail(mount.destination, guestPath.error);
-    const copy: CopyStep = { source: real, syncKey: real, guestPath: guestPath.value, kind: 'file', watched: false };
+    const copy: CopyStep = {
+      source: real,
+      syncKey: real,
+      guestPath: guestPath.value,
+      kind: 'file',
+      watched: false,
+    };
     return ok({ mount: guestMount(guestPath.value), copy });
   }
-  if (fact.kind !== 'dir') return fail(raw, `cannot copy a ${fact.kind} device or special file into the guest (shared_fs = none)`);
+  if (fact.kind !== 'dir')
+    return fail(
+      raw,
+      `cannot copy a ${fact.kind} device or special file into the guest (shared_fs = none)`,
+    );
 
   const allowlisted = claimed !== null && resolved !== null;
   if (!allowlisted && !ctx.allowAnyCopyDirectory) {
@@ -85,8 +110,17 @@ export function planCopyVolume(mount: OciMount, index: number, ctx: CopyVolumeCo
         'shared_fs = none copies only those (set [runtime] allow_any_copy_directory = true to copy any directory)',
     );
   }
-  const acquired = ctx.manager.acquire(real, ctx.containerId, mount.destination, ctx.random, allowlisted);
+  const acquired = ctx.manager.acquire(
+    real,
+    ctx.containerId,
+    mount.destination,
+    ctx.random,
+    allowlisted,
+  );
   if (acquired.isErr()) return fail(mount.destination, acquired.error);
   const { guestPath, key } = acquired.value;
-  return ok({ mount: guestMount(guestPath), copy: { source: real, syncKey: key, guestPath, kind: 'dir', watched: allowlisted } });
+  return ok({
+    mount: guestMount(guestPath),
+    copy: { source: real, syncKey: key, guestPath, kind: 'dir', watched: allowlisted },
+  });
 }

@@ -21,7 +21,8 @@ export function collectSandboxCpuset(sets: readonly CpusetSource[]): Result<numb
   for (const s of sets) {
     if (s.value === undefined || s.value === '') continue;
     const parsed = call((n) => n.parseCpuset(s.value!));
-    if (parsed.isErr()) problems.push(problem('spec', s.source, s.field, s.value, parsed.error.message));
+    if (parsed.isErr())
+      problems.push(problem('spec', s.source, s.field, s.value, parsed.error.message));
     else parsed.value.forEach((cpu) => union.add(cpu));
   }
   if (problems.length > 0) return err(planError(...problems));
@@ -32,7 +33,7 @@ export function collectSandboxCpuset(sets: readonly CpusetSource[]): Result<numb
 export function formatCpuset(cpus: readonly number[]): string {
   const sorted = [...new Set(cpus)].sort((a, b) => a - b);
   const parts: string[] = [];
-  for (let i = 0; i < sorted.length; ) {
+  for (let i = 0; i < sorted.length;) {
     let j = i;
     while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
     parts.push(i === j ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);

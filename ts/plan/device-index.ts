@@ -23,7 +23,13 @@ export class IndexAllocator {
 
   /** Gives an index back; false (and no change) when it was not handed out or already released. */
   release(index: number): boolean {
-    if (!Number.isInteger(index) || index < 0 || index >= this.#next || this.#released.includes(index)) return false;
+    if (
+      !Number.isInteger(index) ||
+      index < 0 ||
+      index >= this.#next ||
+      this.#released.includes(index)
+    )
+      return false;
     const at = this.#released.findIndex((i) => i > index);
     this.#released.splice(at === -1 ? this.#released.length : at, 0, index);
     return true;
@@ -31,7 +37,9 @@ export class IndexAllocator {
 
   /** True when `index` is currently handed out. */
   inUse(index: number): boolean {
-    return Number.isInteger(index) && index >= 0 && index < this.#next && !this.#released.includes(index);
+    return (
+      Number.isInteger(index) && index >= 0 && index < this.#next && !this.#released.includes(index)
+    );
   }
 }
 

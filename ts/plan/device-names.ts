@@ -12,7 +12,10 @@ function indexProblem(index: number | bigint, what: string): Problem {
  * `26 → aa`. The reference (`device/util.rs::get_virt_drive_name`) caps the suffix at
  * DISK_NAME_LEN (32) minus the 2-letter prefix; we keep that cap, reachable only with bigint.
  */
-export function virtDriveName(index: number | bigint, prefix: 'vd' | 'sd' = 'vd'): Result<string, Problem> {
+export function virtDriveName(
+  index: number | bigint,
+  prefix: 'vd' | 'sd' = 'vd',
+): Result<string, Problem> {
   if (typeof index === 'number' && !Number.isSafeInteger(index)) {
     return err(indexProblem(index, 'Index must be an integer'));
   }
@@ -79,10 +82,13 @@ export interface CcwAddress {
 
 /** CCW address of the block device with this index. */
 export function ccwAddress(index: number): Result<CcwAddress, Problem> {
-  if (!Number.isSafeInteger(index) || index < 0) return err(indexProblem(index, 'Index cannot be negative'));
+  if (!Number.isSafeInteger(index) || index < 0)
+    return err(indexProblem(index, 'Index cannot be negative'));
   const devno = CCW_BLOCK_DEVNO_BASE + index;
   if (devno > MAX_CCW_DEVNO) {
-    return err(indexProblem(index, `Index cannot be greater than ${MAX_CCW_DEVNO - CCW_BLOCK_DEVNO_BASE}`));
+    return err(
+      indexProblem(index, `Index cannot be greater than ${MAX_CCW_DEVNO - CCW_BLOCK_DEVNO_BASE}`),
+    );
   }
   const hex = devno.toString(16).padStart(4, '0');
   return ok({ qemuDevno: `fe.0.${hex}`, address: `0.0.${hex}` });

@@ -28,15 +28,25 @@ export function agentDriverFor(configDriver: string): Result<AgentBlockDriver, P
 }
 
 /** Storage.source for a block volume (reference `agent_storage_source_from_block_config`). */
-export function storageSource(agentDriver: string, device: DeviceAddresses): Result<string, Problem> {
-  const missing = (what: string) => err(problem('plan', 'block-device', 'storage source', agentDriver, what));
+export function storageSource(
+  agentDriver: string,
+  device: DeviceAddresses,
+): Result<string, Problem> {
+  const missing = (what: string) =>
+    err(problem('plan', 'block-device', 'storage source', agentDriver, what));
   switch (agentDriver) {
     case 'blk':
-      return device.pciPath !== undefined ? ok(device.pciPath) : missing('block driver is blk but no pci path exists');
+      return device.pciPath !== undefined
+        ? ok(device.pciPath)
+        : missing('block driver is blk but no pci path exists');
     case 'scsi':
-      return device.scsiAddr !== undefined ? ok(device.scsiAddr) : missing('block driver is scsi but no scsi address exists');
+      return device.scsiAddr !== undefined
+        ? ok(device.scsiAddr)
+        : missing('block driver is scsi but no scsi address exists');
     case 'blk-ccw':
-      return device.ccwAddr !== undefined ? ok(device.ccwAddr) : missing('block driver is ccw but no ccw address exists');
+      return device.ccwAddr !== undefined
+        ? ok(device.ccwAddr)
+        : missing('block driver is ccw but no ccw address exists');
     case 'mmioblk':
     case 'nvdimm':
       return ok(device.virtPath ?? '');

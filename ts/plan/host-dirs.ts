@@ -50,10 +50,15 @@ export interface SharedMountPoint {
 }
 
 /** The rootless context the plan uses: off, or on with the dir host facts carry. */
-export function planRootlessContext(enabled: boolean, rootlessDir: string | undefined): Result<RootlessContext, string> {
+export function planRootlessContext(
+  enabled: boolean,
+  rootlessDir: string | undefined,
+): Result<RootlessContext, string> {
   if (!enabled) return ok(NOT_ROOTLESS);
   if (rootlessDir === undefined || rootlessDir === '') {
-    return err('rootless is on but host facts carry no rootlessDir (the VMM user runtime dir, /run/user/<uid>)');
+    return err(
+      'rootless is on but host facts carry no rootlessDir (the VMM user runtime dir, /run/user/<uid>)',
+    );
   }
   return hostPath(rootlessDir)
     .map((dir): RootlessContext => ({ rootless: true, dir }))
@@ -61,8 +66,12 @@ export function planRootlessContext(enabled: boolean, rootlessDir: string | unde
 }
 
 /** The host dirs of sandbox `sandboxId` (a plain name: it is refused when it holds `/`, `..` or NUL). */
-export function planHostDirs(sandboxId: string, rootless: RootlessContext): Result<HostDirs, PathError> {
-  const perSandbox = (base: string) => prefixWithRootlessDir(base, rootless).andThen((b) => joinHost(b, sandboxId));
+export function planHostDirs(
+  sandboxId: string,
+  rootless: RootlessContext,
+): Result<HostDirs, PathError> {
+  const perSandbox = (base: string) =>
+    prefixWithRootlessDir(base, rootless).andThen((b) => joinHost(b, sandboxId));
   const vm = perSandbox(KATA_PATH);
   const sharedSandbox = perSandbox(HOST_SHARED_SANDBOXES_DIR);
   const parts = Result.combine([
@@ -91,6 +100,14 @@ export function planHostDirs(sandboxId: string, rootless: RootlessContext): Resu
  * `<sharedRw>/passthrough/` whatever the volume's read-only flag — `ro` is a read-only bind of
  * `rw`, so nothing can be created there (and nothing needs to be).
  */
-export function sharedMountPoint(dirs: Pick<HostDirs, 'sharedRw'>, passthrough: string, name: string, destination: string): Result<SharedMountPoint, PathError> {
-  return joinHost(dirs.sharedRw, passthrough, name).map((path) => ({ path, kind: destination.startsWith('/dev') ? 'file' : 'dir' }));
+export function sharedMountPoint(
+  dirs: Pick<HostDirs, 'sharedRw'>,
+  passthrough: string,
+  name: string,
+  destination: string,
+): Result<SharedMountPoint, PathError> {
+  return joinHost(dirs.sharedRw, passthrough, name).map((path) => ({
+    path,
+    kind: destination.startsWith('/dev') ? 'file' : 'dir',
+  }));
 }

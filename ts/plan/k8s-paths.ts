@@ -10,7 +10,12 @@ export const K8S_PROJECTED = 'kubernetes.io~projected';
 export const K8S_DOWNWARD_API = 'kubernetes.io~downward-api';
 
 /** Volume plugins whose directories may be copied (and are watched) under `shared_fs = none`. */
-export const COPY_ALLOWLIST: readonly string[] = [K8S_CONFIGMAP, K8S_SECRET, K8S_DOWNWARD_API, K8S_PROJECTED];
+export const COPY_ALLOWLIST: readonly string[] = [
+  K8S_CONFIGMAP,
+  K8S_SECRET,
+  K8S_DOWNWARD_API,
+  K8S_PROJECTED,
+];
 
 /** Path components, as Rust's `Path` sees them: empty components (`//`) and a trailing `/` vanish. */
 function components(p: string): string[] {
@@ -39,20 +44,31 @@ export interface KubeletVolume {
   readonly dir: string;
 }
 
-const plain = (s: string | undefined): s is string => s !== undefined && s !== '' && s !== '.' && s !== '..';
+const plain = (s: string | undefined): s is string =>
+  s !== undefined && s !== '' && s !== '.' && s !== '..';
 
 /**
  * The allowlisted kubelet volume `p` lies in (the volume dir or below it), or null. `p` must be
  * absolute and free of `..` (a canonical path, or the lexical prefix of one); `kubeletRoots` are
  * the configured root and its canonical form.
  */
-export function allowlistedVolume(p: string, kubeletRoots: readonly string[]): KubeletVolume | null {
+export function allowlistedVolume(
+  p: string,
+  kubeletRoots: readonly string[],
+): KubeletVolume | null {
   for (const root of kubeletRoots) {
     const base = root === '/' ? '' : root.replace(/\/+$/, '');
     if (!p.startsWith(`${base}/pods/`)) continue;
     const rest = p.slice(base.length + '/pods/'.length).split('/');
     const [uid, volumes, plugin, name] = rest;
-    if (!plain(uid) || volumes !== 'volumes' || !plain(plugin) || !COPY_ALLOWLIST.includes(plugin) || !plain(name)) continue;
+    if (
+      !plain(uid) ||
+      volumes !== 'volumes' ||
+      !plain(plugin) ||
+      !COPY_ALLOWLIST.includes(plugin) ||
+      !plain(name)
+    )
+      continue;
     if (rest.slice(4).some((s) => s === '..')) continue;
     return { uid, plugin, name, dir: `${base}/pods/${uid}/volumes/${plugin}/${name}` };
   }

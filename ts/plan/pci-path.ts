@@ -21,7 +21,9 @@ function slotProblem(value: unknown, what: string): Problem {
 export function pciSlot(value: string | number): Result<PciSlot, Problem> {
   if (typeof value === 'string') {
     if (!/^[0-9a-fA-F]{1,2}$/.test(value)) {
-      return err(slotProblem(value, `invalid PCI slot ${JSON.stringify(value)}: expected 1 or 2 hex digits`));
+      return err(
+        slotProblem(value, `invalid PCI slot ${JSON.stringify(value)}: expected 1 or 2 hex digits`),
+      );
     }
     return pciSlot(Number.parseInt(value, 16));
   }
@@ -45,7 +47,8 @@ export function pciPathOf(slots: readonly number[]): Result<PciPath, Problem> {
     checked.push(r.value);
   }
   const [first, ...rest] = checked;
-  if (first === undefined) return err(problem('plan', 'pci-path', 'pci path', '', 'PCI path is empty'));
+  if (first === undefined)
+    return err(problem('plan', 'pci-path', 'pci path', '', 'PCI path is empty'));
   return ok([first, ...rest]);
 }
 

@@ -78,29 +78,44 @@ export class PcieTopology {
   }
 
   addPcieRootPort(id: number): Result<void, Problem> {
-    if (this.portDevices.has(id)) return err(topologyProblem(id, `Root Port ${id} already exists.`));
+    if (this.portDevices.has(id))
+      return err(topologyProblem(id, `Root Port ${id} already exists.`));
     this.portDevices.set(id, { id, bus: PCIE_ROOT_BUS, allocated: false });
     return ok(undefined);
   }
 
   addSwitchToRootPort(rootPortId: number, switchId: number): Result<void, Problem> {
     const rp = this.portDevices.get(rootPortId);
-    if (rp === undefined) return err(topologyProblem(rootPortId, `Root Port ${rootPortId} does not exist.`));
+    if (rp === undefined)
+      return err(topologyProblem(rootPortId, `Root Port ${rootPortId} does not exist.`));
     if (rp.connectedSwitch !== undefined) {
-      return err(topologyProblem(rootPortId, `Root Port ${rootPortId} already has a connected switch.`));
+      return err(
+        topologyProblem(rootPortId, `Root Port ${rootPortId} already has a connected switch.`),
+      );
     }
     rp.allocated = true;
     rp.connectedSwitch = { id: switchId, bus: rootPortName(rootPortId), downPorts: new Map() };
     return ok(undefined);
   }
 
-  addSwitchPortToSwitch(upstreamBus: string, rootPortId: number, switchPortId: number): Result<void, Problem> {
+  addSwitchPortToSwitch(
+    upstreamBus: string,
+    rootPortId: number,
+    switchPortId: number,
+  ): Result<void, Problem> {
     const rp = this.portDevices.get(rootPortId);
-    if (rp === undefined) return err(topologyProblem(rootPortId, `Root Port ${rootPortId} does not exist.`));
+    if (rp === undefined)
+      return err(topologyProblem(rootPortId, `Root Port ${rootPortId} does not exist.`));
     const sw = rp.connectedSwitch;
-    if (sw === undefined) return err(topologyProblem(rootPortId, `Root Port ${rootPortId} has no connected switch.`));
+    if (sw === undefined)
+      return err(topologyProblem(rootPortId, `Root Port ${rootPortId} has no connected switch.`));
     if (sw.downPorts.has(switchPortId)) {
-      return err(topologyProblem(switchPortId, `Switch Port ${switchPortId} already exists in Switch ${sw.id}.`));
+      return err(
+        topologyProblem(
+          switchPortId,
+          `Switch Port ${switchPortId} already exists in Switch ${sw.id}.`,
+        ),
+      );
     }
     sw.downPorts.set(switchPortId, { id: switchPortId, bus: upstreamBus });
     return ok(undefined);
@@ -117,7 +132,11 @@ export class PcieTopology {
   }
 
   /** Reference argument order: (number of switches, number of downstream ports, strategy). */
-  addSwitchPortsWithStrategy(switches: number, switchPorts: number, strategy: SwitchStrategy): Result<void, Problem> {
+  addSwitchPortsWithStrategy(
+    switches: number,
+    switchPorts: number,
+    strategy: SwitchStrategy,
+  ): Result<void, Problem> {
     return strategy === 'SingleRootPort'
       ? this.addSwitchPortsSingleRootPort(switchPorts, 1)
       : this.addSwitchPortsMultipleRootPorts(switches, switchPorts);
@@ -156,7 +175,10 @@ export class PcieTopology {
     return ok(undefined);
   }
 
-  #addSwitch(rootPortId: number, addPorts: (upstreamBus: string) => Result<void, Problem>): Result<void, Problem> {
+  #addSwitch(
+    rootPortId: number,
+    addPorts: (upstreamBus: string) => Result<void, Problem>,
+  ): Result<void, Problem> {
     if (!this.portDevices.has(rootPortId)) {
       const r = this.addPcieRootPort(rootPortId);
       if (r.isErr()) return r;

@@ -4,11 +4,15 @@ import { posix } from 'node:path';
 import { err, ok, type Result } from 'neverthrow';
 import type { KataConfig } from '../config/kata-config.js';
 import { planError, problem, type PlanError, type Problem } from '../errors.js';
-import { hostPath, type HostPath } from '../paths.js';
-import { applyConfigAnnotations, CC_INIT_DATA_ANNOTATION, HYPERVISOR_PREFIX } from '../spec/annotations.js';
+import type { HostPath } from '../paths.js';
+import {
+  applyConfigAnnotations,
+  CC_INIT_DATA_ANNOTATION,
+  HYPERVISOR_PREFIX,
+} from '../spec/annotations.js';
 import { containerType, type ContainerType } from '../spec/container-type.js';
 import type { OciSpec } from '../spec/oci-spec.js';
-import { BlockDevicePlanner, type BlockDevice } from './devices.js';
+import { BlockDevicePlanner } from './devices.js';
 import { planCgroups } from './cgroups.js';
 import { collectSandboxCpuset, formatCpuset } from './cpuset.js';
 import { pathFact, type HostFacts } from './host-facts.js';
@@ -17,17 +21,28 @@ import { planInitdata } from './initdata.js';
 import { planPorts } from './ports.js';
 import type { BundleInput, ContainerPlan, PlanInput, ResourcePlan } from './plan-types.js';
 import { planSizing, staticRequestFrom, type ContainerLimits } from './sizing.js';
-import { containerRequestJson, createContainerRequest, createSandboxRequest, sandboxRequestJson, sharedFsStorages } from './requests.js';
+import {
+  containerRequestJson,
+  createContainerRequest,
+  createSandboxRequest,
+  sandboxRequestJson,
+  sharedFsStorages,
+} from './requests.js';
+import { containerBlockDevices } from './container-devices.js';
 import { forceGuestPullEnabled, planRootfs } from './rootfs.js';
 import { sandboxShmSize, sandboxShmStorage } from './shm.js';
 import { VolumeManager } from './volume-manager.js';
 import { planVolumes } from './volumes.js';
-import { containerDevice } from './volumes-block.js';
 import { sequentialHex, type RandomHex } from './volumes-paths.js';
 import { SharedFsVolumes } from './volumes-shared-fs.js';
-import type { DeviceInit } from './volumes-storage.js';
 
-export type { BundleInput, ContainerPlan, PlanInput, ResourcePlan, SharedDirs } from './plan-types.js';
+export type {
+  BundleInput,
+  ContainerPlan,
+  PlanInput,
+  ResourcePlan,
+  SharedDirs,
+} from './plan-types.js';
 
 /** containerd's id rule; ids become host path components and cgroup names. */
 const ID_PATTERN = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
@@ -38,9 +53,19 @@ function checkIds(input: PlanInput): Problem[] {
   const seen = new Set<string>();
   for (const b of [input.sandbox, ...input.containers]) {
     if (!ID_PATTERN.test(b.id) || b.id.length > MAX_ID_LENGTH) {
-      problems.push(problem('plan', b.bundleDir, 'id', b.id, `invalid id ${JSON.stringify(b.id)}: letters, digits and inner . _ - only, at most ${MAX_ID_LENGTH} characters`));
+      problems.push(
+        problem(
+          'plan',
+          b.bundleDir,
+          'id',
+          b.id,
+          `invalid id ${JSON.stringify(b.id)}: letters, digits and inner . _ - only, at most ${MAX_ID_LENGTH} characters`,
+        ),
+      );
     } else if (seen.has(b.id)) {
-      problems.push(problem('plan', b.bundleDir, 'id', b.id, `duplicate container id ${JSON.stringify(b.id)}`));
+      problems.push(
+        problem('plan', b.bundleDir, 'id', b.id, `duplicate container id ${JSON.stringify(b.id)}`),
+      );
     }
     seen.add(b.id);
   }
@@ -58,41 +83,6 @@ function limitsOf(spec: OciSpec): ContainerLimits {
   };
 }
 
-/** Block devices of `linux.devices` (type `b`), resolved through host facts by major:minor. */
-function containerBlockDevices(
-  b: BundleInput,
-  host: HostFacts,
-  devices: BlockDevicePlanner,
-): Result<{ blocks: BlockDevice[]; agentDevices: DeviceInit[] }, PlanError> {
-  const blocks: BlockDevice[] = [];
-  const agentDevices: DeviceInit[] = [];
-  const problems: Problem[] = [];
-  b.spec.linux.devices.forEach((d, i) => {
-    if (d.type !== 'b') return;
-    const field = `linux.devices[${i}]`;
-    const fact = host.blockDevices[`${d.major}:${d.minor}`];
-    if (!fact) {
-      problems.push(problem('spec', `${b.bundleDir}/config.json`, field, d.path, `no host block device ${d.major}:${d.minor} for ${d.path}`));
-      return;
-    }
-    const path = hostPath(fact.path);
-    if (path.isErr()) {
-      problems.push(problem('spec', `${b.bundleDir}/config.json`, field, fact.path, path.error.message));
-      return;
-    }
-    const dev = devices.allocate({ pathOnHost: path.value, readOnly: fact.readOnly, hotplug: true });
-    if (dev.isErr()) {
-      for (const p of dev.error.problems) {
-        problems.push(problem('spec', `${b.bundleDir}/config.json`, field, fact.path, `cannot attach ${fact.path}: ${p.message}`));
-      }
-    } else {
-      blocks.push(dev.value);
-      agentDevices.push(containerDevice(d, dev.value));
-    }
-  });
-  return problems.length > 0 ? err(planError(...problems)) : ok({ blocks, agentDevices });
-}
-
 /** Sandbox-wide state the containers share while they are planned in order. */
 interface SandboxState {
   readonly config: KataConfig;
@@ -108,7 +98,11 @@ interface SandboxState {
 type ContainerParts = Omit<ContainerPlan, 'id' | 'type' | 'vcpusAfter' | 'memoryMiBAfter'>;
 
 /** Rootfs, then volumes, then devices (runtime-rs `Container::create` order), then the request. */
-function planContainer(b: BundleInput, type: ContainerType, s: SandboxState): Result<ContainerParts, PlanError> {
+function planContainer(
+  b: BundleInput,
+  type: ContainerType,
+  s: SandboxState,
+): Result<ContainerParts, PlanError> {
   const specSource = `${b.bundleDir}/config.json`;
   const bundlePath = b.bundlePath ?? b.bundleDir;
   const rootfs = planRootfs({
@@ -178,7 +172,11 @@ function canonicalizer(host: HostFacts): (p: string) => string {
  * Rootless (config or its allowed annotation) with the dir from host facts, and the host dirs of
  * the sandbox below it. A problem names the setting that turned rootless on.
  */
-function sandboxHostDirs(input: PlanInput, config: KataConfig, annotations: Readonly<Record<string, string>>): Result<{ rootlessDir: HostPath | null; hostDirs: HostDirs }, PlanError> {
+function sandboxHostDirs(
+  input: PlanInput,
+  config: KataConfig,
+  annotations: Readonly<Record<string, string>>,
+): Result<{ rootlessDir: HostPath | null; hostDirs: HostDirs }, PlanError> {
   const h = config.hypervisor;
   const key = `${HYPERVISOR_PREFIX}rootless`;
   const origin =
@@ -186,10 +184,13 @@ function sandboxHostDirs(input: PlanInput, config: KataConfig, annotations: Read
       ? { source: `${input.sandbox.bundleDir}/config.json`, field: key }
       : { source: input.configSource, field: `hypervisor.${h.name}.rootless` };
   const ctx = planRootlessContext(h.rootless, input.host.rootlessDir);
-  if (ctx.isErr()) return err(planError(problem('plan', origin.source, origin.field, h.rootless, ctx.error)));
+  if (ctx.isErr())
+    return err(planError(problem('plan', origin.source, origin.field, h.rootless, ctx.error)));
   return planHostDirs(input.sandbox.id, ctx.value)
     .map((hostDirs) => ({ rootlessDir: ctx.value.rootless ? ctx.value.dir : null, hostDirs }))
-    .mapErr((e) => planError(problem('plan', input.sandbox.bundleDir, 'id', input.sandbox.id, e.message)));
+    .mapErr((e) =>
+      planError(problem('plan', input.sandbox.bundleDir, 'id', input.sandbox.id, e.message)),
+    );
 }
 
 /** Plans a sandbox and its containers. */
@@ -199,116 +200,143 @@ export function plan(input: PlanInput): Result<ResourcePlan, PlanError> {
   const sandboxSource = `${input.sandbox.bundleDir}/config.json`;
   const annotations = input.sandbox.spec.annotations;
 
-  return applyConfigAnnotations(input.config, annotations, sandboxSource).andThen(({ config, warnings }) => {
-    const h = config.hypervisor;
-    const sandboxType = containerType(annotations).type;
-    const all = [input.sandbox, ...input.containers];
+  return applyConfigAnnotations(input.config, annotations, sandboxSource).andThen(
+    ({ config, warnings }) => {
+      const h = config.hypervisor;
+      const sandboxType = containerType(annotations).type;
+      const all = [input.sandbox, ...input.containers];
 
-    const sizing = staticRequestFrom(sandboxType, annotations, limitsOf(input.sandbox.spec)).andThen((staticRequest) =>
-      planSizing({
-        defaultVcpus: h.defaultVcpus,
-        overheadVcpus: h.overheadVcpus,
-        defaultMaxVcpus: h.defaultMaxVcpus,
-        defaultMemoryMiB: h.defaultMemoryMiB,
-        overheadMemoryMiB: h.overheadMemoryMiB,
-        defaultMaxMemoryMiB: h.defaultMaxMemoryMiB,
-        staticSandboxResourceMgmt: config.runtime.staticSandboxResourceMgmt,
-        hostCpus: input.host.hostCpus,
-        hostMemoryMiB: input.host.hostMemoryMiB,
-        staticRequest,
-        containers: all.map((b) => ({ id: b.id, limits: limitsOf(b.spec) })),
-      }),
-    );
-    const cgroups = planCgroups({
-      sandboxId: input.sandbox.id,
-      cgroupsPath: input.sandbox.spec.linux.cgroupsPath,
-      sandboxCgroupOnly: config.runtime.sandboxCgroupOnly,
-      version: input.host.cgroupVersion,
-      source: sandboxSource,
-    });
-    const ports = planPorts(h, input.configSource);
-    const cpusetOf = (key: 'cpus' | 'mems') =>
-      collectSandboxCpuset(
-        all.map((b) => ({ source: `${b.bundleDir}/config.json`, field: `linux.resources.cpu.${key}`, value: b.spec.linux.resources.cpu?.[key] })),
-      );
-    const cpuset = cpusetOf('cpus');
-    const mems = cpusetOf('mems');
-    // A bad cpuset also fails sizing; report it once, naming the spec field.
-    const cpusetProblems = [cpuset, mems].flatMap((r) => (r.isErr() ? r.error.problems : []));
-    if (cpusetProblems.length > 0) return err(planError(...cpusetProblems));
-    // Report problems of independent sections together.
-    const firstPass = [sizing, cgroups, ports].flatMap((r) => (r.isErr() ? r.error.problems : []));
-    if (firstPass.length > 0) return err(planError(...firstPass));
-
-    const dirs = sandboxHostDirs(input, config, annotations);
-    if (dirs.isErr()) return err(dirs.error);
-    const { rootlessDir, hostDirs } = dirs.value;
-
-    const devices = new BlockDevicePlanner(h, ports._unsafeUnwrap(), input.configSource);
-    const fromAnnotation = (annotations[CC_INIT_DATA_ANNOTATION] ?? '') !== '' && h.initdata !== input.config.hypervisor.initdata;
-    const initdata = planInitdata(h, input.host.guestProtection, devices, input.sandbox.id, {
-      origin: fromAnnotation
-        ? { field: CC_INIT_DATA_ANNOTATION, source: sandboxSource }
-        : { field: `hypervisor.${h.name}.initdata`, source: input.configSource },
-      dir: hostDirs.initdata,
-    });
-    if (initdata.isErr()) return err(initdata.error);
-    const coldplugDevices = devices.devices();
-
-    const containers: ContainerPlan[] = [];
-    const problems: Problem[] = [];
-    const sized = sizing._unsafeUnwrap();
-    const state: SandboxState = {
-      config,
-      sandboxId: input.sandbox.id,
-      host: input.host,
-      devices,
-      copies: new VolumeManager(canonicalizer(input.host)),
-      shared: new SharedFsVolumes(hostDirs),
-      random: input.random ?? sequentialHex(),
-      hostDirs,
-    };
-    all.forEach((b, i) => {
-      const type = i === 0 ? sandboxType : containerType(b.spec.annotations).type;
-      const parts = planContainer(b, type, state);
-      if (parts.isErr()) {
-        problems.push(...parts.error.problems);
-        return;
-      }
-      const after = sized.containers[i]!;
-      containers.push({ id: b.id, type, vcpusAfter: after.vcpusAfter, memoryMiBAfter: after.memoryMiBAfter, ...parts.value });
-    });
-    if (problems.length > 0) return err(planError(...problems));
-    const shmSizeBytes = sandboxShmSize(input.sandbox.spec, input.host);
-
-    return ok({
-      sandboxId: input.sandbox.id,
-      rootlessDir,
-      hostDirs,
-      vcpus: sized.vcpus,
-      memoryMiB: sized.memoryMiB,
-      maxMemoryMiB: sized.maxMemoryMiB,
-      kernelParams: h.kernelParams,
-      cgroups: { ...cgroups._unsafeUnwrap(), cpuset: formatCpuset(cpuset._unsafeUnwrap()), mems: formatCpuset(mems._unsafeUnwrap()) },
-      ports: ports._unsafeUnwrap().ports,
-      coldplugDevices,
-      initdata: initdata.value,
-      containers,
-      warnings: [...warnings, ...ports._unsafeUnwrap().warnings],
-      shmSizeBytes,
-      copyVolumes: state.copies.volumes(),
-      // virtio-fs: rw bound onto itself and shared, ro its read-only slave, exported by virtiofsd.
-      sharedDirs: h.sharedFs === 'virtio-fs' ? { sandbox: hostDirs.sharedSandbox, rw: hostDirs.sharedRw, ro: hostDirs.sharedRo } : null,
-      createSandbox: sandboxRequestJson(
-        createSandboxRequest({
-          sandboxId: input.sandbox.id,
-          hostname: input.sandbox.spec.hostname ?? '',
-          dns: [],
-          storages: [...sharedFsStorages(h.sharedFs), sandboxShmStorage(shmSizeBytes)],
-          guestHookPath: h.guestHookPath,
-          kernelModules: config.agent.kernelModules,
+      const sizing = staticRequestFrom(
+        sandboxType,
+        annotations,
+        limitsOf(input.sandbox.spec),
+      ).andThen((staticRequest) =>
+        planSizing({
+          defaultVcpus: h.defaultVcpus,
+          overheadVcpus: h.overheadVcpus,
+          defaultMaxVcpus: h.defaultMaxVcpus,
+          defaultMemoryMiB: h.defaultMemoryMiB,
+          overheadMemoryMiB: h.overheadMemoryMiB,
+          defaultMaxMemoryMiB: h.defaultMaxMemoryMiB,
+          staticSandboxResourceMgmt: config.runtime.staticSandboxResourceMgmt,
+          hostCpus: input.host.hostCpus,
+          hostMemoryMiB: input.host.hostMemoryMiB,
+          staticRequest,
+          containers: all.map((b) => ({ id: b.id, limits: limitsOf(b.spec) })),
         }),
-      ),
-    });
-  });
+      );
+      const cgroups = planCgroups({
+        sandboxId: input.sandbox.id,
+        cgroupsPath: input.sandbox.spec.linux.cgroupsPath,
+        sandboxCgroupOnly: config.runtime.sandboxCgroupOnly,
+        version: input.host.cgroupVersion,
+        source: sandboxSource,
+      });
+      const ports = planPorts(h, input.configSource);
+      const cpusetOf = (key: 'cpus' | 'mems') =>
+        collectSandboxCpuset(
+          all.map((b) => ({
+            source: `${b.bundleDir}/config.json`,
+            field: `linux.resources.cpu.${key}`,
+            value: b.spec.linux.resources.cpu?.[key],
+          })),
+        );
+      const cpuset = cpusetOf('cpus');
+      const mems = cpusetOf('mems');
+      // A bad cpuset also fails sizing; report it once, naming the spec field.
+      const cpusetProblems = [cpuset, mems].flatMap((r) => (r.isErr() ? r.error.problems : []));
+      if (cpusetProblems.length > 0) return err(planError(...cpusetProblems));
+      // Report problems of independent sections together.
+      const firstPass = [sizing, cgroups, ports].flatMap((r) =>
+        r.isErr() ? r.error.problems : [],
+      );
+      if (firstPass.length > 0) return err(planError(...firstPass));
+
+      const dirs = sandboxHostDirs(input, config, annotations);
+      if (dirs.isErr()) return err(dirs.error);
+      const { rootlessDir, hostDirs } = dirs.value;
+
+      const devices = new BlockDevicePlanner(h, ports._unsafeUnwrap(), input.configSource);
+      const fromAnnotation =
+        (annotations[CC_INIT_DATA_ANNOTATION] ?? '') !== '' &&
+        h.initdata !== input.config.hypervisor.initdata;
+      const initdata = planInitdata(h, input.host.guestProtection, devices, input.sandbox.id, {
+        origin: fromAnnotation
+          ? { field: CC_INIT_DATA_ANNOTATION, source: sandboxSource }
+          : { field: `hypervisor.${h.name}.initdata`, source: input.configSource },
+        dir: hostDirs.initdata,
+      });
+      if (initdata.isErr()) return err(initdata.error);
+      const coldplugDevices = devices.devices();
+
+      const containers: ContainerPlan[] = [];
+      const problems: Problem[] = [];
+      const sized = sizing._unsafeUnwrap();
+      const state: SandboxState = {
+        config,
+        sandboxId: input.sandbox.id,
+        host: input.host,
+        devices,
+        copies: new VolumeManager(canonicalizer(input.host)),
+        shared: new SharedFsVolumes(hostDirs),
+        random: input.random ?? sequentialHex(),
+        hostDirs,
+      };
+      all.forEach((b, i) => {
+        const type = i === 0 ? sandboxType : containerType(b.spec.annotations).type;
+        const parts = planContainer(b, type, state);
+        if (parts.isErr()) {
+          problems.push(...parts.error.problems);
+          return;
+        }
+        const after = sized.containers[i]!;
+        containers.push({
+          id: b.id,
+          type,
+          vcpusAfter: after.vcpusAfter,
+          memoryMiBAfter: after.memoryMiBAfter,
+          ...parts.value,
+        });
+      });
+      if (problems.length > 0) return err(planError(...problems));
+      const shmSizeBytes = sandboxShmSize(input.sandbox.spec, input.host);
+
+      return ok({
+        sandboxId: input.sandbox.id,
+        rootlessDir,
+        hostDirs,
+        vcpus: sized.vcpus,
+        memoryMiB: sized.memoryMiB,
+        maxMemoryMiB: sized.maxMemoryMiB,
+        kernelParams: h.kernelParams,
+        cgroups: {
+          ...cgroups._unsafeUnwrap(),
+          cpuset: formatCpuset(cpuset._unsafeUnwrap()),
+          mems: formatCpuset(mems._unsafeUnwrap()),
+        },
+        ports: ports._unsafeUnwrap().ports,
+        coldplugDevices,
+        initdata: initdata.value,
+        containers,
+        warnings: [...warnings, ...ports._unsafeUnwrap().warnings],
+        shmSizeBytes,
+        copyVolumes: state.copies.volumes(),
+        // virtio-fs: rw bound onto itself and shared, ro its read-only slave, exported by virtiofsd.
+        sharedDirs:
+          h.sharedFs === 'virtio-fs'
+            ? { sandbox: hostDirs.sharedSandbox, rw: hostDirs.sharedRw, ro: hostDirs.sharedRo }
+            : null,
+        createSandbox: sandboxRequestJson(
+          createSandboxRequest({
+            sandboxId: input.sandbox.id,
+            hostname: input.sandbox.spec.hostname ?? '',
+            dns: [],
+            storages: [...sharedFsStorages(h.sharedFs), sandboxShmStorage(shmSizeBytes)],
+            guestHookPath: h.guestHookPath,
+            kernelModules: config.agent.kernelModules,
+          }),
+        ),
+      });
+    },
+  );
 }

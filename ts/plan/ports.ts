@@ -141,25 +141,49 @@ function pathOf(slots: number[]): string {
  * port k of the switch behind root port R: chassis R+1+k, slot k — distinct from every root port
  * pair because R ≥ 1. Root ports take pcie.0 slots from 0x10 upwards in id order.
  */
-function renderTopology(topology: PcieTopology): { ports: Port[]; hotplugTargets: HotplugTarget[] } {
+function renderTopology(topology: PcieTopology): {
+  ports: Port[];
+  hotplugTargets: HotplugTarget[];
+} {
   const ports: Port[] = [];
   const rootTargets: HotplugTarget[] = [];
   const switchTargets: HotplugTarget[] = [];
   topology.rootPortsInOrder().forEach((rp, order) => {
     const slotOnRoot = PCIE0_SLOTS.ports.first + order;
     const id = rootPortName(rp.id);
-    ports.push({ id, type: 'root-port', bus: PCIE_ROOT_BUS, chassis: rp.id + 1, slot: rp.id, addr: qemuAddr(slotOnRoot) });
+    ports.push({
+      id,
+      type: 'root-port',
+      bus: PCIE_ROOT_BUS,
+      chassis: rp.id + 1,
+      slot: rp.id,
+      addr: qemuAddr(slotOnRoot),
+    });
     const sw = rp.connectedSwitch;
     if (sw === undefined) {
       rootTargets.push({ port: id, pciPath: pathOf([slotOnRoot, 0]) });
       return;
     }
     const upstream = switchUpstreamName(sw.id);
-    ports.push({ id: upstream, type: 'switch-upstream', bus: id, chassis: null, slot: null, addr: qemuAddr(0) });
+    ports.push({
+      id: upstream,
+      type: 'switch-upstream',
+      bus: id,
+      chassis: null,
+      slot: null,
+      addr: qemuAddr(0),
+    });
     for (const dp of [...sw.downPorts.values()].sort((a, b) => a.id - b.id)) {
       const down = switchDownstreamName(dp.id);
       const chassis = rp.id + 1 + dp.id;
-      ports.push({ id: down, type: 'switch-downstream', bus: upstream, chassis, slot: dp.id, addr: qemuAddr(dp.id) });
+      ports.push({
+        id: down,
+        type: 'switch-downstream',
+        bus: upstream,
+        chassis,
+        slot: dp.id,
+        addr: qemuAddr(dp.id),
+      });
       switchTargets.push({ port: down, pciPath: pathOf([slotOnRoot, 0, dp.id, 0]) });
     }
   });
@@ -167,14 +191,18 @@ function renderTopology(topology: PcieTopology): { ports: Port[]; hotplugTargets
 }
 
 /** The PCIe ports kata-ts creates at sandbox start. */
-export function planPorts(config: PortConfig, source = 'configuration.toml'): Result<PortPlan, PlanError> {
+export function planPorts(
+  config: PortConfig,
+  source = 'configuration.toml',
+): Result<PortPlan, PlanError> {
   const problems = checkCounts(config, source);
   if (problems.length > 0) return err(planError(...problems));
   const { machineType, pcieRootPort: rp, pcieSwitchPort: sw } = config;
   if (!PCIE_MACHINE_TYPES.includes(machineType)) {
     const machine = JSON.stringify(machineType);
     const why = `machine type ${machine} has no PCIe ports (only ${PCIE_MACHINE_TYPES.join(', ')})`;
-    const warnings = rp > 0 || sw > 0 ? [`${ROOT_PORT_KEY} / ${SWITCH_PORT_KEY} ignored: ${why}`] : [];
+    const warnings =
+      rp > 0 || sw > 0 ? [`${ROOT_PORT_KEY} / ${SWITCH_PORT_KEY} ignored: ${why}`] : [];
     return ok({ rootBus: 'pci.0', ports: [], hotplugTargets: [], warnings });
   }
   const topology = buildTopology(rp, sw);

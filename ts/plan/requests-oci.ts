@@ -8,16 +8,22 @@ import type { OciMount, OciSpec } from '../spec/oci-spec.js';
 type Json = Record<string, unknown>;
 type SpecInit = MessageInitShape<typeof SpecSchema>;
 
-const obj = (v: unknown): Json | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : undefined);
+const obj = (v: unknown): Json | undefined =>
+  typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : undefined;
 const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 const strs = (v: unknown): string[] => arr(v).filter((x): x is string => typeof x === 'string');
 const bool = (v: unknown): boolean => v === true;
-const u32 = (v: unknown): number => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0);
-const i64 = (v: unknown): bigint => (typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : 0n);
-const u64 = (v: unknown): bigint => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : 0n);
+const u32 = (v: unknown): number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : 0;
+const i64 = (v: unknown): bigint =>
+  typeof v === 'number' && Number.isSafeInteger(v) ? BigInt(v) : 0n;
+const u64 = (v: unknown): bigint =>
+  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 ? BigInt(v) : 0n;
 const strMap = (v: unknown): Record<string, string> =>
-  Object.fromEntries(Object.entries(obj(v) ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
+  Object.fromEntries(
+    Object.entries(obj(v) ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'),
+  );
 
 function process(p: Json | undefined): SpecInit['Process'] {
   if (p === undefined) return undefined;
@@ -27,14 +33,30 @@ function process(p: Json | undefined): SpecInit['Process'] {
   return {
     Terminal: bool(p.terminal),
     ...(box ? { ConsoleSize: { Height: u32(box.height), Width: u32(box.width) } } : {}),
-    User: { UID: u32(user.uid), GID: u32(user.gid), AdditionalGids: arr(user.additionalGids).map(u32), Username: str(user.username) },
+    User: {
+      UID: u32(user.uid),
+      GID: u32(user.gid),
+      AdditionalGids: arr(user.additionalGids).map(u32),
+      Username: str(user.username),
+    },
     Args: strs(p.args),
     Env: strs(p.env),
     Cwd: str(p.cwd),
     ...(caps
-      ? { Capabilities: { Bounding: strs(caps.bounding), Effective: strs(caps.effective), Inheritable: strs(caps.inheritable), Permitted: strs(caps.permitted), Ambient: strs(caps.ambient) } }
+      ? {
+          Capabilities: {
+            Bounding: strs(caps.bounding),
+            Effective: strs(caps.effective),
+            Inheritable: strs(caps.inheritable),
+            Permitted: strs(caps.permitted),
+            Ambient: strs(caps.ambient),
+          },
+        }
       : {}),
-    Rlimits: arr(p.rlimits).map(obj).filter((r) => r !== undefined).map((r) => ({ Type: str(r.type), Hard: u64(r.hard), Soft: u64(r.soft) })),
+    Rlimits: arr(p.rlimits)
+      .map(obj)
+      .filter((r) => r !== undefined)
+      .map((r) => ({ Type: str(r.type), Hard: u64(r.hard), Soft: u64(r.soft) })),
     NoNewPrivileges: bool(p.noNewPrivileges),
     ApparmorProfile: str(p.apparmorProfile),
     OOMScoreAdj: i64(p.oomScoreAdj),
@@ -44,7 +66,16 @@ function process(p: Json | undefined): SpecInit['Process'] {
 
 function hooks(h: Json | undefined): SpecInit['Hooks'] {
   if (h === undefined) return undefined;
-  const list = (v: unknown) => arr(v).map(obj).filter((x) => x !== undefined).map((x) => ({ Path: str(x.path), Args: strs(x.args), Env: strs(x.env), Timeout: i64(x.timeout) }));
+  const list = (v: unknown) =>
+    arr(v)
+      .map(obj)
+      .filter((x) => x !== undefined)
+      .map((x) => ({
+        Path: str(x.path),
+        Args: strs(x.args),
+        Env: strs(x.env),
+        Timeout: i64(x.timeout),
+      }));
   return { Prestart: list(h.prestart), Poststart: list(h.poststart), Poststop: list(h.poststop) };
 }
 
@@ -54,12 +85,35 @@ function resources(r: Json | undefined) {
   const cpu = obj(r.cpu);
   return {
     ...(mem
-      ? { Memory: { Limit: i64(mem.limit), Reservation: i64(mem.reservation), Swap: i64(mem.swap), Kernel: i64(mem.kernel), KernelTCP: i64(mem.kernelTCP), Swappiness: u64(mem.swappiness), DisableOOMKiller: bool(mem.disableOOMKiller) } }
+      ? {
+          Memory: {
+            Limit: i64(mem.limit),
+            Reservation: i64(mem.reservation),
+            Swap: i64(mem.swap),
+            Kernel: i64(mem.kernel),
+            KernelTCP: i64(mem.kernelTCP),
+            Swappiness: u64(mem.swappiness),
+            DisableOOMKiller: bool(mem.disableOOMKiller),
+          },
+        }
       : {}),
     ...(cpu
-      ? { CPU: { Shares: u64(cpu.shares), Quota: i64(cpu.quota), Period: u64(cpu.period), RealtimeRuntime: i64(cpu.realtimeRuntime), RealtimePeriod: u64(cpu.realtimePeriod), Cpus: str(cpu.cpus), Mems: str(cpu.mems) } }
+      ? {
+          CPU: {
+            Shares: u64(cpu.shares),
+            Quota: i64(cpu.quota),
+            Period: u64(cpu.period),
+            RealtimeRuntime: i64(cpu.realtimeRuntime),
+            RealtimePeriod: u64(cpu.realtimePeriod),
+            Cpus: str(cpu.cpus),
+            Mems: str(cpu.mems),
+          },
+        }
       : {}),
-    HugepageLimits: arr(r.hugepageLimits).map(obj).filter((x) => x !== undefined).map((x) => ({ Pagesize: str(x.pageSize), Limit: u64(x.limit) })),
+    HugepageLimits: arr(r.hugepageLimits)
+      .map(obj)
+      .filter((x) => x !== undefined)
+      .map((x) => ({ Pagesize: str(x.pageSize), Limit: u64(x.limit) })),
   };
 }
 
@@ -69,18 +123,36 @@ function seccomp(s: Json | undefined) {
     DefaultAction: str(s.defaultAction),
     Architectures: strs(s.architectures),
     Flags: strs(s.flags),
-    Syscalls: arr(s.syscalls).map(obj).filter((x) => x !== undefined).map((x) => ({
-      Names: strs(x.names),
-      Action: str(x.action),
-      ErrnoRet: typeof x.errnoRet === 'number' ? { case: 'errnoret' as const, value: u32(x.errnoRet) } : { case: undefined },
-      Args: arr(x.args).map(obj).filter((a) => a !== undefined).map((a) => ({ Index: u64(a.index), Value: u64(a.value), ValueTwo: u64(a.valueTwo), Op: str(a.op) })),
-    })),
+    Syscalls: arr(s.syscalls)
+      .map(obj)
+      .filter((x) => x !== undefined)
+      .map((x) => ({
+        Names: strs(x.names),
+        Action: str(x.action),
+        ErrnoRet:
+          typeof x.errnoRet === 'number'
+            ? { case: 'errnoret' as const, value: u32(x.errnoRet) }
+            : { case: undefined },
+        Args: arr(x.args)
+          .map(obj)
+          .filter((a) => a !== undefined)
+          .map((a) => ({
+            Index: u64(a.index),
+            Value: u64(a.value),
+            ValueTwo: u64(a.valueTwo),
+            Op: str(a.op),
+          })),
+      })),
   };
 }
 
 function linux(l: Json | undefined): SpecInit['Linux'] {
   if (l === undefined) return undefined;
-  const idMap = (v: unknown) => arr(v).map(obj).filter((x) => x !== undefined).map((x) => ({ HostID: u32(x.hostID), ContainerID: u32(x.containerID), Size: u32(x.size) }));
+  const idMap = (v: unknown) =>
+    arr(v)
+      .map(obj)
+      .filter((x) => x !== undefined)
+      .map((x) => ({ HostID: u32(x.hostID), ContainerID: u32(x.containerID), Size: u32(x.size) }));
   const rdt = obj(l.intelRdt);
   const res = resources(obj(l.resources));
   const sec = seccomp(obj(l.seccomp));
@@ -90,10 +162,22 @@ function linux(l: Json | undefined): SpecInit['Linux'] {
     Sysctl: strMap(l.sysctl),
     ...(res ? { Resources: res } : {}),
     CgroupsPath: str(l.cgroupsPath),
-    Namespaces: arr(l.namespaces).map(obj).filter((x) => x !== undefined).map((x) => ({ Type: str(x.type), Path: str(x.path) })),
-    Devices: arr(l.devices).map(obj).filter((x) => x !== undefined).map((x) => ({
-      Path: str(x.path), Type: str(x.type), Major: i64(x.major), Minor: i64(x.minor), FileMode: u32(x.fileMode), UID: u32(x.uid), GID: u32(x.gid),
-    })),
+    Namespaces: arr(l.namespaces)
+      .map(obj)
+      .filter((x) => x !== undefined)
+      .map((x) => ({ Type: str(x.type), Path: str(x.path) })),
+    Devices: arr(l.devices)
+      .map(obj)
+      .filter((x) => x !== undefined)
+      .map((x) => ({
+        Path: str(x.path),
+        Type: str(x.type),
+        Major: i64(x.major),
+        Minor: i64(x.minor),
+        FileMode: u32(x.fileMode),
+        UID: u32(x.uid),
+        GID: u32(x.gid),
+      })),
     ...(sec ? { Seccomp: sec } : {}),
     RootfsPropagation: str(l.rootfsPropagation),
     MaskedPaths: strs(l.maskedPaths),
@@ -126,7 +210,12 @@ export function toAgentSpec(spec: OciSpec, o: AgentSpecOverrides): Spec {
     ...(p ? { Process: p } : {}),
     Root: { Path: o.rootPath, Readonly: bool(root.readonly) },
     Hostname: str(raw.hostname),
-    Mounts: o.mounts.map((m) => ({ destination: m.destination, source: m.source ?? '', type: m.type ?? '', options: [...(m.options ?? [])] })),
+    Mounts: o.mounts.map((m) => ({
+      destination: m.destination,
+      source: m.source ?? '',
+      type: m.type ?? '',
+      options: [...(m.options ?? [])],
+    })),
     ...(h ? { Hooks: h } : {}),
     Annotations: { ...o.annotations },
     ...(l ? { Linux: l } : {}),

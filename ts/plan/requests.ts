@@ -34,7 +34,11 @@ export function sharedFsStorages(sharedFs: SharedFs): StorageInit[] {
   return sharedFs === 'virtio-fs' || sharedFs === 'virtio-fs-nydus' ? [VIRTIO_FS_STORAGE] : [];
 }
 
-const storage = (s: StorageInit) => ({ ...s, driverOptions: [...(s.driverOptions ?? [])], options: [...s.options] });
+const storage = (s: StorageInit) => ({
+  ...s,
+  driverOptions: [...(s.driverOptions ?? [])],
+  options: [...s.options],
+});
 
 export interface SandboxRequestInput {
   readonly sandboxId: string;
@@ -75,8 +79,14 @@ export interface ContainerRequestInput {
 }
 
 /** Spec annotations for the agent: STRIPPED_ANNOTATIONS removed, container type and bundle path added. */
-export function agentAnnotations(annotations: Readonly<Record<string, string>>, type: ContainerType, bundlePath: string): Record<string, string> {
-  const out = Object.fromEntries(Object.entries(annotations).filter(([k]) => !STRIPPED_ANNOTATIONS.includes(k)));
+export function agentAnnotations(
+  annotations: Readonly<Record<string, string>>,
+  type: ContainerType,
+  bundlePath: string,
+): Record<string, string> {
+  const out = Object.fromEntries(
+    Object.entries(annotations).filter(([k]) => !STRIPPED_ANNOTATIONS.includes(k)),
+  );
   out[CONTAINER_TYPE_ANNOTATION] = type;
   out[BUNDLE_PATH_ANNOTATION] = bundlePath;
   return out;
@@ -98,5 +108,7 @@ export function createContainerRequest(i: ContainerRequestInput): CreateContaine
 }
 
 /** proto3 canonical JSON (default values omitted), as `kata-ts plan` prints it. */
-export const sandboxRequestJson = (r: CreateSandboxRequest): JsonValue => toJson(CreateSandboxRequestSchema, r);
-export const containerRequestJson = (r: CreateContainerRequest): JsonValue => toJson(CreateContainerRequestSchema, r);
+export const sandboxRequestJson = (r: CreateSandboxRequest): JsonValue =>
+  toJson(CreateSandboxRequestSchema, r);
+export const containerRequestJson = (r: CreateContainerRequest): JsonValue =>
+  toJson(CreateContainerRequestSchema, r);

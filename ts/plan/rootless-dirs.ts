@@ -6,7 +6,8 @@ import { ok, type Result } from 'neverthrow';
 import { hostPath, type GuestPath, type HostPath, type PathError } from '../paths.js';
 
 /** Whether the VMM runs rootless, and if so its runtime dir (`/run/user/<uid>`). */
-export type RootlessContext = { readonly rootless: false } | { readonly rootless: true; readonly dir: HostPath };
+export type RootlessContext =
+  { readonly rootless: false } | { readonly rootless: true; readonly dir: HostPath };
 
 export const NOT_ROOTLESS: RootlessContext = { rootless: false };
 
@@ -34,7 +35,10 @@ type NotGuest<P extends string> = P extends GuestPath ? never : P;
  * prefix_with_rootless_dir: `/run/kata` → `<dir>/run/kata`, relative `a/b` → `<dir>/a/b` when
  * rootless; unchanged (but checked absolute) otherwise. Only host paths may be passed.
  */
-export function prefixWithRootlessDir<P extends string>(p: NotGuest<P>, ctx: RootlessContext): Result<HostPath, PathError> {
+export function prefixWithRootlessDir<P extends string>(
+  p: NotGuest<P>,
+  ctx: RootlessContext,
+): Result<HostPath, PathError> {
   if (!ctx.rootless) return hostPath(p);
   const rel = p.replace(/^\/+/, '');
   // Concatenated, not joined, so a `..` segment is refused by hostPath instead of normalized away.

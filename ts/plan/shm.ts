@@ -18,7 +18,13 @@ export const EPHEMERAL_TYPE = 'ephemeral';
 
 /** The sandbox shm size: statfs of its `/dev/shm` bind source when that is not `/dev/shm`, else 64 MiB. */
 export function sandboxShmSize(spec: OciSpec, host: HostFacts): number {
-  const m = spec.mounts.find((x) => x.destination === SHM_DEVICE && x.type === 'bind' && x.source !== undefined && x.source !== SHM_DEVICE);
+  const m = spec.mounts.find(
+    (x) =>
+      x.destination === SHM_DEVICE &&
+      x.type === 'bind' &&
+      x.source !== undefined &&
+      x.source !== SHM_DEVICE,
+  );
   const size = m === undefined ? undefined : pathFact(host, m.source!).fsSizeBytes;
   return size !== undefined && size > 0 ? size : DEFAULT_SHM_SIZE_BYTES;
 }
@@ -50,7 +56,8 @@ export function shmMount(m: OciMount): OciMount {
  */
 export function isEphemeralMount(m: OciMount, host: HostFacts): boolean {
   if (m.type === EPHEMERAL_TYPE) return true;
-  if (m.type !== 'bind' || m.source === undefined || m.source.startsWith('kata:guest-mount:')) return false;
+  if (m.type !== 'bind' || m.source === undefined || m.source.startsWith('kata:guest-mount:'))
+    return false;
   return isEmptyDir(m.source) && pathFact(host, m.source).fsType === 'tmpfs';
 }
 
@@ -60,19 +67,44 @@ export interface EphemeralVolume {
 }
 
 /** A tmpfs created by the agent at `/run/kata-containers/sandbox/ephemeral/<basename(src)>`. */
-export function planEphemeralVolume(m: OciMount, index: number, specSource: string, host: HostFacts): Result<EphemeralVolume, Problem> {
+export function planEphemeralVolume(
+  m: OciMount,
+  index: number,
+  specSource: string,
+  host: HostFacts,
+): Result<EphemeralVolume, Problem> {
   const field = `mounts[${index}]`;
   const source = m.source ?? '';
-  if (source === '') return err(mountProblem(specSource, field, m.destination, `got a wrong volume without source: ${m.destination}`));
+  if (source === '')
+    return err(
+      mountProblem(
+        specSource,
+        field,
+        m.destination,
+        `got a wrong volume without source: ${m.destination}`,
+      ),
+    );
   const fact = pathFact(host, source);
-  const mountPoint = joinGuest(GUEST_EPHEMERAL_DIR, path.posix.basename(path.posix.normalize(source)));
-  if (mountPoint.isErr()) return err(mountProblem(specSource, field, source, mountPoint.error.message));
+  const mountPoint = joinGuest(
+    GUEST_EPHEMERAL_DIR,
+    path.posix.basename(path.posix.normalize(source)),
+  );
+  if (mountPoint.isErr())
+    return err(mountProblem(specSource, field, source, mountPoint.error.message));
   const options = [
     ...(fact.kind !== 'missing' && fact.gid !== 0 ? [`fsgid=${fact.gid}`] : []),
-    ...(fact.fsType === 'tmpfs' && fact.fsSizeBytes !== undefined && fact.fsSizeBytes > 0 ? [`size=${fact.fsSizeBytes}`] : []),
+    ...(fact.fsType === 'tmpfs' && fact.fsSizeBytes !== undefined && fact.fsSizeBytes > 0
+      ? [`size=${fact.fsSizeBytes}`]
+      : []),
   ];
   return ok({
-    storage: { driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options, mountPoint: mountPoint.value },
+    storage: {
+      driver: 'ephemeral',
+      source: 'tmpfs',
+      fstype: 'tmpfs',
+      options,
+      mountPoint: mountPoint.value,
+    },
     mount: { ...m, type: 'bind', source: mountPoint.value, options: [...(m.options ?? [])] },
   });
 }

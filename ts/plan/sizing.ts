@@ -37,7 +37,11 @@ export interface SizingPlan {
   readonly vcpus: { readonly boot: number; readonly max: number; readonly exact: string };
   readonly memoryMiB: number;
   readonly maxMemoryMiB: number;
-  readonly containers: readonly { readonly id: string; readonly vcpusAfter: number; readonly memoryMiBAfter: number }[];
+  readonly containers: readonly {
+    readonly id: string;
+    readonly vcpusAfter: number;
+    readonly memoryMiBAfter: number;
+  }[];
 }
 
 const MIB = 1024 * 1024;
@@ -46,18 +50,35 @@ function nativeErr(field: string, value: unknown, message: string): PlanError {
   return planError(problem('sizing', 'config', field, value, message));
 }
 
-function vcpus(defaultText: string, containers: readonly ContainerLimits[], field: string): Result<VcpuAmount, PlanError> {
-  return call((n) => n.calcSandboxVcpus(defaultText, containers.map(({ quotaUs, periodUs, cpus }) => ({ quotaUs, periodUs, cpus })))).mapErr(
-    (e) => nativeErr(field, defaultText, e.message),
-  );
+function vcpus(
+  defaultText: string,
+  containers: readonly ContainerLimits[],
+  field: string,
+): Result<VcpuAmount, PlanError> {
+  return call((n) =>
+    n.calcSandboxVcpus(
+      defaultText,
+      containers.map(({ quotaUs, periodUs, cpus }) => ({ quotaUs, periodUs, cpus })),
+    ),
+  ).mapErr((e) => nativeErr(field, defaultText, e.message));
 }
 
 function vcpusAfterEach(input: SizingInput): Result<readonly VcpuAmount[], PlanError> {
-  const containers = input.containers.map(({ limits: { quotaUs, periodUs, cpus } }) => ({ quotaUs, periodUs, cpus }));
+  const containers = input.containers.map(({ limits: { quotaUs, periodUs, cpus } }) => ({
+    quotaUs,
+    periodUs,
+    cpus,
+  }));
   return call((n) => n.calcSandboxVcpusAfterEach(input.defaultVcpus, containers)).mapErr((e) => {
     // The message names the offending cpuset or quota; find which container it belongs to.
-    const culprit = input.containers.find((c) => call((n) => n.calcSandboxVcpus('0', [c.limits])).isErr());
-    return nativeErr(`containers[${culprit?.id ?? '?'}].linux.resources.cpu`, input.defaultVcpus, e.message);
+    const culprit = input.containers.find((c) =>
+      call((n) => n.calcSandboxVcpus('0', [c.limits])).isErr(),
+    );
+    return nativeErr(
+      `containers[${culprit?.id ?? '?'}].linux.resources.cpu`,
+      input.defaultVcpus,
+      e.message,
+    );
   });
 }
 
@@ -70,7 +91,12 @@ export function wholeVcpus(amount: VcpuAmount): number {
  * Next vCPU count after a container change: add never shrinks, remove never grows (reference
  * `do_update_cpu_resources`), and the count stays within [1, max].
  */
-export function resizeVcpus(current: number, wanted: number, op: 'add' | 'remove', max: number): number {
+export function resizeVcpus(
+  current: number,
+  wanted: number,
+  op: 'add' | 'remove',
+  max: number,
+): number {
   const next = op === 'add' ? Math.max(current, wanted) : Math.min(current, wanted);
   return Math.min(Math.max(next, 1), max);
 }
@@ -82,15 +108,23 @@ export function memoryMiBFromBytes(bytes: number): number {
 }
 
 function limitMiB(limits: ContainerLimits): number {
-  return limits.memoryLimitBytes !== undefined && limits.memoryLimitBytes > 0 ? Math.ceil(limits.memoryLimitBytes / MIB) : 0;
+  return limits.memoryLimitBytes !== undefined && limits.memoryLimitBytes > 0
+    ? Math.ceil(limits.memoryLimitBytes / MIB)
+    : 0;
 }
 
 /** The exact vCPUs a static request asks for (0 when none). */
 function requestedVcpus(request: ContainerLimits): Result<VcpuAmount | null, PlanError> {
-  if (request.quotaUs === undefined || request.periodUs === undefined || request.quotaUs <= 0 || request.periodUs <= 0) return ok(null);
-  return call((n) => n.calcContainerVcpus({ quotaUs: request.quotaUs, periodUs: request.periodUs })).mapErr((e) =>
-    nativeErr('io.kubernetes.cri.sandbox-cpu-quota', request.quotaUs, e.message),
-  );
+  if (
+    request.quotaUs === undefined ||
+    request.periodUs === undefined ||
+    request.quotaUs <= 0 ||
+    request.periodUs <= 0
+  )
+    return ok(null);
+  return call((n) =>
+    n.calcContainerVcpus({ quotaUs: request.quotaUs, periodUs: request.periodUs }),
+  ).mapErr((e) => nativeErr('io.kubernetes.cri.sandbox-cpu-quota', request.quotaUs, e.message));
 }
 
 interface StaticSizing {
@@ -109,7 +143,10 @@ interface StaticSizing {
 export function staticSizing(input: SizingInput): Result<StaticSizing, PlanError> {
   const request = input.staticRequest ?? {};
   return requestedVcpus(request).andThen((asked) => {
-    const memAsked = request.memoryLimitBytes !== undefined && request.memoryLimitBytes > 0 ? memoryMiBFromBytes(request.memoryLimitBytes) : 0;
+    const memAsked =
+      request.memoryLimitBytes !== undefined && request.memoryLimitBytes > 0
+        ? memoryMiBFromBytes(request.memoryLimitBytes)
+        : 0;
     if (!asked && memAsked === 0) {
       return vcpus(input.defaultVcpus, [], 'hypervisor.qemu.default_vcpus').map((d) => ({
         defaultVcpus: d.exact,
@@ -145,21 +182,31 @@ export function staticSizing(input: SizingInput): Result<StaticSizing, PlanError
 
 /** Sizes the sandbox: boot and max vCPUs, memory, and the counts after each container is added. */
 export function planSizing(input: SizingInput): Result<SizingPlan, PlanError> {
-  const base: Result<StaticSizing | null, PlanError> = input.staticSandboxResourceMgmt ? staticSizing(input) : ok(null);
+  const base: Result<StaticSizing | null, PlanError> = input.staticSandboxResourceMgmt
+    ? staticSizing(input)
+    : ok(null);
   return base.andThen((fixed) => {
     // default_maxvcpus 0 (or above the host) means the host's CPU count, as Kata's adjust_config;
     // static sizing sets the maximum to the request, which may overcommit the host.
     const hostMax = Math.max(input.hostCpus, 1);
-    const max = fixed?.maxVcpus ?? (input.defaultMaxVcpus > 0 ? Math.min(input.defaultMaxVcpus, hostMax) : hostMax);
+    const max =
+      fixed?.maxVcpus ??
+      (input.defaultMaxVcpus > 0 ? Math.min(input.defaultMaxVcpus, hostMax) : hostMax);
     const bootExact: Result<{ exact: string; ceil: number }, PlanError> = fixed
       ? ok(staticExact(fixed.defaultVcpus))
-      : vcpus(input.defaultVcpus, [], 'hypervisor.qemu.default_vcpus').map((a) => ({ exact: a.exact, ceil: a.ceil }));
+      : vcpus(input.defaultVcpus, [], 'hypervisor.qemu.default_vcpus').map((a) => ({
+          exact: a.exact,
+          ceil: a.ceil,
+        }));
     return bootExact.andThen((boot) => {
       const bootCount = Math.min(Math.max(boot.ceil, 1), max);
       const memoryMiB = fixed?.memoryMiB ?? input.defaultMemoryMiB;
-      const maxMemoryMiB = (fixed?.maxMemoryMiB ?? input.defaultMaxMemoryMiB) || input.hostMemoryMiB;
+      const maxMemoryMiB =
+        (fixed?.maxMemoryMiB ?? input.defaultMaxMemoryMiB) || input.hostMemoryMiB;
       // Exact vCPUs after each addition, in one native pass (not one call per prefix).
-      const totals: Result<readonly VcpuAmount[], PlanError> = fixed ? ok([]) : vcpusAfterEach(input);
+      const totals: Result<readonly VcpuAmount[], PlanError> = fixed
+        ? ok([])
+        : vcpusAfterEach(input);
       if (totals.isErr()) return err(totals.error);
       const after: { id: string; vcpusAfter: number; memoryMiBAfter: number }[] = [];
       let current = bootCount;
@@ -172,11 +219,19 @@ export function planSizing(input: SizingInput): Result<SizingPlan, PlanError> {
           // Capped by the maximum but never below what the VM has: when the boot memory is already
           // above the maximum (default_memory over a small host), adding a container must not
           // shrink it (runtime-rs resize_memory cannot unplug).
-          memory = Math.max(memory, Math.min(input.defaultMemoryMiB + containerMemory, maxMemoryMiB));
+          memory = Math.max(
+            memory,
+            Math.min(input.defaultMemoryMiB + containerMemory, maxMemoryMiB),
+          );
         }
         after.push({ id: c.id, vcpusAfter: current, memoryMiBAfter: memory });
       });
-      return ok({ vcpus: { boot: bootCount, max, exact: boot.exact }, memoryMiB, maxMemoryMiB, containers: after });
+      return ok({
+        vcpus: { boot: bootCount, max, exact: boot.exact },
+        memoryMiB,
+        maxMemoryMiB,
+        containers: after,
+      });
     });
   });
 }
@@ -192,11 +247,24 @@ export const SANDBOX_CPU_QUOTA = 'io.kubernetes.cri.sandbox-cpu-quota';
 export const SANDBOX_CPU_PERIOD = 'io.kubernetes.cri.sandbox-cpu-period';
 export const SANDBOX_MEMORY = 'io.kubernetes.cri.sandbox-memory';
 
-function annotationInt(annotations: Readonly<Record<string, string>>, key: string): Result<number | undefined, PlanError> {
+function annotationInt(
+  annotations: Readonly<Record<string, string>>,
+  key: string,
+): Result<number | undefined, PlanError> {
   const text = annotations[key];
   if (text === undefined || text === '') return ok(undefined);
   if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(Number(text))) {
-    return err(planError(problem('annotation', 'sandbox spec', key, text, `expected an integer, got ${JSON.stringify(text)}`)));
+    return err(
+      planError(
+        problem(
+          'annotation',
+          'sandbox spec',
+          key,
+          text,
+          `expected an integer, got ${JSON.stringify(text)}`,
+        ),
+      ),
+    );
   }
   return ok(Number(text));
 }
@@ -217,5 +285,9 @@ export function staticRequestFrom(
   const memory = annotationInt(annotations, SANDBOX_MEMORY);
   const problems = [quota, period, memory].flatMap((r) => (r.isErr() ? r.error.problems : []));
   if (problems.length > 0) return err(planError(...problems));
-  return ok({ quotaUs: quota._unsafeUnwrap(), periodUs: period._unsafeUnwrap(), memoryLimitBytes: memory._unsafeUnwrap() });
+  return ok({
+    quotaUs: quota._unsafeUnwrap(),
+    periodUs: period._unsafeUnwrap(),
+    memoryLimitBytes: memory._unsafeUnwrap(),
+  });
 }

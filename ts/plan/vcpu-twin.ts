@@ -30,7 +30,8 @@ function reduce(n: bigint, d: bigint): [bigint, bigint] {
 /** Exact decimal text → fraction; Err for anything but `digits[.digits]`. */
 export function parseDecimalTwin(text: string): Result<[bigint, bigint], string> {
   const m = /^(\d*)(?:\.(\d*))?$/.exec(text);
-  if (!m || text === '' || text === '.' || text.length > 64) return err(`invalid vCPU amount ${JSON.stringify(text)}`);
+  if (!m || text === '' || text === '.' || text.length > 64)
+    return err(`invalid vCPU amount ${JSON.stringify(text)}`);
   const frac = m[2] ?? '';
   const digits = `${m[1] ?? ''}${frac}` || '0';
   return ok(reduce(BigInt(digits), 10n ** BigInt(frac.length)));
@@ -55,7 +56,10 @@ export function parseCpusetTwin(text: string): Result<Set<number>, string> {
 }
 
 /** Same semantics as `sandbox_vcpus` in crates/vcpu/src/sizing.rs. */
-export function sandboxVcpusTwin(defaultVcpus: string, containers: readonly TwinContainer[]): Result<TwinAmount, string> {
+export function sandboxVcpusTwin(
+  defaultVcpus: string,
+  containers: readonly TwinContainer[],
+): Result<TwinAmount, string> {
   const parsed = parseDecimalTwin(defaultVcpus);
   if (parsed.isErr()) return err(parsed.error);
   const [dn, dd] = parsed.value;

@@ -47,13 +47,22 @@ export class VolumeManager {
    * Adds a destination for `containerId` mounting `source` at `mountDestination`; every call gets
    * its own guest path `<cid>-<16 hex>-<basename(dest)>` and adds one reference.
    */
-  acquire(source: string, containerId: string, mountDestination: string, random: RandomHex, watched = true): Result<Acquired, string> {
+  acquire(
+    source: string,
+    containerId: string,
+    mountDestination: string,
+    random: RandomHex,
+    watched = true,
+  ): Result<Acquired, string> {
     const guestPath = copyGuestPath(containerId, mountDestination, random);
     if (guestPath.isErr()) return err(guestPath.error);
     const key = this.#canonical(source);
     const entry = this.#volumes.get(key);
     if (entry === undefined) {
-      this.#volumes.set(key, { watched, destinations: [{ containerId, guestPath: guestPath.value }] });
+      this.#volumes.set(key, {
+        watched,
+        destinations: [{ containerId, guestPath: guestPath.value }],
+      });
       return ok({ guestPath: guestPath.value, key, first: true });
     }
     entry.destinations.push({ containerId, guestPath: guestPath.value });
@@ -82,7 +91,12 @@ export class VolumeManager {
     const entry = this.#volumes.get(key);
     return entry === undefined
       ? undefined
-      : { source: key, refCount: entry.destinations.length, destinations: [...entry.destinations], watched: entry.watched };
+      : {
+          source: key,
+          refCount: entry.destinations.length,
+          destinations: [...entry.destinations],
+          watched: entry.watched,
+        };
   }
 
   /** Every entry, in insertion order. */

@@ -5,12 +5,23 @@ import { err, ok, type Result } from 'neverthrow';
 import type { Problem } from '../errors.js';
 import { hostPath, joinGuest } from '../paths.js';
 import type { OciLinuxDevice, OciMount } from '../spec/oci-spec.js';
-import { agentDeviceId, storageSource, type BlockDevice, type BlockDevicePlanner } from './devices.js';
+import {
+  agentDeviceId,
+  storageSource,
+  type BlockDevice,
+  type BlockDevicePlanner,
+} from './devices.js';
 import { sharedMountPoint, type HostDirs, type SharedMountPoint } from './host-dirs.js';
 import type { HostFacts } from './host-facts.js';
 import { pathFact } from './host-facts.js';
 import type { DeviceInit, StorageInit } from './volumes-storage.js';
-import { destinationName, GUEST_SHARE_DIR, mountProblem, PASSTHROUGH, type RandomHex } from './volumes-paths.js';
+import {
+  destinationName,
+  GUEST_SHARE_DIR,
+  mountProblem,
+  PASSTHROUGH,
+  type RandomHex,
+} from './volumes-paths.js';
 
 /** runtime-rs `DEFAULT_VOLUME_FS_TYPE`. */
 export const DEFAULT_VOLUME_FS_TYPE = 'ext4';
@@ -18,7 +29,10 @@ export const DEFAULT_VOLUME_FS_TYPE = 'ext4';
 const isBind = (o: string) => o === 'bind' || o === 'rbind';
 
 /** OCI options of a rewritten bind: OCI options, then volume options, then `bind` when neither bind nor rbind is present. */
-export function buildBindMountOptions(volumeOptions: readonly string[], ociOptions: readonly string[]): string[] {
+export function buildBindMountOptions(
+  volumeOptions: readonly string[],
+  ociOptions: readonly string[],
+): string[] {
   const all = [...ociOptions, ...volumeOptions];
   return all.some(isBind) ? all : [...all, 'bind'];
 }
@@ -52,10 +66,14 @@ export function planBlockVolume(
   dirs: Pick<HostDirs, 'sharedRw'>,
 ): Result<BlockVolume, Problem[]> {
   const field = `mounts[${index}]`;
-  const fail = (value: unknown, what: string) => err([mountProblem(specSource, field, value, what)]);
+  const fail = (value: unknown, what: string) =>
+    err([mountProblem(specSource, field, value, what)]);
   const source = m.source ?? '';
   const fact = pathFact(host, source);
-  const known = fact.rdev === undefined ? undefined : host.blockDevices[`${fact.rdev.major}:${fact.rdev.minor}`];
+  const known =
+    fact.rdev === undefined
+      ? undefined
+      : host.blockDevices[`${fact.rdev.major}:${fact.rdev.minor}`];
   const ociOptions = m.options ?? [];
   const readOnly = ociOptions.includes('ro') || known?.readOnly === true;
   const path = hostPath(fact.realpath ?? source);
@@ -64,7 +82,12 @@ export function planBlockVolume(
   if (name.isErr()) return fail(m.destination, name.error);
 
   const dev = devices.allocate({ pathOnHost: path.value, readOnly, hotplug: true });
-  if (dev.isErr()) return err(dev.error.problems.map((p) => mountProblem(specSource, field, source, `cannot attach ${source}: ${p.message}`)));
+  if (dev.isErr())
+    return err(
+      dev.error.problems.map((p) =>
+        mountProblem(specSource, field, source, `cannot attach ${source}: ${p.message}`),
+      ),
+    );
   const src = storageSource(dev.value.agentDriver, dev.value);
   if (src.isErr()) return fail(source, src.error.message);
   const mountName = `${dev.value.id.slice(0, 10)}-${random(4)}-${name.value}`;
@@ -78,13 +101,29 @@ export function planBlockVolume(
   const toDev = m.destination.startsWith('/dev');
   return ok({
     device: dev.value,
-    storage: { driver: dev.value.agentDriver, source: src.value, fstype: toDev ? 'bind' : DEFAULT_VOLUME_FS_TYPE, options, mountPoint: mountPoint.value },
-    mount: { ...m, type: 'bind', source: mountPoint.value, options: buildBindMountOptions([], ociOptions) },
+    storage: {
+      driver: dev.value.agentDriver,
+      source: src.value,
+      fstype: toDev ? 'bind' : DEFAULT_VOLUME_FS_TYPE,
+      options,
+      mountPoint: mountPoint.value,
+    },
+    mount: {
+      ...m,
+      type: 'bind',
+      source: mountPoint.value,
+      options: buildBindMountOptions([], ociOptions),
+    },
     sharedMountPoint: onHost.value,
   });
 }
 
 /** The agent Device for a `linux.devices` block device (reference 4c386b51d9). */
 export function containerDevice(d: OciLinuxDevice, dev: BlockDevice): DeviceInit {
-  return { id: agentDeviceId(dev), type: dev.agentDriver, vmPath: dev.virtPath, containerPath: d.path };
+  return {
+    id: agentDeviceId(dev),
+    type: dev.agentDriver,
+    vmPath: dev.virtPath,
+    containerPath: d.path,
+  };
 }

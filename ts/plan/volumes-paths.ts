@@ -24,24 +24,37 @@ export type RandomHex = (bytes: number) => string;
 /** A deterministic RandomHex for tests and for plans without an injected source: 0…01, 0…02, … */
 export function sequentialHex(): RandomHex {
   let n = 0;
-  return (bytes) => (++n).toString(16).padStart(bytes * 2, '0').slice(-bytes * 2);
+  return (bytes) =>
+    (++n)
+      .toString(16)
+      .padStart(bytes * 2, '0')
+      .slice(-bytes * 2);
 }
 
 /** `basename(dest)`; `/` and empty names have none (reference error `get mount destination failed`). */
 export function destinationName(dest: string): Result<string, string> {
   const name = path.posix.basename(path.posix.normalize(dest));
-  return name === '' || name === '/' || name === '.' || name === '..' ? err('get mount destination failed') : ok(name);
+  return name === '' || name === '/' || name === '.' || name === '..'
+    ? err('get mount destination failed')
+    : ok(name);
 }
 
 /** CopyFile destination of a file or directory mount: `<share dir>/<cid>-<16 hex>-<basename(dest)>`. */
-export function copyGuestPath(containerId: string, dest: string, random: RandomHex): Result<GuestPath, string> {
+export function copyGuestPath(
+  containerId: string,
+  dest: string,
+  random: RandomHex,
+): Result<GuestPath, string> {
   return destinationName(dest).andThen((name) =>
     joinGuest(GUEST_SHARE_DIR, `${containerId}-${random(8)}-${name}`).mapErr((e) => e.message),
   );
 }
 
 /** Host and guest paths of a sandbox-scoped shared-fs volume named `name`. */
-export function sharedVolumePaths(dirs: Pick<HostDirs, 'sharedRw' | 'sharedRo'>, name: string): Result<{ rw: HostPath; ro: HostPath; guest: GuestPath }, string> {
+export function sharedVolumePaths(
+  dirs: Pick<HostDirs, 'sharedRw' | 'sharedRo'>,
+  name: string,
+): Result<{ rw: HostPath; ro: HostPath; guest: GuestPath }, string> {
   const rw = joinHost(dirs.sharedRw, PASSTHROUGH, name);
   const ro = joinHost(dirs.sharedRo, PASSTHROUGH, name);
   const guest = joinGuest(GUEST_SHARE_DIR, PASSTHROUGH, name);

@@ -47,18 +47,33 @@ export class SharedFsVolumes {
   }
 
   /** One more user of `canonicalSource`, read-only or not. */
-  acquire(canonicalSource: string, readOnly: boolean, random: RandomHex): Result<SharedFsBind, string> {
+  acquire(
+    canonicalSource: string,
+    readOnly: boolean,
+    random: RandomHex,
+  ): Result<SharedFsBind, string> {
     const known = this.#mounted.get(canonicalSource);
     if (known !== undefined) {
       const upgrade = !readOnly && known.rw === 0;
       if (readOnly) known.ro++;
       else known.rw++;
-      return ok({ hostSource: canonicalSource, ...this.#paths(known), readOnly, action: upgrade ? 'upgrade-rw' : 'reuse' });
+      return ok({
+        hostSource: canonicalSource,
+        ...this.#paths(known),
+        readOnly,
+        action: upgrade ? 'upgrade-rw' : 'reuse',
+      });
     }
     const base = path.posix.basename(canonicalSource) || 'root';
     const paths = sharedVolumePaths(this.#dirs, `sandbox-${random(4)}-${base}`);
     if (paths.isErr()) return err(paths.error);
-    const entry: Mounted = { hostPath: paths.value.rw, hostReadOnlyPath: paths.value.ro, guestPath: paths.value.guest, ro: readOnly ? 1 : 0, rw: readOnly ? 0 : 1 };
+    const entry: Mounted = {
+      hostPath: paths.value.rw,
+      hostReadOnlyPath: paths.value.ro,
+      guestPath: paths.value.guest,
+      ro: readOnly ? 1 : 0,
+      rw: readOnly ? 0 : 1,
+    };
     this.#mounted.set(canonicalSource, entry);
     return ok({ hostSource: canonicalSource, ...this.#paths(entry), readOnly, action: 'bind' });
   }

@@ -17,17 +17,32 @@ export const WATCHABLE_BIND_DRIVER = 'watchable-bind';
 
 /** kata-types `is_watchable_mount`: a secret or configmap path holding 1..8 files (a file counts 1). */
 export function isWatchableMount(source: string, fact: PathFact): boolean {
-  if (source === '' || fact.kind === 'missing' || !(isSecret(source) || isConfigmap(source))) return false;
+  if (source === '' || fact.kind === 'missing' || !(isSecret(source) || isConfigmap(source)))
+    return false;
   const count = fact.kind === 'dir' ? (fact.fileCount ?? 0) : 1;
   return count > 0;
 }
 
 /** The watchable-bind Storage over a shared volume's guest path, and the mount point the container binds. */
-export function watchableStorage(sharedGuestPath: GuestPath, options: readonly string[]): Result<{ storage: StorageInit; guestPath: GuestPath }, string> {
-  const mountPoint = joinGuest(GUEST_SHARE_DIR, PASSTHROUGH, WATCHABLE_DIR, path.posix.basename(sharedGuestPath));
+export function watchableStorage(
+  sharedGuestPath: GuestPath,
+  options: readonly string[],
+): Result<{ storage: StorageInit; guestPath: GuestPath }, string> {
+  const mountPoint = joinGuest(
+    GUEST_SHARE_DIR,
+    PASSTHROUGH,
+    WATCHABLE_DIR,
+    path.posix.basename(sharedGuestPath),
+  );
   if (mountPoint.isErr()) return err(mountPoint.error.message);
   return ok({
     guestPath: mountPoint.value,
-    storage: { driver: WATCHABLE_BIND_DRIVER, source: sharedGuestPath, fstype: 'bind', options: [...options], mountPoint: mountPoint.value },
+    storage: {
+      driver: WATCHABLE_BIND_DRIVER,
+      source: sharedGuestPath,
+      fstype: 'bind',
+      options: [...options],
+      mountPoint: mountPoint.value,
+    },
   });
 }

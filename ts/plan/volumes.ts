@@ -50,7 +50,9 @@ export interface VolumePlan {
 
 /** runtime-rs `is_system_mount`: `/sys`, `/proc`, or a path containing `/sys/` or `/proc/` (sic: any depth). */
 export function isSystemMount(source: string): boolean {
-  return source === '/sys' || source === '/proc' || source.includes('/sys/') || source.includes('/proc/');
+  return (
+    source === '/sys' || source === '/proc' || source.includes('/sys/') || source.includes('/proc/')
+  );
 }
 
 /** runtime-rs `is_host_device(dest)`: `/dev`, or a `/dev/…` path that exists on the host and is not a regular file. */
@@ -76,17 +78,33 @@ interface Acc {
   sharedMountPoints: SharedMountPoint[];
 }
 
-function planSharedFsVolume(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Problem | null {
+function planSharedFsVolume(
+  m: OciMount,
+  index: number,
+  ctx: VolumeContext,
+  acc: Acc,
+): Problem | null {
   const source = m.source ?? '';
   const fact = pathFact(ctx.host, source);
-  if (fact.kind === 'missing') return mountProblem(ctx.specSource, `mounts[${index}]`, source, `mount source ${source} does not exist on the host`);
-  const bind = ctx.shared.acquire(fact.realpath ?? source, (m.options ?? []).includes('ro'), ctx.random);
+  if (fact.kind === 'missing')
+    return mountProblem(
+      ctx.specSource,
+      `mounts[${index}]`,
+      source,
+      `mount source ${source} does not exist on the host`,
+    );
+  const bind = ctx.shared.acquire(
+    fact.realpath ?? source,
+    (m.options ?? []).includes('ro'),
+    ctx.random,
+  );
   if (bind.isErr()) return mountProblem(ctx.specSource, `mounts[${index}]`, source, bind.error);
   acc.sharedFsBinds.push(bind.value);
   let guestPath: string = bind.value.guestPath;
   if (isWatchableMount(source, fact)) {
     const watchable = watchableStorage(bind.value.guestPath, m.options ?? []);
-    if (watchable.isErr()) return mountProblem(ctx.specSource, `mounts[${index}]`, source, watchable.error);
+    if (watchable.isErr())
+      return mountProblem(ctx.specSource, `mounts[${index}]`, source, watchable.error);
     acc.storages.push(watchable.value.storage);
     guestPath = watchable.value.guestPath;
   }
@@ -97,7 +115,15 @@ function planSharedFsVolume(m: OciMount, index: number, ctx: VolumeContext, acc:
 
 function planOne(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Problem[] {
   const field = `mounts[${index}]`;
-  if (m.destination.split('/').every((s) => s === '')) return [mountProblem(ctx.specSource, `${field}.destination`, m.destination, 'a mount destination of / is not allowed')];
+  if (m.destination.split('/').every((s) => s === ''))
+    return [
+      mountProblem(
+        ctx.specSource,
+        `${field}.destination`,
+        m.destination,
+        'a mount destination of / is not allowed',
+      ),
+    ];
   if (isShmMount(m)) {
     acc.mounts.push(shmMount(m));
     acc.kinds.push('shm');
@@ -112,7 +138,15 @@ function planOne(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Prob
     return [];
   }
   if (isBlockVolume(m, ctx.host)) {
-    const v = planBlockVolume(m, index, ctx.specSource, ctx.host, ctx.devices, ctx.random, ctx.hostDirs);
+    const v = planBlockVolume(
+      m,
+      index,
+      ctx.specSource,
+      ctx.host,
+      ctx.devices,
+      ctx.random,
+      ctx.hostDirs,
+    );
     if (v.isErr()) return v.error;
     acc.blockDevices.push(v.value.device);
     acc.storages.push(v.value.storage);
@@ -141,7 +175,15 @@ function planOne(m: OciMount, index: number, ctx: VolumeContext, acc: Acc): Prob
 
 /** Plans every mount of one container; reports every bad mount. */
 export function planVolumes(spec: OciSpec, ctx: VolumeContext): Result<VolumePlan, PlanError> {
-  const acc: Acc = { mounts: [], kinds: [], storages: [], blockDevices: [], copies: [], sharedFsBinds: [], sharedMountPoints: [] };
+  const acc: Acc = {
+    mounts: [],
+    kinds: [],
+    storages: [],
+    blockDevices: [],
+    copies: [],
+    sharedFsBinds: [],
+    sharedMountPoints: [],
+  };
   const problems = spec.mounts.flatMap((m, i) => planOne(m, i, ctx, acc));
   return problems.length > 0 ? err(planError(...problems)) : ok(acc);
 }

@@ -26,13 +26,35 @@ export async function probeAccel(binary = DEFAULT_QEMU, timeoutMs = 15_000): Pro
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-accel-'));
   const qmpSocket = path.join(dir, 'qmp.sock');
-  const args = ['-nodefaults', '-no-user-config', '-display', 'none', '-machine', 'q35,accel=kvm', '-cpu', 'host,-arch-capabilities', '-m', '64M', '-S', '-qmp', `unix:${qmpSocket},server=on,wait=off`];
-  const vm = await Vm.spawn({ binary, args, logPath: path.join(dir, 'qemu.log'), qmpSocket, startTimeoutMs: timeoutMs });
+  const args = [
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-machine',
+    'q35,accel=kvm',
+    '-cpu',
+    'host,-arch-capabilities',
+    '-m',
+    '64M',
+    '-S',
+    '-qmp',
+    `unix:${qmpSocket},server=on,wait=off`,
+  ];
+  const vm = await Vm.spawn({
+    binary,
+    args,
+    logPath: path.join(dir, 'qemu.log'),
+    qmpSocket,
+    startTimeoutMs: timeoutMs,
+  });
   try {
     if (vm.isErr()) return { accel: 'tcg', reason: vm.error.message };
     const kvm = await vm.value.qmp.execute<{ enabled: boolean; present: boolean }>('query-kvm');
     if (kvm.isErr()) return { accel: 'tcg', reason: kvm.error.message };
-    return kvm.value.enabled ? { accel: 'kvm', reason: '' } : { accel: 'tcg', reason: 'query-kvm: not enabled' };
+    return kvm.value.enabled
+      ? { accel: 'kvm', reason: '' }
+      : { accel: 'tcg', reason: 'query-kvm: not enabled' };
   } finally {
     if (vm.isOk()) await vm.value.kill();
     rmSync(dir, { recursive: true, force: true });

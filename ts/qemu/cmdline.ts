@@ -58,7 +58,16 @@ export type CmdlineConfig = Pick<
 >;
 
 /** The kernel parameters come from the plan: the config's with the allowed annotation merged in. */
-export type CmdlinePlan = Pick<ResourcePlan, 'sandboxId' | 'vcpus' | 'memoryMiB' | 'maxMemoryMiB' | 'kernelParams' | 'ports' | 'coldplugDevices'>;
+export type CmdlinePlan = Pick<
+  ResourcePlan,
+  | 'sandboxId'
+  | 'vcpus'
+  | 'memoryMiB'
+  | 'maxMemoryMiB'
+  | 'kernelParams'
+  | 'ports'
+  | 'coldplugDevices'
+>;
 
 /** The one problem source for command-line errors. */
 const SOURCE = 'qemu command line';
@@ -68,7 +77,10 @@ function cmdProblem(field: string, value: unknown, what: string): Problem {
 }
 
 /** `key=value` options joined with commas; `,` inside values doubled as QEMU expects. */
-export function qemuOpts(head: string, opts: Record<string, string | number | boolean | undefined>): string {
+export function qemuOpts(
+  head: string,
+  opts: Record<string, string | number | boolean | undefined>,
+): string {
   const parts = [head];
   for (const [k, v] of Object.entries(opts)) {
     if (v === undefined) continue;
@@ -89,10 +101,20 @@ function machineArgs(config: CmdlineConfig, launch: VmLaunch): string[] {
 function memoryArgs(plan: CmdlinePlan, config: CmdlineConfig, sharedMemory: boolean): string[] {
   const args: string[] = [];
   const hotpluggable = plan.maxMemoryMiB > plan.memoryMiB && config.memorySlots > 0;
-  args.push('-m', hotpluggable ? `${plan.memoryMiB}M,slots=${config.memorySlots},maxmem=${plan.maxMemoryMiB}M` : `${plan.memoryMiB}M`);
+  args.push(
+    '-m',
+    hotpluggable
+      ? `${plan.memoryMiB}M,slots=${config.memorySlots},maxmem=${plan.maxMemoryMiB}M`
+      : `${plan.memoryMiB}M`,
+  );
   if (sharedMemory) {
     // vhost-user (virtiofsd) maps guest RAM: it must be a shareable memfd.
-    args.push('-object', `memory-backend-memfd,id=mem,size=${plan.memoryMiB}M,share=on`, '-numa', 'node,memdev=mem');
+    args.push(
+      '-object',
+      `memory-backend-memfd,id=mem,size=${plan.memoryMiB}M,share=on`,
+      '-numa',
+      'node,memdev=mem',
+    );
   }
   return args;
 }
@@ -100,16 +122,32 @@ function memoryArgs(plan: CmdlinePlan, config: CmdlineConfig, sharedMemory: bool
 function portArgs(port: Port): string {
   switch (port.type) {
     case 'root-port':
-      return qemuOpts('pcie-root-port', { id: port.id, bus: port.bus, chassis: port.chassis ?? undefined, slot: port.slot ?? undefined, addr: port.addr, multifunction: false });
+      return qemuOpts('pcie-root-port', {
+        id: port.id,
+        bus: port.bus,
+        chassis: port.chassis ?? undefined,
+        slot: port.slot ?? undefined,
+        addr: port.addr,
+        multifunction: false,
+      });
     case 'switch-upstream':
       return qemuOpts('x3130-upstream', { id: port.id, bus: port.bus, addr: port.addr });
     case 'switch-downstream':
-      return qemuOpts('xio3130-downstream', { id: port.id, bus: port.bus, chassis: port.chassis ?? undefined, slot: port.slot ?? undefined, addr: port.addr });
+      return qemuOpts('xio3130-downstream', {
+        id: port.id,
+        bus: port.bus,
+        chassis: port.chassis ?? undefined,
+        slot: port.slot ?? undefined,
+        addr: port.addr,
+      });
   }
 }
 
 /** `host_device` for block special files, `file` for images: QEMU refuses the other pairing. */
-export function blockBackendDriver(pathOnHost: string, isBlockDevice: boolean): 'host_device' | 'file' {
+export function blockBackendDriver(
+  pathOnHost: string,
+  isBlockDevice: boolean,
+): 'host_device' | 'file' {
   return isBlockDevice || pathOnHost.startsWith('/dev/') ? 'host_device' : 'file';
 }
 
@@ -136,32 +174,75 @@ function coldplugArgs(d: BlockDevice): Result<string[], Problem> {
   const field = `coldplugDevices.${d.id}`;
   switch (d.driver) {
     case 'virtio-blk-pci':
-      if (d.bus === undefined || d.addr === undefined) return err(cmdProblem(field, d.driver, 'virtio-blk-pci device without a planned bus/addr'));
-      return ok(['-blockdev', blockdevArg(d), '-device', qemuOpts('virtio-blk-pci', { id: d.id, drive: d.id, bus: d.bus, addr: d.addr, 'share-rw': d.readOnly ? undefined : true })]);
+      if (d.bus === undefined || d.addr === undefined)
+        return err(cmdProblem(field, d.driver, 'virtio-blk-pci device without a planned bus/addr'));
+      return ok([
+        '-blockdev',
+        blockdevArg(d),
+        '-device',
+        qemuOpts('virtio-blk-pci', {
+          id: d.id,
+          drive: d.id,
+          bus: d.bus,
+          addr: d.addr,
+          'share-rw': d.readOnly ? undefined : true,
+        }),
+      ]);
     case 'virtio-scsi': {
       const scsi = d.scsiAddr === undefined ? null : parseScsiAddr(d.scsiAddr);
-      if (scsi === null) return err(cmdProblem(field, d.scsiAddr ?? '', 'virtio-scsi device without a planned SCSI address'));
-      const dev = qemuOpts('scsi-hd', { id: d.id, drive: d.id, bus: d.bus ?? 'scsi0.0', 'scsi-id': scsi.scsiId, lun: scsi.lun, 'share-rw': d.readOnly ? undefined : true });
+      if (scsi === null)
+        return err(
+          cmdProblem(field, d.scsiAddr ?? '', 'virtio-scsi device without a planned SCSI address'),
+        );
+      const dev = qemuOpts('scsi-hd', {
+        id: d.id,
+        drive: d.id,
+        bus: d.bus ?? 'scsi0.0',
+        'scsi-id': scsi.scsiId,
+        lun: scsi.lun,
+        'share-rw': d.readOnly ? undefined : true,
+      });
       return ok(['-blockdev', blockdevArg(d), '-device', dev]);
     }
     default:
-      return err(cmdProblem(field, d.driver, `block driver ${d.driver} is not supported on QEMU q35 (virtio-blk-pci or virtio-scsi)`));
+      return err(
+        cmdProblem(
+          field,
+          d.driver,
+          `block driver ${d.driver} is not supported on QEMU q35 (virtio-blk-pci or virtio-scsi)`,
+        ),
+      );
   }
 }
 
 function agentArgs(agent: AgentChannel): string[] {
   const addr = qemuAddr(PCIE0_SLOTS.agentChannel);
   if (agent.kind === 'vhost-vsock') {
-    return ['-device', qemuOpts('vhost-vsock-pci', { id: 'vsock0', 'guest-cid': agent.guestCid, bus: 'pcie.0', addr })];
+    return [
+      '-device',
+      qemuOpts('vhost-vsock-pci', {
+        id: 'vsock0',
+        'guest-cid': agent.guestCid,
+        bus: 'pcie.0',
+        addr,
+      }),
+    ];
   }
   return [
-    '-device', qemuOpts('virtio-serial-pci', { id: 'vser0', bus: 'pcie.0', addr }),
-    '-chardev', qemuOpts('socket', { id: 'agent', path: agent.socketPath, server: true, wait: false }),
-    '-device', qemuOpts('virtserialport', { bus: 'vser0.0', chardev: 'agent', name: agent.portName }),
+    '-device',
+    qemuOpts('virtio-serial-pci', { id: 'vser0', bus: 'pcie.0', addr }),
+    '-chardev',
+    qemuOpts('socket', { id: 'agent', path: agent.socketPath, server: true, wait: false }),
+    '-device',
+    qemuOpts('virtserialport', { bus: 'vser0.0', chardev: 'agent', name: agent.portName }),
   ];
 }
 
-function bootArgs(plan: CmdlinePlan, config: CmdlineConfig, launch: VmLaunch): Result<string[], Problem[]> {
+function bootArgs(
+  plan: CmdlinePlan,
+  config: CmdlineConfig,
+  launch: VmLaunch,
+): Result<string[], Problem[]> {
   const args: string[] = [];
   const problems: Problem[] = [];
   const kernel = launch.kernel ?? config.kernel;
@@ -171,39 +252,86 @@ function bootArgs(plan: CmdlinePlan, config: CmdlineConfig, launch: VmLaunch): R
   else if (config.image !== '' && launch.kernel === undefined) {
     // The guest image on the spare pcie.0 slot, read-only (a Kata guest image is never written).
     if (config.vmRootfsDriver !== 'virtio-blk-pci') {
-      problems.push(cmdProblem('hypervisor.qemu.vm_rootfs_driver', config.vmRootfsDriver, 'only virtio-blk-pci guest images are supported by the QEMU driver yet'));
+      problems.push(
+        cmdProblem(
+          'hypervisor.qemu.vm_rootfs_driver',
+          config.vmRootfsDriver,
+          'only virtio-blk-pci guest images are supported by the QEMU driver yet',
+        ),
+      );
     } else {
       args.push(
-        '-blockdev', qemuOpts('driver=raw', { 'node-name': 'image', 'read-only': true, 'file.driver': 'file', 'file.filename': config.image }),
-        '-device', qemuOpts('virtio-blk-pci', { id: 'image', drive: 'image', bus: 'pcie.0', addr: qemuAddr(PCIE0_SLOTS.spare) }),
+        '-blockdev',
+        qemuOpts('driver=raw', {
+          'node-name': 'image',
+          'read-only': true,
+          'file.driver': 'file',
+          'file.filename': config.image,
+        }),
+        '-device',
+        qemuOpts('virtio-blk-pci', {
+          id: 'image',
+          drive: 'image',
+          bus: 'pcie.0',
+          addr: qemuAddr(PCIE0_SLOTS.spare),
+        }),
       );
     }
   }
-  const params = [plan.kernelParams.trim(), launch.extraKernelParams?.trim() ?? ''].filter((p) => p !== '').join(' ');
+  const params = [plan.kernelParams.trim(), launch.extraKernelParams?.trim() ?? '']
+    .filter((p) => p !== '')
+    .join(' ');
   if (kernel !== '' && params !== '') args.push('-append', params);
   return problems.length > 0 ? err(problems) : ok(args);
 }
 
 /** The full argv (without the binary) for one VM; every problem reported, not the first. */
-export function qemuCommandLine(plan: CmdlinePlan, config: CmdlineConfig, launch: VmLaunch): Result<string[], Problem[]> {
+export function qemuCommandLine(
+  plan: CmdlinePlan,
+  config: CmdlineConfig,
+  launch: VmLaunch,
+): Result<string[], Problem[]> {
   const problems: Problem[] = [];
-  if (config.machineType !== 'q35') problems.push(cmdProblem('hypervisor.qemu.machine_type', config.machineType, 'the QEMU driver drives q35 only'));
+  if (config.machineType !== 'q35')
+    problems.push(
+      cmdProblem(
+        'hypervisor.qemu.machine_type',
+        config.machineType,
+        'the QEMU driver drives q35 only',
+      ),
+    );
   const virtiofs = config.sharedFs === 'virtio-fs';
-  if (virtiofs && launch.virtiofsSocket === undefined) problems.push(cmdProblem('virtiofsSocket', '', 'shared_fs = virtio-fs needs a virtiofsd socket'));
+  if (virtiofs && launch.virtiofsSocket === undefined)
+    problems.push(
+      cmdProblem('virtiofsSocket', '', 'shared_fs = virtio-fs needs a virtiofsd socket'),
+    );
 
   const args = [
-    '-name', qemuOpts(plan.sandboxId, {}),
-    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-name',
+    qemuOpts(plan.sandboxId, {}),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
     ...machineArgs(config, launch),
-    '-smp', `${plan.vcpus.boot},maxcpus=${Math.max(plan.vcpus.max, plan.vcpus.boot)}`,
+    '-smp',
+    `${plan.vcpus.boot},maxcpus=${Math.max(plan.vcpus.max, plan.vcpus.boot)}`,
     ...memoryArgs(plan, config, virtiofs),
-    '-qmp', qemuOpts(`unix:${launch.qmpSocket}`, { server: true, wait: false }),
-    '-monitor', 'none',
+    '-qmp',
+    qemuOpts(`unix:${launch.qmpSocket}`, { server: true, wait: false }),
+    '-monitor',
+    'none',
   ];
   if (launch.paused) args.push('-S');
-  if (launch.pcieNativeHotplug) args.push('-global', 'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off');
+  if (launch.pcieNativeHotplug)
+    args.push('-global', 'ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off');
   if (launch.consoleLog !== undefined) {
-    args.push('-chardev', qemuOpts('file', { id: 'console', path: launch.consoleLog }), '-serial', 'chardev:console');
+    args.push(
+      '-chardev',
+      qemuOpts('file', { id: 'console', path: launch.consoleLog }),
+      '-serial',
+      'chardev:console',
+    );
   } else {
     args.push('-serial', 'none');
   }
@@ -212,12 +340,30 @@ export function qemuCommandLine(plan: CmdlinePlan, config: CmdlineConfig, launch
   else args.push(...boot.value);
 
   args.push(...agentArgs(launch.agent));
-  const scsi = config.blockDeviceDriver === 'virtio-scsi' || plan.coldplugDevices.some((d) => d.driver === 'virtio-scsi');
-  if (scsi) args.push('-device', qemuOpts('virtio-scsi-pci', { id: 'scsi0', bus: 'pcie.0', addr: qemuAddr(PCIE0_SLOTS.scsiController) }));
+  const scsi =
+    config.blockDeviceDriver === 'virtio-scsi' ||
+    plan.coldplugDevices.some((d) => d.driver === 'virtio-scsi');
+  if (scsi)
+    args.push(
+      '-device',
+      qemuOpts('virtio-scsi-pci', {
+        id: 'scsi0',
+        bus: 'pcie.0',
+        addr: qemuAddr(PCIE0_SLOTS.scsiController),
+      }),
+    );
   if (virtiofs && launch.virtiofsSocket !== undefined) {
     args.push(
-      '-chardev', qemuOpts('socket', { id: 'vfs', path: launch.virtiofsSocket }),
-      '-device', qemuOpts('vhost-user-fs-pci', { id: 'vfs0', chardev: 'vfs', tag: SHARED_FS_TAG, bus: 'pcie.0', addr: qemuAddr(PCIE0_SLOTS.sharedFs) }),
+      '-chardev',
+      qemuOpts('socket', { id: 'vfs', path: launch.virtiofsSocket }),
+      '-device',
+      qemuOpts('vhost-user-fs-pci', {
+        id: 'vfs0',
+        chardev: 'vfs',
+        tag: SHARED_FS_TAG,
+        bus: 'pcie.0',
+        addr: qemuAddr(PCIE0_SLOTS.sharedFs),
+      }),
     );
   }
   for (const port of plan.ports) args.push('-device', portArgs(port));

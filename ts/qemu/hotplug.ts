@@ -26,13 +26,21 @@ export function blockdevAddArgs(d: BlockDevice, isBlockDevice = false): Record<s
     'read-only': d.readOnly,
     ...(d.readOnly ? { 'force-share': true } : {}),
     cache: { direct: d.directIo, 'no-flush': false },
-    file: { driver: blockBackendDriver(d.pathOnHost, isBlockDevice), filename: d.pathOnHost, aio: d.aio },
+    file: {
+      driver: blockBackendDriver(d.pathOnHost, isBlockDevice),
+      filename: d.pathOnHost,
+      aio: d.aio,
+    },
   };
 }
 
 /** `device_add` arguments for the planned device: scsi-hd on scsi0.0, or virtio-blk-pci on its port. */
 export function deviceAddArgs(d: BlockDevice): Record<string, unknown> | HotplugError {
-  const unsupported = (what: string): HotplugError => ({ kind: 'hotplug-unsupported', device: d.id, message: `hot-plug ${d.id}: ${what}` });
+  const unsupported = (what: string): HotplugError => ({
+    kind: 'hotplug-unsupported',
+    device: d.id,
+    message: `hot-plug ${d.id}: ${what}`,
+  });
   switch (d.driver) {
     case 'virtio-scsi': {
       const scsi = d.scsiAddr === undefined ? null : parseScsiAddr(d.scsiAddr);
@@ -48,15 +56,27 @@ export function deviceAddArgs(d: BlockDevice): Record<string, unknown> | Hotplug
       };
     }
     case 'virtio-blk-pci':
-      if (d.bus === undefined || d.addr === undefined) return unsupported('virtio-blk-pci device without a planned port');
-      return { driver: 'virtio-blk-pci', id: d.id, drive: d.id, bus: d.bus, addr: d.addr, ...(d.readOnly ? {} : { 'share-rw': true }) };
+      if (d.bus === undefined || d.addr === undefined)
+        return unsupported('virtio-blk-pci device without a planned port');
+      return {
+        driver: 'virtio-blk-pci',
+        id: d.id,
+        drive: d.id,
+        bus: d.bus,
+        addr: d.addr,
+        ...(d.readOnly ? {} : { 'share-rw': true }),
+      };
     default:
       return unsupported(`driver ${d.driver} cannot be hot-plugged on q35`);
   }
 }
 
 /** blockdev-add then device_add; the node is deleted again when device_add fails. */
-export function hotplugBlock(qmp: QmpClient, d: BlockDevice, options: { isBlockDevice?: boolean; timeoutMs?: number } = {}): ResultAsync<PluggedBlock, HotplugError> {
+export function hotplugBlock(
+  qmp: QmpClient,
+  d: BlockDevice,
+  options: { isBlockDevice?: boolean; timeoutMs?: number } = {},
+): ResultAsync<PluggedBlock, HotplugError> {
   const device = deviceAddArgs(d);
   if ('kind' in device) return errAsync(device as HotplugError);
   const t = { timeoutMs: options.timeoutMs };
@@ -70,16 +90,29 @@ export function hotplugBlock(qmp: QmpClient, d: BlockDevice, options: { isBlockD
           .andThen(() => errAsync<unknown, HotplugError>(e)),
       ),
     )
-    .map(() => ({ id: d.id, ...(d.pciPath !== undefined ? { pciPath: d.pciPath } : {}), ...(d.scsiAddr !== undefined ? { scsiAddr: d.scsiAddr } : {}) }));
+    .map(() => ({
+      id: d.id,
+      ...(d.pciPath !== undefined ? { pciPath: d.pciPath } : {}),
+      ...(d.scsiAddr !== undefined ? { scsiAddr: d.scsiAddr } : {}),
+    }));
 }
 
 /**
  * device_del, wait for DEVICE_DELETED, then blockdev-del. PCIe unplug under q35's ACPI hotplug
  * needs a running guest to acknowledge (≈0.1 s); scsi-hd goes at once.
  */
-export function unplugBlock(qmp: QmpClient, id: string, timeoutMs = 10_000): ResultAsync<void, HotplugError> {
+export function unplugBlock(
+  qmp: QmpClient,
+  id: string,
+  timeoutMs = 10_000,
+): ResultAsync<void, HotplugError> {
   const abandon = new AbortController();
-  const deleted = qmp.waitForEvent('DEVICE_DELETED', (data) => data.device === id, timeoutMs, abandon.signal);
+  const deleted = qmp.waitForEvent(
+    'DEVICE_DELETED',
+    (data) => data.device === id,
+    timeoutMs,
+    abandon.signal,
+  );
   return qmp
     .execute('device_del', { id }, { timeoutMs })
     .orElse((e) => {
@@ -99,7 +132,10 @@ interface PciDeviceInfo {
 }
 
 /** Slots from pcie.0 to the device with qdev id `id` in a `query-pci` answer; null when absent. */
-export function findPciPath(buses: readonly { bus: number; devices: PciDeviceInfo[] }[], id: string): string | null {
+export function findPciPath(
+  buses: readonly { bus: number; devices: PciDeviceInfo[] }[],
+  id: string,
+): string | null {
   const walk = (devices: readonly PciDeviceInfo[], prefix: number[]): number[] | null => {
     for (const d of devices) {
       if (d.qdev_id === id) return [...prefix, d.slot];
@@ -121,7 +157,11 @@ export function pciPathFromQueryPci(qmp: QmpClient, id: string): ResultAsync<str
   return qmp.execute<{ bus: number; devices: PciDeviceInfo[] }[]>('query-pci').andThen((buses) => {
     const path = findPciPath(buses, id);
     return path === null
-      ? errAsync<string, HotplugError>({ kind: 'hotplug-not-found', device: id, message: `query-pci: no device ${id} (devices behind bridges appear only after the guest firmware ran)` })
+      ? errAsync<string, HotplugError>({
+          kind: 'hotplug-not-found',
+          device: id,
+          message: `query-pci: no device ${id} (devices behind bridges appear only after the guest firmware ran)`,
+        })
       : okAsync(path);
   });
 }
@@ -134,11 +174,16 @@ const MAX_PCI_DEPTH = 8;
  * for the bridge owning that bus, up to pcie.0. Works in a paused VM, before firmware ran.
  */
 export function pciPathFromQom(qmp: QmpClient, id: string): ResultAsync<string, HotplugError> {
-  const notFound = (what: string): HotplugError => ({ kind: 'hotplug-not-found', device: id, message: `PCI path of ${id}: ${what}` });
+  const notFound = (what: string): HotplugError => ({
+    kind: 'hotplug-not-found',
+    device: id,
+    message: `PCI path of ${id}: ${what}`,
+  });
   const step = async (qomPath: string, slots: number[]): Promise<number[]> => {
     if (slots.length > MAX_PCI_DEPTH) throw notFound('bridge chain too deep');
     const addr = await qmp.execute<number>('qom-get', { path: qomPath, property: 'addr' });
-    if (addr.isErr()) throw addr.error.kind === 'qmp-command' ? notFound(addr.error.desc) : addr.error;
+    if (addr.isErr())
+      throw addr.error.kind === 'qmp-command' ? notFound(addr.error.desc) : addr.error;
     const bus = await qmp.execute<string>('qom-get', { path: qomPath, property: 'parent_bus' });
     if (bus.isErr()) throw bus.error;
     const here = [addr.value >> 3, ...slots];
@@ -148,14 +193,17 @@ export function pciPathFromQom(qmp: QmpClient, id: string): ResultAsync<string, 
     if (bridge === '') throw notFound(`unexpected parent bus ${bus.value}`);
     return step(bridge, here);
   };
-  return ResultAsync.fromPromise(step(`/machine/peripheral/${id}`, []), (e) => e as HotplugError).map((slots) =>
-    slots.map((s) => s.toString(16).padStart(2, '0')).join('/'),
-  );
+  return ResultAsync.fromPromise(
+    step(`/machine/peripheral/${id}`, []),
+    (e) => e as HotplugError,
+  ).map((slots) => slots.map((s) => s.toString(16).padStart(2, '0')).join('/'));
 }
 
 /** The PCI path: query-pci when the guest enumerated the device, QOM otherwise. */
 export function pciPathOf(qmp: QmpClient, id: string): ResultAsync<string, HotplugError> {
-  return pciPathFromQueryPci(qmp, id).orElse((e) => (e.kind === 'hotplug-not-found' ? pciPathFromQom(qmp, id) : errAsync(e)));
+  return pciPathFromQueryPci(qmp, id).orElse((e) =>
+    e.kind === 'hotplug-not-found' ? pciPathFromQom(qmp, id) : errAsync(e),
+  );
 }
 
 interface HotpluggableCpu {
@@ -166,46 +214,77 @@ interface HotpluggableCpu {
 }
 
 /** The id we give hot-plugged vCPUs, so shrinking removes only ours. */
-const vcpuId = (props: Record<string, number>) => `vcpu-s${props['socket-id'] ?? 0}-c${props['core-id'] ?? 0}-t${props['thread-id'] ?? 0}`;
+const vcpuId = (props: Record<string, number>) =>
+  `vcpu-s${props['socket-id'] ?? 0}-c${props['core-id'] ?? 0}-t${props['thread-id'] ?? 0}`;
 
 /**
  * Brings the number of present vCPUs to `target` (between the boot count and maxcpus) by
  * device_add / device_del of CPU devices; returns the new count. Shrinking removes only vCPUs
  * hot-plugged here, highest first, and needs the guest to release them (ACPI eject).
  */
-export function resizeVcpus(qmp: QmpClient, target: number, timeoutMs = 10_000): ResultAsync<number, HotplugError> {
-  return qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus', undefined, { timeoutMs }).andThen((cpus) => {
-    const present = cpus.filter((c) => c['qom-path'] !== undefined);
-    if (target === present.length) return okAsync(present.length);
-    if (target > cpus.length || target < 1) {
-      return errAsync<number, HotplugError>({ kind: 'hotplug-unsupported', device: 'vcpu', message: `resize vCPUs to ${target}: allowed 1..${cpus.length} (maxcpus)` });
-    }
-    if (target > present.length) {
-      // query-hotpluggable-cpus lists the highest ids first; add the lowest free ones first.
-      const free = cpus.filter((c) => c['qom-path'] === undefined).reverse().slice(0, target - present.length);
-      return free.reduce<ResultAsync<unknown, HotplugError>>(
-        (acc, c) => acc.andThen(() => qmp.execute('device_add', { driver: c.type, id: vcpuId(c.props), ...c.props }, { timeoutMs })),
-        okAsync(null),
-      ).map(() => target);
-    }
-    const ours = present.filter((c) => c['qom-path']?.endsWith(`/${vcpuId(c.props)}`));
-    const remove = ours.slice(0, present.length - target);
-    if (remove.length < present.length - target) {
-      return errAsync<number, HotplugError>({ kind: 'hotplug-unsupported', device: 'vcpu', message: `resize vCPUs to ${target}: only ${ours.length} hot-plugged vCPUs can be removed` });
-    }
-    return remove.reduce<ResultAsync<unknown, HotplugError>>(
-      (acc, c) => {
-        const id = vcpuId(c.props);
-        return acc.andThen(() => {
-          const abandon = new AbortController();
-          const gone = qmp.waitForEvent('DEVICE_DELETED', (d) => d.device === id, timeoutMs, abandon.signal);
-          return qmp
-            .execute('device_del', { id }, { timeoutMs })
-            .orElse((e) => (abandon.abort(), errAsync<unknown, QmpError>(e)))
-            .andThen(() => gone);
+export function resizeVcpus(
+  qmp: QmpClient,
+  target: number,
+  timeoutMs = 10_000,
+): ResultAsync<number, HotplugError> {
+  return qmp
+    .execute<HotpluggableCpu[]>('query-hotpluggable-cpus', undefined, { timeoutMs })
+    .andThen((cpus) => {
+      const present = cpus.filter((c) => c['qom-path'] !== undefined);
+      if (target === present.length) return okAsync(present.length);
+      if (target > cpus.length || target < 1) {
+        return errAsync<number, HotplugError>({
+          kind: 'hotplug-unsupported',
+          device: 'vcpu',
+          message: `resize vCPUs to ${target}: allowed 1..${cpus.length} (maxcpus)`,
         });
-      },
-      okAsync(null),
-    ).map(() => target);
-  });
+      }
+      if (target > present.length) {
+        // query-hotpluggable-cpus lists the highest ids first; add the lowest free ones first.
+        const free = cpus
+          .filter((c) => c['qom-path'] === undefined)
+          .reverse()
+          .slice(0, target - present.length);
+        return free
+          .reduce<ResultAsync<unknown, HotplugError>>(
+            (acc, c) =>
+              acc.andThen(() =>
+                qmp.execute(
+                  'device_add',
+                  { driver: c.type, id: vcpuId(c.props), ...c.props },
+                  { timeoutMs },
+                ),
+              ),
+            okAsync(null),
+          )
+          .map(() => target);
+      }
+      const ours = present.filter((c) => c['qom-path']?.endsWith(`/${vcpuId(c.props)}`));
+      const remove = ours.slice(0, present.length - target);
+      if (remove.length < present.length - target) {
+        return errAsync<number, HotplugError>({
+          kind: 'hotplug-unsupported',
+          device: 'vcpu',
+          message: `resize vCPUs to ${target}: only ${ours.length} hot-plugged vCPUs can be removed`,
+        });
+      }
+      return remove
+        .reduce<ResultAsync<unknown, HotplugError>>((acc, c) => {
+          const id = vcpuId(c.props);
+          return acc.andThen(() => {
+            const abandon = new AbortController();
+            const gone = qmp.waitForEvent(
+              'DEVICE_DELETED',
+              (d) => d.device === id,
+              timeoutMs,
+              abandon.signal,
+            );
+            return qmp
+              .execute('device_del', { id }, { timeoutMs })
+              .orElse((e) => (abandon.abort(), errAsync<unknown, QmpError>(e)))
+              .andThen(() => gone);
+          });
+        }, okAsync(null))
+        .map(() => target);
+    });
 }

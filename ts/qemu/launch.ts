@@ -5,10 +5,23 @@ import { accessSync, chownSync, constants, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { errAsync, okAsync, ResultAsync } from 'neverthrow';
 import type { Problem } from '../errors.js';
-import { AGENT_PORT_NAME, qemuCommandLine, type AgentChannel, type CmdlineConfig, type CmdlinePlan, type VmLaunch } from './cmdline.js';
+import {
+  AGENT_PORT_NAME,
+  qemuCommandLine,
+  type AgentChannel,
+  type CmdlineConfig,
+  type CmdlinePlan,
+  type VmLaunch,
+} from './cmdline.js';
 import { Virtiofsd, Vm, type PidLauncher, type VmError } from './vm.js';
 
-export type LaunchError = VmError | { readonly kind: 'vm-cmdline'; readonly problems: readonly Problem[]; readonly message: string };
+export type LaunchError =
+  | VmError
+  | {
+      readonly kind: 'vm-cmdline';
+      readonly problems: readonly Problem[];
+      readonly message: string;
+    };
 
 export interface LaunchOptions {
   readonly plan: CmdlinePlan;
@@ -16,7 +29,8 @@ export interface LaunchOptions {
   /** Sockets and logs go here (`qmp.sock`, `agent.sock`, `vfs.sock`, `qemu.log`, `virtiofsd.log`). */
   readonly runDir: string;
   /** Launch settings; sockets default to the run dir. */
-  readonly launch: Omit<VmLaunch, 'qmpSocket' | 'agent' | 'virtiofsSocket'> & Partial<Pick<VmLaunch, 'agent'>>;
+  readonly launch: Omit<VmLaunch, 'qmpSocket' | 'agent' | 'virtiofsSocket'> &
+    Partial<Pick<VmLaunch, 'agent'>>;
   /** Host directory shared over virtio-fs (shared_fs = virtio-fs). */
   readonly sharedDir?: string;
   readonly startTimeoutMs?: number;
@@ -37,24 +51,40 @@ export interface RunningVm {
 }
 
 /** vhost-vsock when /dev/vhost-vsock can be opened, else a virtio-serial port on `<runDir>/agent.sock`. */
-export function detectAgentChannel(runDir: string, guestCid: number, vhostVsock = '/dev/vhost-vsock'): AgentChannel {
+export function detectAgentChannel(
+  runDir: string,
+  guestCid: number,
+  vhostVsock = '/dev/vhost-vsock',
+): AgentChannel {
   try {
     accessSync(vhostVsock, constants.R_OK | constants.W_OK);
     return { kind: 'vhost-vsock', guestCid };
   } catch {
-    return { kind: 'virtio-serial', socketPath: path.join(runDir, 'agent.sock'), portName: AGENT_PORT_NAME };
+    return {
+      kind: 'virtio-serial',
+      socketPath: path.join(runDir, 'agent.sock'),
+      portName: AGENT_PORT_NAME,
+    };
   }
 }
 
 /** chown_to_parent for virtiofsd's socket: a rootless QEMU must be able to connect to it. */
-function giveSocket(d: Virtiofsd, socket: string, owner: LaunchOptions['virtiofsSocketOwner']): ResultAsync<Virtiofsd, LaunchError> {
+function giveSocket(
+  d: Virtiofsd,
+  socket: string,
+  owner: LaunchOptions['virtiofsSocketOwner'],
+): ResultAsync<Virtiofsd, LaunchError> {
   if (owner === undefined) return okAsync(d);
   try {
     chownSync(socket, owner.uid, owner.gid);
     return okAsync(d);
   } catch (e) {
     return ResultAsync.fromSafePromise(d.kill()).andThen(() =>
-      errAsync<Virtiofsd, LaunchError>({ kind: 'vm-spawn', binary: 'virtiofsd', message: `chown ${socket}: ${(e as Error).message}` }),
+      errAsync<Virtiofsd, LaunchError>({
+        kind: 'vm-spawn',
+        binary: 'virtiofsd',
+        message: `chown ${socket}: ${(e as Error).message}`,
+      }),
     );
   }
 }
@@ -75,13 +105,25 @@ export function launchVm(o: LaunchOptions): ResultAsync<RunningVm, LaunchError> 
   };
   const args = qemuCommandLine(o.plan, o.config, launch);
   if (args.isErr()) {
-    return errAsync({ kind: 'vm-cmdline', problems: args.error, message: args.error.map((p) => p.message).join('; ') });
+    return errAsync({
+      kind: 'vm-cmdline',
+      problems: args.error,
+      message: args.error.map((p) => p.message).join('; '),
+    });
   }
   if (virtiofs && o.sharedDir === undefined) {
-    return errAsync({ kind: 'vm-cmdline', problems: [], message: 'shared_fs = virtio-fs needs a shared directory' });
+    return errAsync({
+      kind: 'vm-cmdline',
+      problems: [],
+      message: 'shared_fs = virtio-fs needs a shared directory',
+    });
   }
   const fsd: ResultAsync<Virtiofsd | null, LaunchError> = virtiofs
-    ? Virtiofsd.start({ socketPath: vfsSocket, sharedDir: o.sharedDir!, logPath: path.join(o.runDir, 'virtiofsd.log') }).andThen((d) => giveSocket(d, vfsSocket, o.virtiofsSocketOwner))
+    ? Virtiofsd.start({
+        socketPath: vfsSocket,
+        sharedDir: o.sharedDir!,
+        logPath: path.join(o.runDir, 'virtiofsd.log'),
+      }).andThen((d) => giveSocket(d, vfsSocket, o.virtiofsSocketOwner))
     : okAsync(null);
   let stopping = false;
   return fsd.andThen((virtiofsd) =>
@@ -98,19 +140,21 @@ export function launchVm(o: LaunchOptions): ResultAsync<RunningVm, LaunchError> 
         o.onUnexpectedExit?.(`QEMU exited (${how}): ${tail || 'no output'}`);
       },
     })
-      .orElse((e) => ResultAsync.fromSafePromise((virtiofsd?.kill() ?? Promise.resolve()).then(removeSockets)).andThen(() => errAsync<Vm, LaunchError>(e)))
-      .map(
-        (vm): RunningVm => ({
-          vm,
-          virtiofsd,
-          agentSocket,
-          stop: async (timeoutMs = 5_000) => {
-            stopping = true;
-            await vm.quit(timeoutMs);
-            await virtiofsd?.kill();
-            removeSockets();
-          },
-        }),
-      ),
+      .orElse((e) =>
+        ResultAsync.fromSafePromise(
+          (virtiofsd?.kill() ?? Promise.resolve()).then(removeSockets),
+        ).andThen(() => errAsync<Vm, LaunchError>(e)),
+      )
+      .map((vm): RunningVm => ({
+        vm,
+        virtiofsd,
+        agentSocket,
+        stop: async (timeoutMs = 5_000) => {
+          stopping = true;
+          await vm.quit(timeoutMs);
+          await virtiofsd?.kill();
+          removeSockets();
+        },
+      })),
   );
 }

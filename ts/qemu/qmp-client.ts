@@ -6,8 +6,19 @@ import { errAsync, okAsync, ResultAsync } from 'neverthrow';
 
 export type QmpError =
   | { readonly kind: 'qmp-connect'; readonly socketPath: string; readonly message: string }
-  | { readonly kind: 'qmp-timeout'; readonly command: string; readonly timeoutMs: number; readonly message: string }
-  | { readonly kind: 'qmp-command'; readonly command: string; readonly errorClass: string; readonly desc: string; readonly message: string }
+  | {
+      readonly kind: 'qmp-timeout';
+      readonly command: string;
+      readonly timeoutMs: number;
+      readonly message: string;
+    }
+  | {
+      readonly kind: 'qmp-command';
+      readonly command: string;
+      readonly errorClass: string;
+      readonly desc: string;
+      readonly message: string;
+    }
   | { readonly kind: 'qmp-closed'; readonly command: string; readonly message: string }
   | { readonly kind: 'qmp-protocol'; readonly message: string };
 
@@ -69,9 +80,16 @@ export class QmpClient {
   }
 
   /** Connects (retrying until the socket accepts), reads the greeting and negotiates capabilities. */
-  static connect(socketPath: string, options: QmpConnectOptions = {}): ResultAsync<QmpClient, QmpError> {
+  static connect(
+    socketPath: string,
+    options: QmpConnectOptions = {},
+  ): ResultAsync<QmpClient, QmpError> {
     const timeoutMs = options.timeoutMs ?? 10_000;
-    const fail = (message: string): QmpError => ({ kind: 'qmp-connect', socketPath, message: `QMP ${socketPath}: ${message}` });
+    const fail = (message: string): QmpError => ({
+      kind: 'qmp-connect',
+      socketPath,
+      message: `QMP ${socketPath}: ${message}`,
+    });
     const attempt = async (): Promise<QmpClient> => {
       const deadline = Date.now() + timeoutMs;
       let abandoned = false;
@@ -82,9 +100,14 @@ export class QmpClient {
           const socket = await connectOnce(socketPath);
           const client = new QmpClient(socket);
           const greeting = await client.#awaitGreeting(Math.max(deadline - Date.now(), 100));
-          const qemu = (greeting.QMP as { version?: { qemu?: { major: number; minor: number; micro: number } } } | undefined)?.version?.qemu;
+          const qemu = (
+            greeting.QMP as
+              { version?: { qemu?: { major: number; minor: number; micro: number } } } | undefined
+          )?.version?.qemu;
           client.version = qemu ? `${qemu.major}.${qemu.minor}.${qemu.micro}` : '';
-          const caps = await client.execute('qmp_capabilities', undefined, { timeoutMs: Math.max(deadline - Date.now(), 100) });
+          const caps = await client.execute('qmp_capabilities', undefined, {
+            timeoutMs: Math.max(deadline - Date.now(), 100),
+          });
           if (caps.isErr()) {
             client.close();
             throw fail(caps.error.message);
@@ -96,9 +119,15 @@ export class QmpClient {
           await sleep(20);
         }
       }
-      throw fail(abandoned ? `gave up: the process went away (${last})` : `not ready within ${timeoutMs} ms (${last})`);
+      throw fail(
+        abandoned
+          ? `gave up: the process went away (${last})`
+          : `not ready within ${timeoutMs} ms (${last})`,
+      );
     };
-    return ResultAsync.fromPromise(attempt(), (e) => (typeof e === 'object' && e !== null && 'kind' in e ? (e as QmpError) : fail(String(e))));
+    return ResultAsync.fromPromise(attempt(), (e) =>
+      typeof e === 'object' && e !== null && 'kind' in e ? (e as QmpError) : fail(String(e)),
+    );
   }
 
   #awaitGreeting(timeoutMs: number): Promise<Record<string, unknown>> {
@@ -119,22 +148,46 @@ export class QmpClient {
   }
 
   /** Runs one command; `return` on success, a typed error otherwise. */
-  execute<T = unknown>(command: string, args?: Record<string, unknown>, options: { timeoutMs?: number } = {}): ResultAsync<T, QmpError> {
-    if (this.#closed) return errAsync({ kind: 'qmp-closed', command, message: `QMP ${command}: connection closed` });
+  execute<T = unknown>(
+    command: string,
+    args?: Record<string, unknown>,
+    options: { timeoutMs?: number } = {},
+  ): ResultAsync<T, QmpError> {
+    if (this.#closed)
+      return errAsync({
+        kind: 'qmp-closed',
+        command,
+        message: `QMP ${command}: connection closed`,
+      });
     const timeoutMs = options.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
     const id = this.#nextId++;
-    const reply = new Promise<{ return: unknown } | { error: { class: string; desc: string } }>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject({ kind: 'qmp-timeout', command, timeoutMs, message: `QMP ${command}: no reply within ${timeoutMs} ms` } satisfies QmpError);
-      }, timeoutMs);
-      this.#pending.set(id, { command, resolve, reject, timer });
-    });
-    this.#socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
+    const reply = new Promise<{ return: unknown } | { error: { class: string; desc: string } }>(
+      (resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.#pending.delete(id);
+          reject({
+            kind: 'qmp-timeout',
+            command,
+            timeoutMs,
+            message: `QMP ${command}: no reply within ${timeoutMs} ms`,
+          } satisfies QmpError);
+        }, timeoutMs);
+        this.#pending.set(id, { command, resolve, reject, timer });
+      },
+    );
+    this.#socket.write(
+      `${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`,
+    );
     return ResultAsync.fromPromise(reply, (e) => e as QmpError).andThen((r) => {
       if ('error' in r) {
         const { class: errorClass, desc } = r.error;
-        return errAsync<T, QmpError>({ kind: 'qmp-command', command, errorClass, desc, message: `QMP ${command}: ${desc} (${errorClass})` });
+        return errAsync<T, QmpError>({
+          kind: 'qmp-command',
+          command,
+          errorClass,
+          desc,
+          message: `QMP ${command}: ${desc} (${errorClass})`,
+        });
       }
       return okAsync(r.return as T);
     });
@@ -166,7 +219,11 @@ export class QmpClient {
       };
       const onAbort = () => {
         done();
-        reject({ kind: 'qmp-closed', command: what, message: `QMP ${what}: abandoned` } satisfies QmpError);
+        reject({
+          kind: 'qmp-closed',
+          command: what,
+          message: `QMP ${what}: abandoned`,
+        } satisfies QmpError);
       };
       signal?.addEventListener('abort', onAbort);
       const off = this.onEvent((e) => {
@@ -177,11 +234,20 @@ export class QmpClient {
       });
       const onClose = () => {
         done();
-        reject({ kind: 'qmp-closed', command: what, message: `QMP ${what}: connection closed` } satisfies QmpError);
+        reject({
+          kind: 'qmp-closed',
+          command: what,
+          message: `QMP ${what}: connection closed`,
+        } satisfies QmpError);
       };
       const timer = setTimeout(() => {
         done();
-        reject({ kind: 'qmp-timeout', command: what, timeoutMs, message: `QMP ${what}: not seen within ${timeoutMs} ms` } satisfies QmpError);
+        reject({
+          kind: 'qmp-timeout',
+          command: what,
+          timeoutMs,
+          message: `QMP ${what}: not seen within ${timeoutMs} ms`,
+        } satisfies QmpError);
       }, timeoutMs);
       this.#socket.on('close', onClose);
     });
@@ -218,7 +284,11 @@ export class QmpClient {
       this.#greeting?.(msg);
       this.#greeting = null;
     } else if ('event' in msg) {
-      const event = { event: String(msg.event), data: (msg.data ?? {}) as Record<string, unknown>, timestamp: msg.timestamp as QmpEvent['timestamp'] };
+      const event = {
+        event: String(msg.event),
+        data: (msg.data ?? {}) as Record<string, unknown>,
+        timestamp: msg.timestamp as QmpEvent['timestamp'],
+      };
       for (const l of [...this.#listeners]) l(event);
     } else if (typeof msg.id === 'number') {
       const p = this.#pending.get(msg.id);
@@ -235,7 +305,11 @@ export class QmpClient {
     for (const [id, p] of this.#pending) {
       clearTimeout(p.timer);
       this.#pending.delete(id);
-      p.reject({ kind: 'qmp-closed', command: p.command, message: `QMP ${p.command}: connection closed` });
+      p.reject({
+        kind: 'qmp-closed',
+        command: p.command,
+        message: `QMP ${p.command}: connection closed`,
+      });
     }
   }
 }

@@ -8,7 +8,13 @@ import { QmpClient, type QmpError } from './qmp-client.js';
 
 export type VmError =
   | { readonly kind: 'vm-spawn'; readonly binary: string; readonly message: string }
-  | { readonly kind: 'vm-exited'; readonly code: number | null; readonly signal: string | null; readonly log: string; readonly message: string }
+  | {
+      readonly kind: 'vm-exited';
+      readonly code: number | null;
+      readonly signal: string | null;
+      readonly log: string;
+      readonly message: string;
+    }
   | QmpError;
 
 /** How a supervised process ended. */
@@ -42,7 +48,11 @@ export interface LaunchedPid {
  * Starts `binary` some other way than a node child (e.g. as the rootless VMM user, ts/rootless):
  * Ok once it has exec'd. Its stdout and stderr are appended to `logPath`.
  */
-export type PidLauncher = (cmd: { readonly binary: string; readonly args: readonly string[]; readonly logPath: string }) => Result<LaunchedPid, { readonly message: string }>;
+export type PidLauncher = (cmd: {
+  readonly binary: string;
+  readonly args: readonly string[];
+  readonly logPath: string;
+}) => Result<LaunchedPid, { readonly message: string }>;
 
 export interface VirtiofsdOptions {
   readonly binary?: string;
@@ -127,7 +137,9 @@ class ChildSupervised implements Supervised {
   }
 }
 
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]),
+);
 
 /** How often a launched (non-child) process is polled for its exit. */
 const EXIT_POLL_MS = 25;
@@ -156,7 +168,10 @@ class PidSupervised implements Supervised {
         const e = exit();
         if (e === null) return;
         clearInterval(timer);
-        this.#exit = { code: e.code, signal: e.signal === null ? null : (SIGNAL_NAMES.get(e.signal) ?? null) };
+        this.#exit = {
+          code: e.code,
+          signal: e.signal === null ? null : (SIGNAL_NAMES.get(e.signal) ?? null),
+        };
         resolve(this.#exit);
       }, EXIT_POLL_MS);
     });
@@ -172,8 +187,15 @@ class PidSupervised implements Supervised {
   }
 }
 
-function supervise(binary: string, args: readonly string[], logPath: string, launcher?: PidLauncher): Supervised {
-  return launcher === undefined ? new ChildSupervised(binary, args, logPath) : new PidSupervised(launcher, binary, args, logPath);
+function supervise(
+  binary: string,
+  args: readonly string[],
+  logPath: string,
+  launcher?: PidLauncher,
+): Supervised {
+  return launcher === undefined
+    ? new ChildSupervised(binary, args, logPath)
+    : new PidSupervised(launcher, binary, args, logPath);
 }
 
 /** A running virtiofsd for one VM (it exits by itself when QEMU disconnects). */
@@ -197,7 +219,14 @@ export class Virtiofsd {
   /** Starts virtiofsd and waits for its socket (QEMU connects to it at startup). */
   static start(o: VirtiofsdOptions, timeoutMs = 10_000): ResultAsync<Virtiofsd, VmError> {
     const binary = o.binary ?? DEFAULT_VIRTIOFSD;
-    const args = [`--socket-path=${o.socketPath}`, '-o', `source=${o.sharedDir}`, '-o', 'cache=auto', ...(o.extraArgs ?? [])];
+    const args = [
+      `--socket-path=${o.socketPath}`,
+      '-o',
+      `source=${o.sharedDir}`,
+      '-o',
+      'cache=auto',
+      ...(o.extraArgs ?? []),
+    ];
     const proc = supervise(binary, args, o.logPath, o.launcher);
     const wait = async (): Promise<Virtiofsd> => {
       const deadline = Date.now() + timeoutMs;
@@ -208,7 +237,13 @@ export class Virtiofsd {
       }
       const exit = proc.exit ?? (await proc.kill());
       const log = logTail(o.logPath);
-      throw { kind: 'vm-exited', code: exit.code, signal: exit.signal, log, message: `virtiofsd did not create ${o.socketPath}: ${log || 'no output'}` } satisfies VmError;
+      throw {
+        kind: 'vm-exited',
+        code: exit.code,
+        signal: exit.signal,
+        log,
+        message: `virtiofsd did not create ${o.socketPath}: ${log || 'no output'}`,
+      } satisfies VmError;
     };
     return ResultAsync.fromPromise(wait(), (e) => e as VmError);
   }
@@ -242,27 +277,50 @@ export class Vm {
     try {
       proc = supervise(o.binary, o.args, o.logPath, o.launcher);
     } catch (e) {
-      return errAsync({ kind: 'vm-spawn', binary: o.binary, message: `cannot start ${o.binary}: ${e instanceof Error ? e.message : String(e)}` });
+      return errAsync({
+        kind: 'vm-spawn',
+        binary: o.binary,
+        message: `cannot start ${o.binary}: ${e instanceof Error ? e.message : String(e)}`,
+      });
     }
     void proc.exited.then((exit) => o.onExit?.(exit, logTail(o.logPath)));
     const exitedEarly = async (): Promise<VmError> => {
       const exit = await proc.exited;
       const log = logTail(o.logPath);
-      if (proc.spawnError !== null) return { kind: 'vm-spawn', binary: o.binary, message: `cannot start ${o.binary}: ${proc.spawnError}` };
+      if (proc.spawnError !== null)
+        return {
+          kind: 'vm-spawn',
+          binary: o.binary,
+          message: `cannot start ${o.binary}: ${proc.spawnError}`,
+        };
       const how = exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
-      return { kind: 'vm-exited', code: exit.code, signal: exit.signal, log, message: `QEMU exited (${how}) during startup: ${log || 'no output'}` };
+      return {
+        kind: 'vm-exited',
+        code: exit.code,
+        signal: exit.signal,
+        log,
+        message: `QEMU exited (${how}) during startup: ${log || 'no output'}`,
+      };
     };
-    return QmpClient.connect(o.qmpSocket, { timeoutMs: o.startTimeoutMs ?? 15_000, abandon: proc.exited })
+    return QmpClient.connect(o.qmpSocket, {
+      timeoutMs: o.startTimeoutMs ?? 15_000,
+      abandon: proc.exited,
+    })
       .orElse((qmpErr) => {
         // QEMU closes the socket a moment before it exits: give the exit a chance to arrive so
         // the error is QEMU's own text. A VM without QMP is unusable, so one still running is killed.
         const settle = async (): Promise<VmError> => {
-          const exitedSoon = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2_000).unref())]);
+          const exitedSoon = await Promise.race([
+            proc.exited.then(() => true),
+            new Promise<boolean>((r) => setTimeout(() => r(false), 2_000).unref()),
+          ]);
           if (exitedSoon) return exitedEarly();
           await proc.kill();
           return qmpErr;
         };
-        return ResultAsync.fromSafePromise(settle()).andThen((e) => errAsync<QmpClient, VmError>(e));
+        return ResultAsync.fromSafePromise(settle()).andThen((e) =>
+          errAsync<QmpClient, VmError>(e),
+        );
       })
       .andThen((qmp) => okAsync(new Vm(proc, qmp, o, performance.now() - started)));
   }

@@ -20,10 +20,17 @@ export function firstValidExecutablePath(paths: readonly string[]): Result<strin
   const found = paths.find(isExecutableFile);
   if (found !== undefined) return ok(found);
   const shown = `[${paths.map((p) => JSON.stringify(p)).join(', ')}]`;
-  return err({ kind: 'rootless-no-executable', paths, message: `No valid executable found in paths: ${shown}` });
+  return err({
+    kind: 'rootless-no-executable',
+    paths,
+    message: `No valid executable found in paths: ${shown}`,
+  });
 }
 
 /** `name` found in /usr/sbin, /sbin or /bin. */
-export function findSbinTool(name: string, dirs: readonly string[] = SBIN_DIRS): Result<string, RootlessError> {
+export function findSbinTool(
+  name: string,
+  dirs: readonly string[] = SBIN_DIRS,
+): Result<string, RootlessError> {
   return firstValidExecutablePath(dirs.map((d) => `${d}/${name}`));
 }

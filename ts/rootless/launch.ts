@@ -4,7 +4,12 @@ import { type Result } from 'neverthrow';
 import { call } from '../native.js';
 import type { PidLauncher } from '../qemu/vm.js';
 import type { RootlessError } from './errors.js';
-import { createRootlessUser, teardownRootlessUser, type CreateUserOptions, type RootlessUser } from './user.js';
+import {
+  createRootlessUser,
+  teardownRootlessUser,
+  type CreateUserOptions,
+  type RootlessUser,
+} from './user.js';
 
 export interface RootlessCommand {
   readonly path: string;
@@ -23,7 +28,10 @@ export function vmmGroups(user: Pick<RootlessUser, 'kvmGid'>): number[] {
 }
 
 /** Launches `cmd` as `user` with exactly `vmmGroups(user)`; Ok(pid) once it has exec'd. */
-export function launchAsRootlessUser(user: RootlessUser, cmd: RootlessCommand): Result<number, RootlessError> {
+export function launchAsRootlessUser(
+  user: RootlessUser,
+  cmd: RootlessCommand,
+): Result<number, RootlessError> {
   return call((n) =>
     n.spawnAsUser({
       path: cmd.path,
@@ -38,7 +46,9 @@ export function launchAsRootlessUser(user: RootlessUser, cmd: RootlessCommand): 
 }
 
 /** How a launched process ended, or `running`; undefined for a pid not launched here. */
-export function launchedExit(pid: number): { running: boolean; code?: number | null; signal?: number | null } | undefined {
+export function launchedExit(
+  pid: number,
+): { running: boolean; code?: number | null; signal?: number | null } | undefined {
   return call((n) => n.spawnedExit(pid)).unwrapOr(null) ?? undefined;
 }
 
@@ -65,13 +75,15 @@ export { teardownRootlessUser };
  */
 export function rootlessLauncher(user: RootlessUser): PidLauncher {
   return ({ binary, args, logPath }) =>
-    launchAsRootlessUser(user, { path: binary, args, stdout: logPath, stderr: logPath }).map((pid) => ({
-      pid,
-      exit: () => {
-        const e = launchedExit(pid);
-        // Unknown to the reaper (cannot happen for a pid it returned): treat as gone.
-        if (e === undefined) return { code: null, signal: null };
-        return e.running ? null : { code: e.code ?? null, signal: e.signal ?? null };
-      },
-    }));
+    launchAsRootlessUser(user, { path: binary, args, stdout: logPath, stderr: logPath }).map(
+      (pid) => ({
+        pid,
+        exit: () => {
+          const e = launchedExit(pid);
+          // Unknown to the reaper (cannot happen for a pid it returned): treat as gone.
+          if (e === undefined) return { code: null, signal: null };
+          return e.running ? null : { code: e.code ?? null, signal: e.signal ?? null };
+        },
+      }),
+    );
 }

@@ -6,8 +6,15 @@ import { err, ok, type Result } from 'neverthrow';
 import type { RootlessError } from './errors.js';
 
 /** Creates `dir` and missing parents with `mode`, each owned like the nearest existing ancestor. */
-export function createDirAllWithInheritOwner(dir: string, mode: number): Result<true, RootlessError> {
-  const fail = (message: string): RootlessError => ({ kind: 'rootless-runtime-dir', path: dir, message });
+export function createDirAllWithInheritOwner(
+  dir: string,
+  mode: number,
+): Result<true, RootlessError> {
+  const fail = (message: string): RootlessError => ({
+    kind: 'rootless-runtime-dir',
+    path: dir,
+    message,
+  });
   if (!path.posix.isAbsolute(dir)) return err(fail('the path must be absolute'));
   const missing: string[] = [];
   let cur = path.posix.normalize(dir);

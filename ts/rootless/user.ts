@@ -44,7 +44,11 @@ function sleepMs(ms: number): void {
 const USERDEL_USER_BUSY = 8;
 
 /** Runs a shadow tool, retrying for a few seconds on the transient `retryOn` statuses. */
-function run(tool: string, args: readonly string[], retryOn: readonly number[] = [PASSWD_LOCKED]): { status: number | null; stderr: string } {
+function run(
+  tool: string,
+  args: readonly string[],
+  retryOn: readonly number[] = [PASSWD_LOCKED],
+): { status: number | null; stderr: string } {
   for (let i = 0; ; i++) {
     const r = runOnce(tool, args);
     if (r.status === null || !retryOn.includes(r.status) || i >= 50) return r;
@@ -78,7 +82,11 @@ export function userExists(name: string): boolean {
 function requireRoot(euid: number): Result<true, RootlessError> {
   return euid === 0
     ? ok(true)
-    : err({ kind: 'rootless-not-root', euid, message: `rootless VMM requested but kata-ts runs as uid ${euid}, not root: it cannot create the VMM user` });
+    : err({
+        kind: 'rootless-not-root',
+        euid,
+        message: `rootless VMM requested but kata-ts runs as uid ${euid}, not root: it cannot create the VMM user`,
+      });
 }
 
 function addUser(useradd: string, options: CreateUserOptions): Result<string, RootlessError> {
@@ -89,38 +97,69 @@ function addUser(useradd: string, options: CreateUserOptions): Result<string, Ro
     const name = `kata-${suffix()}`;
     const r = run(useradd, ['-M', '-s', '/sbin/nologin', '-c', 'kata-ts temporary VMM user', name]);
     if (r.status === 0) return ok(name);
-    last = { kind: 'rootless-useradd', name, status: r.status, message: `useradd ${name} failed (status ${r.status}): ${r.stderr}` };
+    last = {
+      kind: 'rootless-useradd',
+      name,
+      status: r.status,
+      message: `useradd ${name} failed (status ${r.status}): ${r.stderr}`,
+    };
     if (r.status !== USERADD_NAME_IN_USE) return err(last);
   }
-  return err(last ?? { kind: 'rootless-useradd', name: '', status: null, message: 'useradd: no attempts made' });
+  return err(
+    last ?? {
+      kind: 'rootless-useradd',
+      name: '',
+      status: null,
+      message: 'useradd: no attempts made',
+    },
+  );
 }
 
 function makeRuntimeDir(dir: HostPath, uid: number, gid: number): Result<true, RootlessError> {
-  if (existsSync(dir)) return err({ kind: 'rootless-runtime-dir', path: dir, message: `runtime dir ${dir} already exists` });
+  if (existsSync(dir))
+    return err({
+      kind: 'rootless-runtime-dir',
+      path: dir,
+      message: `runtime dir ${dir} already exists`,
+    });
   try {
     mkdirSync(dir, { mode: 0o700 });
     chownSync(dir, uid, gid);
     return ok(true);
   } catch (e) {
-    return err({ kind: 'rootless-runtime-dir', path: dir, message: `creating runtime dir ${dir}: ${(e as Error).message}` });
+    return err({
+      kind: 'rootless-runtime-dir',
+      path: dir,
+      message: `creating runtime dir ${dir}: ${(e as Error).message}`,
+    });
   }
 }
 
 /** Removes the user (`userdel -r`) and its runtime dir; fine to call again or on a half-made user. */
-export function teardownRootlessUser(user: { readonly name: string; readonly runtimeDir?: string }): Result<true, RootlessError> {
+export function teardownRootlessUser(user: {
+  readonly name: string;
+  readonly runtimeDir?: string;
+}): Result<true, RootlessError> {
   if (user.runtimeDir !== undefined) rmSync(user.runtimeDir, { recursive: true, force: true });
   if (!userExists(user.name)) return ok(true);
   return findSbinTool('userdel').andThen((userdel) => {
     const r = run(userdel, ['-r', user.name], [PASSWD_LOCKED, USERDEL_USER_BUSY]);
     // userdel -r exits 12 when the (never created) home is missing; the user is gone all the same.
     return userExists(user.name)
-      ? err({ kind: 'rootless-userdel', name: user.name, status: r.status, message: `userdel -r ${user.name} failed (status ${r.status}): ${r.stderr}` } as const)
+      ? err({
+          kind: 'rootless-userdel',
+          name: user.name,
+          status: r.status,
+          message: `userdel -r ${user.name} failed (status ${r.status}): ${r.stderr}`,
+        } as const)
       : ok(true as const);
   });
 }
 
 /** Creates the VMM user and its runtime dir; on any failure after useradd, removes both. */
-export function createRootlessUser(options: CreateUserOptions = {}): Result<RootlessUser, RootlessError> {
+export function createRootlessUser(
+  options: CreateUserOptions = {},
+): Result<RootlessUser, RootlessError> {
   return requireRoot(options.euid ?? process.geteuid?.() ?? -1)
     .andThen(() => findSbinTool('useradd'))
     .andThen((useradd) => addUser(useradd, options))
@@ -128,13 +167,22 @@ export function createRootlessUser(options: CreateUserOptions = {}): Result<Root
       let runtimeDir: string | undefined;
       const built = (() => {
         const entry = passwdEntry(name);
-        if (!entry) return err<RootlessUser, RootlessError>({ kind: 'rootless-lookup', name, message: `user ${name} not in /etc/passwd after useradd` });
+        if (!entry)
+          return err<RootlessUser, RootlessError>({
+            kind: 'rootless-lookup',
+            name,
+            message: `user ${name} not in /etc/passwd after useradd`,
+          });
         const device = options.kvmDevice ?? '/dev/kvm';
         let kvmGid: number;
         try {
           kvmGid = statSync(device).gid;
         } catch (e) {
-          return err<RootlessUser, RootlessError>({ kind: 'rootless-kvm', device, message: `stat ${device}: ${(e as Error).message}` });
+          return err<RootlessUser, RootlessError>({
+            kind: 'rootless-kvm',
+            device,
+            message: `stat ${device}: ${(e as Error).message}`,
+          });
         }
         return vmmUserRuntimeDir(entry.uid, options.runtimeRoot).andThen((dir) =>
           makeRuntimeDir(dir, entry.uid, entry.gid).map((): RootlessUser => {

@@ -73,7 +73,22 @@ function toEvent(e: VolumeSyncEvent): SyncEvent {
 
 function toSummary(e: VolumeSyncEvent): SyncSummary {
   const s = toEvent(e);
-  return s.kind === 'synced' ? s : { kind: 'synced', reason: 'events', full: false, entries: 0, bytes: 0, destinations: 0, skipped: 0, failed: 1, durationUs: 0, watchedDirs: 0, watchSetupUs: 0, message: s.message };
+  return s.kind === 'synced'
+    ? s
+    : {
+        kind: 'synced',
+        reason: 'events',
+        full: false,
+        entries: 0,
+        bytes: 0,
+        destinations: 0,
+        skipped: 0,
+        failed: 1,
+        durationUs: 0,
+        watchedDirs: 0,
+        watchSetupUs: 0,
+        message: s.message,
+      };
 }
 
 /** A running live sync. Close it when the volume is released. */
@@ -113,7 +128,10 @@ export class LiveSync {
 }
 
 /** Copies `source` to every destination and, unless `watch: false`, keeps them in sync. */
-export function startLiveSync(options: LiveSyncOptions, onEvent: (e: SyncEvent) => void = () => {}): ResultAsync<LiveSync, NativeError> {
+export function startLiveSync(
+  options: LiveSyncOptions,
+  onEvent: (e: SyncEvent) => void = () => {},
+): ResultAsync<LiveSync, NativeError> {
   const agent = dialOptions(options.agent, options.dialTimeoutMs);
   const start = (n: { startVolumeSync: AgentConnection['startVolumeSync'] }) =>
     n.startVolumeSync(
@@ -127,7 +145,9 @@ export function startLiveSync(options: LiveSyncOptions, onEvent: (e: SyncEvent) 
       },
       (e) => onEvent(toEvent(e)),
     );
-  return callAsync((n) => (options.connection ? start(options.connection) : start(n))).map((native) => new LiveSync(native));
+  return callAsync((n) => (options.connection ? start(options.connection) : start(n))).map(
+    (native) => new LiveSync(native),
+  );
 }
 
 /** Ok when `e` is a summary without failures. */

@@ -58,14 +58,17 @@ export class VolumeSyncs {
    * drops the destination again.
    */
   acquire(containerId: string, step: CopyStep): ResultAsync<Acquired, VolumeSyncError> {
-    if (!step.watched) return this.#copyOnce(step.source, step.guestPath).map(() => ({ first: true }));
+    if (!step.watched)
+      return this.#copyOnce(step.source, step.guestPath).map(() => ({ first: true }));
     const dest = { containerId, guestPath: step.guestPath };
     const running = this.#syncs.get(step.syncKey);
     const copied = running === undefined ? this.#start(step, dest) : this.#add(step, running, dest);
-    return copied.map(() => ({ first: running === undefined })).mapErr((e) => {
-      this.release(containerId, step);
-      return e;
-    });
+    return copied
+      .map(() => ({ first: running === undefined }))
+      .mapErr((e) => {
+        this.release(containerId, step);
+        return e;
+      });
   }
 
   /**
@@ -77,7 +80,9 @@ export class VolumeSyncs {
     if (!step.watched) return true;
     const entry = this.#syncs.get(step.syncKey);
     if (entry === undefined) return true;
-    const at = entry.destinations.findIndex((d) => d.containerId === containerId && d.guestPath === step.guestPath);
+    const at = entry.destinations.findIndex(
+      (d) => d.containerId === containerId && d.guestPath === step.guestPath,
+    );
     if (at < 0) return false;
     entry.destinations.splice(at, 1);
     if (entry.destinations.length === 0) {
@@ -114,7 +119,14 @@ export class VolumeSyncs {
     const o = this.#options;
     const key = step.syncKey;
     const started = startLiveSync(
-      { source: step.source, destinations: [dest.guestPath], agent: o.agent, connection: o.connection, debounceMs: o.debounceMs, dialTimeoutMs: o.dialTimeoutMs },
+      {
+        source: step.source,
+        destinations: [dest.guestPath],
+        agent: o.agent,
+        connection: o.connection,
+        debounceMs: o.debounceMs,
+        dialTimeoutMs: o.dialTimeoutMs,
+      },
       (e) => o.onEvent?.(key, e),
     );
     const entry: KeySync = {
@@ -136,14 +148,25 @@ export class VolumeSyncs {
     entry.destinations.push(dest);
     return ResultAsync.fromSafePromise(entry.sync).andThen((s) =>
       s === undefined
-        ? errAsync<void, VolumeSyncError>({ kind: 'volume', source: step.source, message: `the sync of ${step.source} failed to start` })
+        ? errAsync<void, VolumeSyncError>({
+            kind: 'volume',
+            source: step.source,
+            message: `the sync of ${step.source} failed to start`,
+          })
         : this.#native(step.source, s.addDestination(dest.guestPath)).map(() => undefined),
     );
   }
 
   #copyOnce(source: string, dest: GuestPath): ResultAsync<void, VolumeSyncError> {
     const o = this.#options;
-    const once = startLiveSync({ source, destinations: [dest], agent: o.agent, connection: o.connection, dialTimeoutMs: o.dialTimeoutMs, watch: false });
+    const once = startLiveSync({
+      source,
+      destinations: [dest],
+      agent: o.agent,
+      connection: o.connection,
+      dialTimeoutMs: o.dialTimeoutMs,
+      watch: false,
+    });
     return this.#native(source, once).map((s) => s.close());
   }
 }
