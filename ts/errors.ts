@@ -1,7 +1,7 @@
 // Errors are data: a discriminated union with the field path and the offending value; the
 // message is derived from them once, when the error is made.
 import { clipValue, errorLine, quoteValue } from './input/escape-text.js';
-import { MAX_SHOWN_VALUE_CHARS } from './input/limits.js';
+import { MAX_ECHOED_VALUE_CHARS } from './input/limits.js';
 
 /** Where a problem is: a file plus a field path (`hypervisor.qemu.block_device_aio`). */
 export interface Problem {
@@ -23,11 +23,12 @@ export function problem(kind: string, source: string, field: string, value: unkn
 }
 
 /**
- * A message never carries more than a short prefix of its offending value: an echo of a long
- * value (raw or JSON-quoted) is cut where every problem is made, whatever module wrote the message.
+ * A message never carries more than a short prefix of an offending value longer than
+ * MAX_ECHOED_VALUE_CHARS: an echo of it (raw or JSON-quoted) is cut where every problem is made,
+ * whatever module wrote the message.
  */
 function clipEchoes(what: string, value: string): string {
-  if (value.length <= MAX_SHOWN_VALUE_CHARS) return what;
+  if (value.length <= MAX_ECHOED_VALUE_CHARS) return what;
   return what.split(JSON.stringify(value)).join(quoteValue(value)).split(value).join(clipValue(value));
 }
 

@@ -34,11 +34,15 @@ export interface SpawnedRun extends CliRun {
  * is what a user would see, stack traces included.
  */
 export function spawnCli(args: string[], timeoutMs = 60_000): Promise<SpawnedRun> {
-  const child = spawn(process.execPath, ['--import=tsx', path.join(repoRoot, 'ts/cli/run.ts'), ...args], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, KATA_TS_LOG: 'silent' },
-  });
+  const child = spawn(
+    process.execPath,
+    ['--import=tsx', path.join(repoRoot, 'ts/cli/run.ts'), ...args],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, KATA_TS_LOG: 'silent' },
+    },
+  );
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -71,7 +75,9 @@ export class Scratch {
       const keyLine = new RegExp(`^${key}\\s*=.*$`, 'm');
       const sectionEnd = text.indexOf('\n[', at + header.length + 2);
       const body = text.slice(at, sectionEnd < 0 ? undefined : sectionEnd);
-      const edited = keyLine.test(body) ? body.replace(keyLine, `${key} = ${value}`) : `${body.trimEnd()}\n${key} = ${value}\n`;
+      const edited = keyLine.test(body)
+        ? body.replace(keyLine, `${key} = ${value}`)
+        : `${body.trimEnd()}\n${key} = ${value}\n`;
       text = text.slice(0, at) + edited + (sectionEnd < 0 ? '' : text.slice(sectionEnd));
     }
     const file = path.join(this.dir, name);
@@ -101,4 +107,10 @@ export class Scratch {
 }
 
 /** Host facts used by plan tests so results do not depend on the machine. */
-export const HOST_FACTS = JSON.stringify({ cgroupVersion: 'v1', hostCpus: 8, hostMemoryMiB: 16384, guestProtection: 'none', blockDevices: {} });
+export const HOST_FACTS = JSON.stringify({
+  cgroupVersion: 'v1',
+  hostCpus: 8,
+  hostMemoryMiB: 16384,
+  guestProtection: 'none',
+  blockDevices: {},
+});

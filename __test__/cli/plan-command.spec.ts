@@ -30,8 +30,26 @@ async function planError(t: any, args: string[]) {
 }
 
 test('the bundled example plans with the documented top-level shape', async (t) => {
-  const p = await planJson(t, ['--config', exampleConfig, '--sandbox', `example-sandbox=${exampleBundle}`]);
-  t.deepEqual(Object.keys(p).slice(0, 11), ['sandboxId', 'rootlessDir', 'hostDirs', 'vcpus', 'memoryMiB', 'maxMemoryMiB', 'cgroups', 'ports', 'coldplugDevices', 'initdata', 'containers']);
+  const p = await planJson(t, [
+    '--config',
+    exampleConfig,
+    '--sandbox',
+    `example-sandbox=${exampleBundle}`,
+  ]);
+  t.deepEqual(Object.keys(p).slice(0, 12), [
+    'sandboxId',
+    'rootlessDir',
+    'hostDirs',
+    'vcpus',
+    'memoryMiB',
+    'maxMemoryMiB',
+    'kernelParams',
+    'cgroups',
+    'ports',
+    'coldplugDevices',
+    'initdata',
+    'containers',
+  ]);
   t.is(p.sandboxId, 'example-sandbox');
   t.is(p.rootlessDir, null);
   t.deepEqual(p.hostDirs, {
@@ -46,7 +64,13 @@ test('the bundled example plans with the documented top-level shape', async (t) 
   });
   t.deepEqual(p.vcpus, { boot: 1, max: 8, exact: '1/1' });
   t.is(p.memoryMiB, 2048);
-  t.like(p.cgroups, { driver: 'cgroupfs', path: 'kata-ts-example/sandbox', overheadPath: null, vcpuPlacement: 'none' });
+  t.is(p.kernelParams, '');
+  t.like(p.cgroups, {
+    driver: 'cgroupfs',
+    path: 'kata-ts-example/sandbox',
+    overheadPath: null,
+    vcpuPlacement: 'none',
+  });
   t.deepEqual(p.ports, []);
   t.deepEqual(p.coldplugDevices, []);
   t.is(p.initdata, null);
@@ -61,22 +85,44 @@ test('containers are added in command-line order; 0.5 + ten 0.05-CPU containers 
   const containers = Array.from({ length: 10 }, (_, i) => {
     const dir = s.bundle(`c${i}`, (spec) => {
       spec.linux.resources.cpu = { quota: 5000, period: 100000 };
-      spec.annotations = { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb' };
+      spec.annotations = {
+        'io.kubernetes.cri.container-type': 'container',
+        'io.kubernetes.cri.sandbox-id': 'sb',
+      };
     });
     return ['--container', `c${i}=${dir}`];
   });
-  const p = await planJson(t, ['--config', config, '--sandbox', `sb=${sandbox}`, ...containers.flat()]);
-  t.deepEqual(p.containers.map((c: any) => c.id), ['sb', ...Array.from({ length: 10 }, (_, i) => `c${i}`)]);
-  t.deepEqual(p.containers.map((c: any) => c.vcpusAfter), Array(11).fill(1));
+  const p = await planJson(t, [
+    '--config',
+    config,
+    '--sandbox',
+    `sb=${sandbox}`,
+    ...containers.flat(),
+  ]);
+  t.deepEqual(
+    p.containers.map((c: any) => c.id),
+    ['sb', ...Array.from({ length: 10 }, (_, i) => `c${i}`)],
+  );
+  t.deepEqual(
+    p.containers.map((c: any) => c.vcpusAfter),
+    Array(11).fill(1),
+  );
   t.is(p.containers[1].type, 'pod_container');
 });
 
 test('a systemd cgroupsPath selects the systemd driver', async (t) => {
   const s = scratch(t);
-  const sandbox = s.bundle('sb', (spec) => (spec.linux.cgroupsPath = 'kubepods-besteffort.slice:cri-containerd:sb'));
+  const sandbox = s.bundle(
+    'sb',
+    (spec) => (spec.linux.cgroupsPath = 'kubepods-besteffort.slice:cri-containerd:sb'),
+  );
   const config = s.config([['runtime', 'sandbox_cgroup_only', 'false']]);
   const p = await planJson(t, ['--config', config, '--sandbox', `sb=${sandbox}`]);
-  t.like(p.cgroups, { driver: 'systemd', overheadPath: 'kata-overhead.slice:runtime-rs:sb', vcpuPlacement: 'process' });
+  t.like(p.cgroups, {
+    driver: 'systemd',
+    overheadPath: 'kata-overhead.slice:runtime-rs:sb',
+    vcpuPlacement: 'process',
+  });
   t.is(p.cgroups.systemd.unit, 'cri-containerd-sb.scope');
 });
 
@@ -84,7 +130,10 @@ test('pcie_root_port creates root ports on pcie.0 with explicit addresses', asyn
   const s = scratch(t);
   const config = s.config([['hypervisor.qemu', 'pcie_root_port', '2']]);
   const p = await planJson(t, ['--config', config, '--sandbox', `sb=${exampleBundle}`]);
-  t.deepEqual(p.ports.map((x: any) => `${x.id}:${x.type}:${x.bus}`), ['rp0:root-port:pcie.0', 'rp1:root-port:pcie.0']);
+  t.deepEqual(
+    p.ports.map((x: any) => `${x.id}:${x.type}:${x.bus}`),
+    ['rp0:root-port:pcie.0', 'rp1:root-port:pcie.0'],
+  );
   t.true(p.ports.every((x: any) => typeof x.addr === 'string'));
 });
 
@@ -92,17 +141,43 @@ test('pcie_switch_port creates a switch with downstream ports (the reference can
   const s = scratch(t);
   const config = s.config([['hypervisor.qemu', 'pcie_switch_port', '2']]);
   const p = await planJson(t, ['--config', config, '--sandbox', `sb=${exampleBundle}`]);
-  t.deepEqual(p.ports.map((x: any) => `${x.id}:${x.type}:${x.bus}`), [
-    'rp1:root-port:pcie.0', 'swup1:switch-upstream:rp1', 'swdp1:switch-downstream:swup1', 'swdp2:switch-downstream:swup1',
-  ]);
+  t.deepEqual(
+    p.ports.map((x: any) => `${x.id}:${x.type}:${x.bus}`),
+    [
+      'rp1:root-port:pcie.0',
+      'swup1:switch-upstream:rp1',
+      'swdp1:switch-downstream:swup1',
+      'swdp2:switch-downstream:swup1',
+    ],
+  );
 });
 
 test('a device hot-plugged behind the switch gets the PCI path through it', async (t) => {
   const s = scratch(t);
-  const config = s.config([['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"'], ['hypervisor.qemu', 'pcie_switch_port', '2']]);
-  const sandbox = s.bundle('sb', (spec) => (spec.linux.devices = [{ path: '/dev/xvda', type: 'b', major: 8, minor: 16 }]));
-  const facts = s.file('facts-dev.json', JSON.stringify({ ...JSON.parse(HOST_FACTS), blockDevices: { '8:16': { path: '/dev/sdb', readOnly: false } } }));
-  const r = await runCli(['plan', '--host-facts', facts, '--config', config, '--sandbox', `sb=${sandbox}`]);
+  const config = s.config([
+    ['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"'],
+    ['hypervisor.qemu', 'pcie_switch_port', '2'],
+  ]);
+  const sandbox = s.bundle(
+    'sb',
+    (spec) => (spec.linux.devices = [{ path: '/dev/xvda', type: 'b', major: 8, minor: 16 }]),
+  );
+  const facts = s.file(
+    'facts-dev.json',
+    JSON.stringify({
+      ...JSON.parse(HOST_FACTS),
+      blockDevices: { '8:16': { path: '/dev/sdb', readOnly: false } },
+    }),
+  );
+  const r = await runCli([
+    'plan',
+    '--host-facts',
+    facts,
+    '--config',
+    config,
+    '--sandbox',
+    `sb=${sandbox}`,
+  ]);
   t.is(r.code, 0, r.stderr);
   t.is(JSON.parse(r.stdout).containers[0].blockDevices[0].pciPath, '10/00/01/00');
 });
@@ -111,19 +186,36 @@ const INITDATA = 'algorithm = "sha256"\nversion = "0.1.0"\n\n[data]\nkey = "valu
 
 test('initdata from the config is cold-plugged read-only with the configured driver and AIO', async (t) => {
   const s = scratch(t);
-  const config = s.config([['hypervisor.qemu', 'initdata', JSON.stringify(INITDATA)], ['hypervisor.qemu', 'block_device_aio', '"native"']]);
+  const config = s.config([
+    ['hypervisor.qemu', 'initdata', JSON.stringify(INITDATA)],
+    ['hypervisor.qemu', 'block_device_aio', '"native"'],
+  ]);
   const p = await planJson(t, ['--config', config, '--sandbox', `sb=${exampleBundle}`]);
-  t.like(p.initdata, { digest: 'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294=', driver: 'virtio-scsi' });
+  t.like(p.initdata, {
+    digest: 'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294=',
+    driver: 'virtio-scsi',
+  });
   t.is(p.initdata.imageBytes % 512, 0);
   t.is(p.coldplugDevices.length, 1);
-  t.like(p.coldplugDevices[0], { agentDriver: 'scsi', readOnly: true, aio: 'native', directIo: true, scsiAddr: '0:0', pathOnHost: '/run/kata-containers/shared/initdata/sb/initdata.image' });
+  t.like(p.coldplugDevices[0], {
+    agentDriver: 'scsi',
+    readOnly: true,
+    aio: 'native',
+    directIo: true,
+    scsiAddr: '0:0',
+    pathOnHost: '/run/kata-containers/shared/initdata/sb/initdata.image',
+  });
 });
 
 test('initdata from the cc_init_data annotation is decoded when annotations allow it', async (t) => {
   const s = scratch(t);
-  const config = s.config([['hypervisor.qemu', 'enable_annotations', '["cc_init_data"]'], ['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"']]);
+  const config = s.config([
+    ['hypervisor.qemu', 'enable_annotations', '["cc_init_data"]'],
+    ['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"'],
+  ]);
   const sandbox = s.bundle('sb', (spec) => {
-    spec.annotations['io.katacontainers.config.hypervisor.cc_init_data'] = gzipSync(INITDATA).toString('base64');
+    spec.annotations['io.katacontainers.config.hypervisor.cc_init_data'] =
+      gzipSync(INITDATA).toString('base64');
   });
   const p = await planJson(t, ['--config', config, '--sandbox', `sb=${sandbox}`]);
   t.is(p.initdata.digest, 'dngZjtaC3ku+OZuaFxD15g52h/338mtwMHtHNzEI294=');
@@ -134,28 +226,68 @@ test('bad initdata in the annotation is an error naming the annotation', async (
   const s = scratch(t);
   const config = s.config([['hypervisor.qemu', 'enable_annotations', '["cc_init_data"]']]);
   const sandbox = s.bundle('sb', (spec) => {
-    spec.annotations['io.katacontainers.config.hypervisor.cc_init_data'] = 'This is not valid base64!';
+    spec.annotations['io.katacontainers.config.hypervisor.cc_init_data'] =
+      'This is not valid base64!';
   });
   const [line] = await planError(t, ['--config', config, '--sandbox', `sb=${sandbox}`]);
   t.regex(line!, /io\.katacontainers\.config\.hypervisor\.cc_init_data: .*base64 decode/);
 });
 
 const badConfigs: [string, [string, string, string], RegExp][] = [
-  ['an unsupported AIO mode', ['hypervisor.qemu', 'block_device_aio', '"iouring"'], /hypervisor\.qemu\.block_device_aio: .*iouring is unsupported block device AIO mode\./],
-  ['an unknown block driver', ['hypervisor.qemu', 'block_device_driver', '"foo"'], /hypervisor\.qemu\.block_device_driver: .*foo is unsupported block device type\./],
-  ['logical sector larger than physical', ['hypervisor.qemu', 'block_device_logical_sector_size', '4096\nblock_device_physical_sector_size = 512'], /invalid sector sizes: logical \(4096\) must not be larger than physical \(512\)/],
-  ['a sector size that is not a power of two', ['hypervisor.qemu', 'block_device_logical_sector_size', '1000'], /block_device_logical_sector_size/],
-  ['a negative root port count', ['hypervisor.qemu', 'pcie_root_port', '-1'], /hypervisor\.qemu\.pcie_root_port/],
-  ['too many root ports', ['hypervisor.qemu', 'pcie_root_port', '40'], /hypervisor\.qemu\.pcie_root_port/],
-  ['root ports and switch ports at once (Kata forbids it)', ['hypervisor.qemu', 'pcie_root_port', '1\npcie_switch_port = 1'], /Root Port and Switch Port set at the same time is forbidden/],
-  ['default_vcpus as an exponent', ['hypervisor.qemu', 'default_vcpus', '1e3'], /hypervisor\.qemu\.default_vcpus/],
+  [
+    'an unsupported AIO mode',
+    ['hypervisor.qemu', 'block_device_aio', '"iouring"'],
+    /hypervisor\.qemu\.block_device_aio: .*iouring is unsupported block device AIO mode\./,
+  ],
+  [
+    'an unknown block driver',
+    ['hypervisor.qemu', 'block_device_driver', '"foo"'],
+    /hypervisor\.qemu\.block_device_driver: .*foo is unsupported block device type\./,
+  ],
+  [
+    'logical sector larger than physical',
+    [
+      'hypervisor.qemu',
+      'block_device_logical_sector_size',
+      '4096\nblock_device_physical_sector_size = 512',
+    ],
+    /invalid sector sizes: logical \(4096\) must not be larger than physical \(512\)/,
+  ],
+  [
+    'a sector size that is not a power of two',
+    ['hypervisor.qemu', 'block_device_logical_sector_size', '1000'],
+    /block_device_logical_sector_size/,
+  ],
+  [
+    'a negative root port count',
+    ['hypervisor.qemu', 'pcie_root_port', '-1'],
+    /hypervisor\.qemu\.pcie_root_port/,
+  ],
+  [
+    'too many root ports',
+    ['hypervisor.qemu', 'pcie_root_port', '40'],
+    /hypervisor\.qemu\.pcie_root_port/,
+  ],
+  [
+    'root ports and switch ports at once (Kata forbids it)',
+    ['hypervisor.qemu', 'pcie_root_port', '1\npcie_switch_port = 1'],
+    /Root Port and Switch Port set at the same time is forbidden/,
+  ],
+  [
+    'default_vcpus as an exponent',
+    ['hypervisor.qemu', 'default_vcpus', '1e3'],
+    /hypervisor\.qemu\.default_vcpus/,
+  ],
 ];
 for (const [title, edit, want] of badConfigs) {
   test(`${title} exits 2 with one line naming the key`, async (t) => {
     const s = scratch(t);
     const config = s.config([edit]);
     const lines = await planError(t, ['--config', config, '--sandbox', `sb=${exampleBundle}`]);
-    t.true(lines.some((l) => want.test(l) && l.startsWith(`kata-ts: ${config}: `)), lines.join('\n'));
+    t.true(
+      lines.some((l) => want.test(l) && l.startsWith(`kata-ts: ${config}: `)),
+      lines.join('\n'),
+    );
   });
 }
 
@@ -167,7 +299,12 @@ test('malformed TOML exits 2 naming the file and position', async (t) => {
 });
 
 test('a missing config file exits 2 naming it', async (t) => {
-  const [line] = await planError(t, ['--config', '/nonexistent/configuration.toml', '--sandbox', `sb=${exampleBundle}`]);
+  const [line] = await planError(t, [
+    '--config',
+    '/nonexistent/configuration.toml',
+    '--sandbox',
+    `sb=${exampleBundle}`,
+  ]);
   t.is(line, 'kata-ts: /nonexistent/configuration.toml: --config: cannot read: no such file');
 });
 
@@ -192,7 +329,12 @@ test('a cgroupsPath escaping with .. exits 2 naming linux.cgroupsPath', async (t
 });
 
 test('an unusable sandbox id exits 2', async (t) => {
-  const [line] = await planError(t, ['--config', exampleConfig, '--sandbox', `../evil=${exampleBundle}`]);
+  const [line] = await planError(t, [
+    '--config',
+    exampleConfig,
+    '--sandbox',
+    `../evil=${exampleBundle}`,
+  ]);
   t.regex(line!, /invalid id "\.\.\/evil"/);
 });
 
@@ -211,22 +353,66 @@ test('a missing required option exits 2 in the kata-ts: shape', async (t) => {
 test('hot-plugging a virtio-blk-pci device with no ports configured is refused naming pcie_root_port', async (t) => {
   const s = scratch(t);
   const config = s.config([['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"']]);
-  const sandbox = s.bundle('sb', (spec) => (spec.linux.devices = [{ path: '/dev/xvda', type: 'b', major: 8, minor: 0 }]));
-  const facts = s.file('facts-dev.json', JSON.stringify({ ...JSON.parse(HOST_FACTS), blockDevices: { '8:0': { path: '/dev/sda', readOnly: false } } }));
-  const r = await runCli(['plan', '--host-facts', facts, '--config', config, '--sandbox', `sb=${sandbox}`]);
+  const sandbox = s.bundle(
+    'sb',
+    (spec) => (spec.linux.devices = [{ path: '/dev/xvda', type: 'b', major: 8, minor: 0 }]),
+  );
+  const facts = s.file(
+    'facts-dev.json',
+    JSON.stringify({
+      ...JSON.parse(HOST_FACTS),
+      blockDevices: { '8:0': { path: '/dev/sda', readOnly: false } },
+    }),
+  );
+  const r = await runCli([
+    'plan',
+    '--host-facts',
+    facts,
+    '--config',
+    config,
+    '--sandbox',
+    `sb=${sandbox}`,
+  ]);
   t.is(r.code, 2);
   t.regex(r.stderr, /linux\.devices\[0\].*pcie_root_port/);
 });
 
 test('a container block device is hot-plugged to a root port with a PCI path', async (t) => {
   const s = scratch(t);
-  const config = s.config([['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"'], ['hypervisor.qemu', 'pcie_root_port', '2']]);
-  const sandbox = s.bundle('sb', (spec) => (spec.linux.devices = [{ path: '/dev/xvda', type: 'b', major: 8, minor: 16 }]));
-  const facts = s.file('facts-dev.json', JSON.stringify({ ...JSON.parse(HOST_FACTS), blockDevices: { '8:16': { path: '/dev/sdb', readOnly: true } } }));
-  const r = await runCli(['plan', '--host-facts', facts, '--config', config, '--sandbox', `sb=${sandbox}`]);
+  const config = s.config([
+    ['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"'],
+    ['hypervisor.qemu', 'pcie_root_port', '2'],
+  ]);
+  const sandbox = s.bundle(
+    'sb',
+    (spec) => (spec.linux.devices = [{ path: '/dev/xvda', type: 'b', major: 8, minor: 16 }]),
+  );
+  const facts = s.file(
+    'facts-dev.json',
+    JSON.stringify({
+      ...JSON.parse(HOST_FACTS),
+      blockDevices: { '8:16': { path: '/dev/sdb', readOnly: true } },
+    }),
+  );
+  const r = await runCli([
+    'plan',
+    '--host-facts',
+    facts,
+    '--config',
+    config,
+    '--sandbox',
+    `sb=${sandbox}`,
+  ]);
   t.is(r.code, 0, r.stderr);
   const dev = JSON.parse(r.stdout).containers[0].blockDevices[0];
-  t.like(dev, { pathOnHost: '/dev/sdb', readOnly: true, agentDriver: 'blk', pciPath: '10/00', hotplug: true, aio: 'io_uring' });
+  t.like(dev, {
+    pathOnHost: '/dev/sdb',
+    readOnly: true,
+    agentDriver: 'blk',
+    pciPath: '10/00',
+    hotplug: true,
+    aio: 'io_uring',
+  });
 });
 
 test('a bad container cpuset exits 2 with one line naming the bundle and field', async (t) => {
@@ -241,22 +427,57 @@ test('the sandbox cgroup cpuset is the canonical union of the containers', async
   const s = scratch(t);
   const sandbox = s.bundle('sb', (spec) => (spec.linux.resources.cpu = { cpus: '0-3' }));
   const c1 = s.bundle('c1', (spec) => (spec.linux.resources.cpu = { cpus: '2-5', mems: '0' }));
-  const p = await planJson(t, ['--config', exampleConfig, '--sandbox', `sb=${sandbox}`, '--container', `c1=${c1}`]);
+  const p = await planJson(t, [
+    '--config',
+    exampleConfig,
+    '--sandbox',
+    `sb=${sandbox}`,
+    '--container',
+    `c1=${c1}`,
+  ]);
   t.is(p.cgroups.cpuset, '0-5');
   t.is(p.cgroups.mems, '0');
-  t.deepEqual(p.containers.map((c: any) => c.vcpusAfter), [4, 6]);
+  t.deepEqual(
+    p.containers.map((c: any) => c.vcpusAfter),
+    [4, 6],
+  );
 });
 
 test('the example sandbox and example container print the agent requests and copies', async (t) => {
   const container = exampleBundle.replace(/bundle$/, 'container-bundle');
-  const p = await planJson(t, ['--config', exampleConfig, '--sandbox', `example-sandbox=${exampleBundle}`, '--container', `example-container=${container}`]);
+  const p = await planJson(t, [
+    '--config',
+    exampleConfig,
+    '--sandbox',
+    `example-sandbox=${exampleBundle}`,
+    '--container',
+    `example-container=${container}`,
+  ]);
   t.like(p.createSandbox, { sandboxId: 'example-sandbox', hostname: 'example-sandbox' });
-  t.deepEqual(p.createSandbox.storages.map((s: any) => s.driver), ['virtio-fs', 'ephemeral']);
+  t.deepEqual(
+    p.createSandbox.storages.map((s: any) => s.driver),
+    ['virtio-fs', 'ephemeral'],
+  );
   const [sb, c] = p.containers;
   t.deepEqual(sb.copies, []);
-  t.like(sb.createContainer, { containerId: 'example-sandbox', OCI: { Root: { Path: '/run/kata-containers/shared/containers/passthrough/example-sandbox/rootfs' } } });
-  t.like(c.rootfs, { kind: 'guest-pull', guestPath: '/run/kata-containers/example-container/rootfs' });
-  t.like(c.createContainer.storages[0], { driver: 'image_guest_pull', source: 'docker.io/library/busybox:latest', fstype: 'overlay' });
-  t.is(c.createContainer.OCI.Annotations['io.katacontainers.pkg.oci.container_type'], 'pod_container');
+  t.like(sb.createContainer, {
+    containerId: 'example-sandbox',
+    OCI: {
+      Root: { Path: '/run/kata-containers/shared/containers/passthrough/example-sandbox/rootfs' },
+    },
+  });
+  t.like(c.rootfs, {
+    kind: 'guest-pull',
+    guestPath: '/run/kata-containers/example-container/rootfs',
+  });
+  t.like(c.createContainer.storages[0], {
+    driver: 'image_guest_pull',
+    source: 'docker.io/library/busybox:latest',
+    fstype: 'overlay',
+  });
+  t.is(
+    c.createContainer.OCI.Annotations['io.katacontainers.pkg.oci.container_type'],
+    'pod_container',
+  );
   t.is(c.createContainer.OCI.Annotations['io.katacontainers.pkg.oci.bundle_path'], container);
 });

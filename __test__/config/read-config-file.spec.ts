@@ -32,5 +32,9 @@ test('a config reached through a symlink is read (Kata installs /etc/kata-contai
   const d = dir(t);
   writeFileSync(path.join(d, 'real.toml'), '[hypervisor.qemu]\ndefault_memory = 512\n');
   symlinkSync(path.join(d, 'real.toml'), path.join(d, 'configuration.toml'));
-  t.is(readKataConfigFile(path.join(d, 'configuration.toml'))._unsafeUnwrap().config.hypervisor.defaultMemoryMiB, 512);
+  t.is(
+    readKataConfigFile(path.join(d, 'configuration.toml'))._unsafeUnwrap().config.hypervisor
+      .defaultMemoryMiB,
+    512,
+  );
 });

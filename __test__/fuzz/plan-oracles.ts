@@ -9,7 +9,13 @@ const GUEST_SHARE = '/run/kata-containers/shared/containers/';
 
 /** `p` is absolute, normalized, free of NUL, and strictly below `root` (which ends in `/`). */
 export function isBelow(root: string, p: string): boolean {
-  return p.startsWith(root) && p.length > root.length && posix.normalize(p) === p && !p.includes('\0') && !p.split('/').includes('..');
+  return (
+    p.startsWith(root) &&
+    p.length > root.length &&
+    posix.normalize(p) === p &&
+    !p.includes('\0') &&
+    !p.split('/').includes('..')
+  );
 }
 
 /** Problems with the guest paths of a plan (empty: all fine). */
@@ -19,37 +25,50 @@ export function guestPathProblems(p: ResourcePlan): string[] {
     if (!isBelow(root, x)) bad.push(`${what} ${JSON.stringify(x)} is not below ${root}`);
   };
   const sandboxStorages = ((p.createSandbox as any).storages ?? []) as any[];
-  for (const s of sandboxStorages) check('sandbox storage', GUEST_ROOT, String(s.mountPoint ?? '').replace(/\/$/, ''));
+  for (const s of sandboxStorages)
+    check('sandbox storage', GUEST_ROOT, String(s.mountPoint ?? '').replace(/\/$/, ''));
   for (const c of p.containers) {
     check(`${c.id} rootfs`, GUEST_ROOT, c.rootfs.guestPath);
     const req = c.createContainer as any;
-    for (const s of (req.storages ?? []) as any[]) check(`${c.id} storage`, GUEST_ROOT, String(s.mountPoint));
+    for (const s of (req.storages ?? []) as any[])
+      check(`${c.id} storage`, GUEST_ROOT, String(s.mountPoint));
     const mounts = (req.OCI?.Mounts ?? []) as any[];
     c.volumes.forEach((v, i) => {
-      if (v.kind !== 'default') check(`${c.id} mounts[${i}] (${v.kind}) source`, GUEST_ROOT, String(mounts[i]?.source));
+      if (v.kind !== 'default')
+        check(`${c.id} mounts[${i}] (${v.kind}) source`, GUEST_ROOT, String(mounts[i]?.source));
     });
     for (const x of c.copies) check(`${c.id} copy`, GUEST_SHARE, x.guestPath);
     for (const b of c.sharedFsBinds) check(`${c.id} shared-fs bind`, GUEST_SHARE, b.guestPath);
   }
-  for (const v of p.copyVolumes) for (const d of v.destinations as any[]) check('copy volume', GUEST_SHARE, String(d.guestPath ?? d));
+  for (const v of p.copyVolumes)
+    for (const d of v.destinations as any[])
+      check('copy volume', GUEST_SHARE, String(d.guestPath ?? d));
   return bad;
 }
 
 /** Problems with the host paths the plan writes (empty: all below the sandbox's host dirs). */
-export function hostWriteProblems(p: ResourcePlan, bundlePaths: ReadonlyMap<string, string>): string[] {
+export function hostWriteProblems(
+  p: ResourcePlan,
+  bundlePaths: ReadonlyMap<string, string>,
+): string[] {
   const bad: string[] = [];
   const d = p.hostDirs;
   const check = (what: string, root: string, x: string) => {
     if (!isBelow(`${root}/`, x)) bad.push(`${what} ${JSON.stringify(x)} is not below ${root}`);
   };
-  if (p.rootlessDir !== null) for (const [k, v] of Object.entries(d)) check(`hostDirs.${k}`, p.rootlessDir, v);
+  if (p.rootlessDir !== null)
+    for (const [k, v] of Object.entries(d)) check(`hostDirs.${k}`, p.rootlessDir, v);
   if (p.initdata) {
     check('initdata image', d.initdata, p.initdata.hostPath);
-    if (p.initdata.device.pathOnHost !== p.initdata.hostPath) bad.push('initdata device is not the image');
+    if (p.initdata.device.pathOnHost !== p.initdata.hostPath)
+      bad.push('initdata device is not the image');
   }
   for (const c of p.containers) {
     if (c.rootfs.sharedBind) check(`${c.id} rootfs bind`, d.sharedRw, c.rootfs.sharedBind.hostPath);
-    if (c.rootfs.hostMount && c.rootfs.hostMount.target !== posix.join(bundlePaths.get(c.id) ?? '?', 'rootfs')) {
+    if (
+      c.rootfs.hostMount &&
+      c.rootfs.hostMount.target !== posix.join(bundlePaths.get(c.id) ?? '?', 'rootfs')
+    ) {
       bad.push(`${c.id} rootfs mount target ${c.rootfs.hostMount.target} is not <bundle>/rootfs`);
     }
     for (const b of c.sharedFsBinds) {
@@ -124,7 +143,8 @@ export function exactVcpus(def: Fraction, containers: readonly CpuLimits[]): Fra
   if (containers.length === 0) return def;
   let sum = frac(0n, 1n);
   for (const c of containers) {
-    if (c.quota !== undefined && c.period !== undefined && c.quota >= 0 && c.period > 0) sum = add(sum, frac(BigInt(c.quota), BigInt(c.period)));
+    if (c.quota !== undefined && c.period !== undefined && c.quota >= 0 && c.period > 0)
+      sum = add(sum, frac(BigInt(c.quota), BigInt(c.period)));
   }
   const union = cpusetSize(containers.flatMap((c) => (c.cpus === undefined ? [] : [c.cpus])));
   if (union === null) return null;
@@ -134,7 +154,12 @@ export function exactVcpus(def: Fraction, containers: readonly CpuLimits[]): Fra
 }
 
 /** vCPU counts after each container: add never shrinks, at least 1, at most `max`. */
-export function expectedVcpusAfter(def: Fraction, containers: readonly CpuLimits[], boot: number, max: number): number[] | null {
+export function expectedVcpusAfter(
+  def: Fraction,
+  containers: readonly CpuLimits[],
+  boot: number,
+  max: number,
+): number[] | null {
   const out: number[] = [];
   let current = boot;
   for (let i = 0; i < containers.length; i++) {
@@ -154,7 +179,11 @@ const ceilDiv = (a: bigint, b: bigint) => (a + b - 1n) / b;
  * Memory after each container (non-static): the default plus every limit so far, capped by the
  * maximum, and never below what the VM already has (runtime-rs resize_memory cannot unplug).
  */
-export function expectedMemoryAfter(defaultMiB: number, maxMiB: number, limitsBytes: readonly (number | undefined)[]): number[] {
+export function expectedMemoryAfter(
+  defaultMiB: number,
+  maxMiB: number,
+  limitsBytes: readonly (number | undefined)[],
+): number[] {
   let sum = 0n;
   let current = BigInt(defaultMiB);
   return limitsBytes.map((l) => {
@@ -178,10 +207,19 @@ export interface StaticRequest {
  * rounded up to even; max memory raised to at least that.
  */
 export function expectedStatic(
-  cfg: { def: Fraction; overhead: Fraction; defaultMemoryMiB: number; overheadMemoryMiB: number; defaultMaxMemoryMiB: number },
+  cfg: {
+    def: Fraction;
+    overhead: Fraction;
+    defaultMemoryMiB: number;
+    overheadMemoryMiB: number;
+    defaultMaxMemoryMiB: number;
+  },
   req: StaticRequest,
 ): { exact: Fraction; max: bigint; memoryMiB: number; maxMemoryMiB: number } | 'zero-memory' {
-  const asked = req.quota !== undefined && req.period !== undefined && req.quota > 0 && req.period > 0 ? frac(BigInt(req.quota), BigInt(req.period)) : null;
+  const asked =
+    req.quota !== undefined && req.period !== undefined && req.quota > 0 && req.period > 0
+      ? frac(BigInt(req.quota), BigInt(req.period))
+      : null;
   let memAsked = 0n;
   if (req.memoryBytes !== undefined && req.memoryBytes > 0) {
     memAsked = ceilDiv(BigInt(req.memoryBytes), MIB);
@@ -189,12 +227,18 @@ export function expectedStatic(
   }
   if (asked === null && memAsked === 0n) {
     const c = ceilOf(cfg.def);
-    return { exact: cfg.def, max: c > 1n ? c : 1n, memoryMiB: cfg.defaultMemoryMiB, maxMemoryMiB: cfg.defaultMaxMemoryMiB };
+    return {
+      exact: cfg.def,
+      max: c > 1n ? c : 1n,
+      memoryMiB: cfg.defaultMemoryMiB,
+      maxMemoryMiB: cfg.defaultMaxMemoryMiB,
+    };
   }
   const memoryMiB = BigInt(cfg.overheadMemoryMiB) + memAsked;
   if (memoryMiB === 0n) return 'zero-memory';
   const total = asked === null ? cfg.overhead : add(cfg.overhead, asked);
   const exact = total.n < total.d ? frac(1n, 1n) : total;
-  const maxMem = BigInt(cfg.defaultMaxMemoryMiB) > memoryMiB ? BigInt(cfg.defaultMaxMemoryMiB) : memoryMiB;
+  const maxMem =
+    BigInt(cfg.defaultMaxMemoryMiB) > memoryMiB ? BigInt(cfg.defaultMaxMemoryMiB) : memoryMiB;
   return { exact, max: ceilOf(exact), memoryMiB: Number(memoryMiB), maxMemoryMiB: Number(maxMem) };
 }

@@ -3,7 +3,11 @@
 import test from 'ava';
 import { formatPlanError, planError, problem } from '../../ts/errors.js';
 import { clipValue, errorLine, escapeControl, quoteValue } from '../../ts/input/escape-text.js';
-import { MAX_ERROR_LINE_CHARS, MAX_SHOWN_VALUE_CHARS } from '../../ts/input/limits.js';
+import {
+  MAX_ECHOED_VALUE_CHARS,
+  MAX_ERROR_LINE_CHARS,
+  MAX_SHOWN_VALUE_CHARS,
+} from '../../ts/input/limits.js';
 
 const rows: [string, string, string][] = [
   ['newline and carriage return', 'a\nb\rc', 'a\\nb\\rc'],
@@ -32,13 +36,22 @@ test('quoteValue JSON-quotes and escapes; a long value is cut to a prefix with i
 
 test('a problem whose source, field and message carry newlines renders as exactly one line', (t) => {
   const e = planError(
-    problem('spec', '/b\n/config.json', 'mounts[0].source\nkata-ts: x: y', '', 'bad source "/srv\nkata-ts: fake: injected\u001b[2J"'),
+    problem(
+      'spec',
+      '/b\n/config.json',
+      'mounts[0].source\nkata-ts: x: y',
+      '',
+      'bad source "/srv\nkata-ts: fake: injected\u001b[2J"',
+    ),
     problem('spec', '/b/config.json', 'mounts[1]', '', 'ok'),
   );
   const lines = formatPlanError(e);
   t.is(lines.length, 2);
   t.is(lines.join('\n').split('\n').length, 2);
-  t.is(lines[0], 'kata-ts: /b\\n/config.json: mounts[0].source\\nkata-ts: x: y: bad source "/srv\\nkata-ts: fake: injected\\u001b[2J"');
+  t.is(
+    lines[0],
+    'kata-ts: /b\\n/config.json: mounts[0].source\\nkata-ts: x: y: bad source "/srv\\nkata-ts: fake: injected\\u001b[2J"',
+  );
 });
 
 test('an error line is never longer than MAX_ERROR_LINE_CHARS', (t) => {
@@ -51,9 +64,27 @@ test('an error line is never longer than MAX_ERROR_LINE_CHARS', (t) => {
 
 test('a problem message echoing a long offending value keeps only a short prefix of it, raw or quoted', (t) => {
   const long = `${'B'.repeat(3 * 1024 * 1024)}`;
-  const quoted = problem('spec', 's', 'f', long, `expected an integer, got ${JSON.stringify(long)}`);
-  t.is(quoted.message, `f: expected an integer, got "${'B'.repeat(MAX_SHOWN_VALUE_CHARS)}"... (3145728 characters)`);
+  const quoted = problem(
+    'spec',
+    's',
+    'f',
+    long,
+    `expected an integer, got ${JSON.stringify(long)}`,
+  );
+  t.is(
+    quoted.message,
+    `f: expected an integer, got "${'B'.repeat(MAX_SHOWN_VALUE_CHARS)}"... (3145728 characters)`,
+  );
   const raw = problem('spec', 's', 'f', long, `${long} is unsupported`);
-  t.is(raw.message, `f: ${'B'.repeat(MAX_SHOWN_VALUE_CHARS)}... (3145728 characters) is unsupported`);
+  t.is(
+    raw.message,
+    `f: ${'B'.repeat(MAX_SHOWN_VALUE_CHARS)}... (3145728 characters) is unsupported`,
+  );
   t.is(problem('spec', 's', 'f', 'short', 'got "short"').message, 'f: got "short"');
+  const path = `/${'p'.repeat(MAX_ECHOED_VALUE_CHARS - 1)}`;
+  t.is(
+    problem('spec', 's', 'f', path, `${path} escapes`).message,
+    `f: ${path} escapes`,
+    'a PATH_MAX path is shown whole',
+  );
 });

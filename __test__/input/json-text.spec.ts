@@ -9,11 +9,27 @@ const rows: [string, string, string][] = [
   ['a password file', `${secret}\n`, 'invalid JSON'],
   ['a bare word after whitespace', '  \n  hunter2', 'invalid JSON'],
   ['a token inside an object', '{"a": hunter2}', 'invalid JSON'],
-  ['a trailing comma', '{"a": 1,\n}', 'invalid JSON at line 2 column 1: Expected double-quoted property name'],
-  ['a missing comma', '{"a": 1\n "b": 2}', "invalid JSON at line 2 column 2: Expected ',' or '}' after property value"],
-  ['an unterminated document', '{"a": "secret', 'invalid JSON at line 1 column 14: Unterminated string'],
+  [
+    'a trailing comma',
+    '{"a": 1,\n}',
+    'invalid JSON at line 2 column 1: Expected double-quoted property name',
+  ],
+  [
+    'a missing comma',
+    '{"a": 1\n "b": 2}',
+    "invalid JSON at line 2 column 2: Expected ',' or '}' after property value",
+  ],
+  [
+    'an unterminated document',
+    '{"a": "secret',
+    'invalid JSON at line 1 column 14: Unterminated string',
+  ],
   ['empty', '', 'invalid JSON: unexpected end of input'],
-  ['a raw control character in a string', '{"a": "x\ny"}', 'invalid JSON at line 1 column 9: Bad control character in string literal'],
+  [
+    'a raw control character in a string',
+    '{"a": "x\ny"}',
+    'invalid JSON at line 1 column 9: Bad control character in string literal',
+  ],
 ];
 for (const [what, text, expected] of rows) {
   test(`parseJsonText: ${what}`, (t) => {

@@ -26,7 +26,13 @@ test('a minimal spec gets empty mounts, annotations and linux defaults', (t) => 
 });
 
 test('unknown fields are kept for forwarding to the agent', (t) => {
-  const s = parseOciSpec(spec({ hooks: { prestart: [{ path: '/bin/true' }] }, linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW' } } }), SOURCE)._unsafeUnwrap();
+  const s = parseOciSpec(
+    spec({
+      hooks: { prestart: [{ path: '/bin/true' }] },
+      linux: { seccomp: { defaultAction: 'SCMP_ACT_ALLOW' } },
+    }),
+    SOURCE,
+  )._unsafeUnwrap();
   t.deepEqual((s as Record<string, unknown>)['hooks'], { prestart: [{ path: '/bin/true' }] });
   t.deepEqual((s.linux as Record<string, unknown>)['seccomp'], { defaultAction: 'SCMP_ACT_ALLOW' });
 });
@@ -42,7 +48,10 @@ test('the example bundle reads as a CRI pod sandbox with its limits', async (t) 
   t.is(s.linux.resources.memory?.limit, 256 * 1024 * 1024);
   t.is(s.annotations['io.kubernetes.cri.container-type'], 'sandbox');
   t.is(s.annotations['io.kubernetes.cri.sandbox-id'], 'example-sandbox');
-  t.deepEqual(s.mounts.map((m) => m.destination), ['/proc', '/dev', '/dev/shm', '/sys']);
+  t.deepEqual(
+    s.mounts.map((m) => m.destination),
+    ['/proc', '/dev', '/dev/shm', '/sys'],
+  );
 });
 
 test('invalid JSON is reported with its line and column', (t) => {
@@ -54,7 +63,10 @@ test('invalid JSON is reported with its line and column', (t) => {
 
 test('missing ociVersion and root are both reported', (t) => {
   const e = parseErr('{}');
-  t.deepEqual(e.problems.map((p) => p.field), ['ociVersion', 'root']);
+  t.deepEqual(
+    e.problems.map((p) => p.field),
+    ['ociVersion', 'root'],
+  );
   t.true(e.problems.every((p) => p.message.endsWith('is required')));
 });
 
@@ -63,16 +75,66 @@ test('a JSON value that is not an object is refused', (t) => {
 });
 
 const badRows: { title: string; patch: Record<string, unknown>; field: string; says: string }[] = [
-  { title: 'relative mount destination', patch: { mounts: [{ destination: '/a' }, { destination: '/b' }, { destination: 'c' }] }, field: 'mounts[2].destination', says: 'must be an absolute path' },
-  { title: 'fractional CPU quota', patch: { linux: { resources: { cpu: { quota: 1.5 } } } }, field: 'linux.resources.cpu.quota', says: 'expected an integer' },
-  { title: 'negative CPU period', patch: { linux: { resources: { cpu: { period: -1 } } } }, field: 'linux.resources.cpu.period', says: 'must not be negative' },
-  { title: 'numeric cpuset', patch: { linux: { resources: { cpu: { cpus: 3 } } } }, field: 'linux.resources.cpu.cpus', says: 'expected a string' },
-  { title: 'memory limit beyond 2^53', patch: { linux: { resources: { memory: { limit: 2 ** 60 } } } }, field: 'linux.resources.memory.limit', says: '2^53' },
-  { title: 'relative cwd', patch: { process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: 'tmp' } }, field: 'process.cwd', says: 'must be an absolute path' },
-  { title: 'negative uid', patch: { process: { user: { uid: -1, gid: 0 }, args: ['sh'], cwd: '/' } }, field: 'process.user.uid', says: 'must not be negative' },
-  { title: 'empty root path', patch: { root: { path: '' } }, field: 'root.path', says: 'must not be empty' },
-  { title: 'bad device type', patch: { linux: { devices: [{ path: '/dev/x', type: 'z', major: 1, minor: 2 }] } }, field: 'linux.devices[0].type', says: 'expected one of c, b, u, p' },
-  { title: 'non-string annotation', patch: { annotations: { a: 1 } }, field: 'annotations.a', says: 'expected a string' },
+  {
+    title: 'relative mount destination',
+    patch: { mounts: [{ destination: '/a' }, { destination: '/b' }, { destination: 'c' }] },
+    field: 'mounts[2].destination',
+    says: 'must be an absolute path',
+  },
+  {
+    title: 'fractional CPU quota',
+    patch: { linux: { resources: { cpu: { quota: 1.5 } } } },
+    field: 'linux.resources.cpu.quota',
+    says: 'expected an integer',
+  },
+  {
+    title: 'negative CPU period',
+    patch: { linux: { resources: { cpu: { period: -1 } } } },
+    field: 'linux.resources.cpu.period',
+    says: 'must not be negative',
+  },
+  {
+    title: 'numeric cpuset',
+    patch: { linux: { resources: { cpu: { cpus: 3 } } } },
+    field: 'linux.resources.cpu.cpus',
+    says: 'expected a string',
+  },
+  {
+    title: 'memory limit beyond 2^53',
+    patch: { linux: { resources: { memory: { limit: 2 ** 60 } } } },
+    field: 'linux.resources.memory.limit',
+    says: '2^53',
+  },
+  {
+    title: 'relative cwd',
+    patch: { process: { user: { uid: 0, gid: 0 }, args: ['sh'], cwd: 'tmp' } },
+    field: 'process.cwd',
+    says: 'must be an absolute path',
+  },
+  {
+    title: 'negative uid',
+    patch: { process: { user: { uid: -1, gid: 0 }, args: ['sh'], cwd: '/' } },
+    field: 'process.user.uid',
+    says: 'must not be negative',
+  },
+  {
+    title: 'empty root path',
+    patch: { root: { path: '' } },
+    field: 'root.path',
+    says: 'must not be empty',
+  },
+  {
+    title: 'bad device type',
+    patch: { linux: { devices: [{ path: '/dev/x', type: 'z', major: 1, minor: 2 }] } },
+    field: 'linux.devices[0].type',
+    says: 'expected one of c, b, u, p',
+  },
+  {
+    title: 'non-string annotation',
+    patch: { annotations: { a: 1 } },
+    field: 'annotations.a',
+    says: 'expected a string',
+  },
 ];
 for (const row of badRows) {
   test(`refused: ${row.title} (names ${row.field})`, (t) => {
@@ -86,13 +148,27 @@ for (const row of badRows) {
 }
 
 test('a quota of -1 (unlimited) is accepted', (t) => {
-  const s = parseOciSpec(spec({ linux: { resources: { cpu: { quota: -1, period: 100000 } } } }), SOURCE)._unsafeUnwrap();
+  const s = parseOciSpec(
+    spec({ linux: { resources: { cpu: { quota: -1, period: 100000 } } } }),
+    SOURCE,
+  )._unsafeUnwrap();
   t.is(s.linux.resources.cpu?.quota, -1);
 });
 
 test('every problem in a spec is reported', (t) => {
-  const e = parseErr(JSON.stringify({ root: { path: 'r' }, mounts: [{ destination: 'x' }], linux: { resources: { cpu: { quota: 0.5, period: -5 } } } }));
-  t.deepEqual(e.problems.map((p) => p.field).sort(), ['linux.resources.cpu.period', 'linux.resources.cpu.quota', 'mounts[0].destination', 'ociVersion']);
+  const e = parseErr(
+    JSON.stringify({
+      root: { path: 'r' },
+      mounts: [{ destination: 'x' }],
+      linux: { resources: { cpu: { quota: 0.5, period: -5 } } },
+    }),
+  );
+  t.deepEqual(e.problems.map((p) => p.field).sort(), [
+    'linux.resources.cpu.period',
+    'linux.resources.cpu.quota',
+    'mounts[0].destination',
+    'ociVersion',
+  ]);
 });
 
 test('a bundle without config.json is an error naming the file', async (t) => {

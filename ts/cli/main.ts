@@ -22,7 +22,9 @@ const processIo: CliIo = {
 
 /** Version of the kata-ts package this code belongs to (ts/cli and dist/cli are both two levels down). */
 export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
   return pkg.version;
 }
 
@@ -42,15 +44,25 @@ export interface CliOptions {
 
 /** Commander's `error: …` text (with a `(Did you mean …?)` line) as one escaped line. */
 function usageLine(text: string): string {
-  const body = text.replace(/^error: /, '').trimEnd().replace(/\n(?=\(Did you mean)/, ' ');
+  const body = text
+    .replace(/^error: /, '')
+    .trimEnd()
+    .replace(/\n(?=\(Did you mean)/, ' ');
   return safeLine(`kata-ts: ${body}`);
 }
 
 function buildProgram(ctx: CommandContext): Command {
   const program = new Command('kata-ts')
-    .description('Host side of a Kata-Containers-compatible runtime: plans and runs VM-isolated sandboxes')
+    .description(
+      'Host side of a Kata-Containers-compatible runtime: plans and runs VM-isolated sandboxes',
+    )
     .version(packageVersion(), '-V, --version', 'print the kata-ts version')
-    .addOption(new Option('--log-level <level>', 'log level for JSON logs on stderr (env KATA_TS_LOG)').choices(LOG_LEVELS))
+    .addOption(
+      new Option(
+        '--log-level <level>',
+        'log level for JSON logs on stderr (env KATA_TS_LOG)',
+      ).choices(LOG_LEVELS),
+    )
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({
@@ -69,7 +81,11 @@ function buildProgram(ctx: CommandContext): Command {
 }
 
 /** Runs the CLI with `argv` (without node and script); resolves to the exit code. */
-export async function main(argv: readonly string[], io: CliIo = processIo, options: CliOptions = {}): Promise<number> {
+export async function main(
+  argv: readonly string[],
+  io: CliIo = processIo,
+  options: CliOptions = {},
+): Promise<number> {
   const ctx: CommandContext = {
     io,
     sandbox: options.sandbox ?? {},

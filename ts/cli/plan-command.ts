@@ -27,12 +27,17 @@ interface PlanOptions {
   readonly hostFacts?: string;
 }
 
-const usage = (flag: string, value: string, what: string): PlanError => planError(problem('usage', 'plan', flag, value, what));
+const usage = (flag: string, value: string, what: string): PlanError =>
+  planError(problem('usage', 'plan', flag, value, what));
 
 /** `ID=DIR` → [id, dir]. */
-function splitBundleArg(flag: string, value: string): Result<{ id: string; dir: string }, PlanError> {
+function splitBundleArg(
+  flag: string,
+  value: string,
+): Result<{ id: string; dir: string }, PlanError> {
   const at = value.indexOf('=');
-  if (at <= 0 || at === value.length - 1) return err(usage(flag, value, `expected ID=BUNDLE_DIR, got ${quoteValue(value)}`));
+  if (at <= 0 || at === value.length - 1)
+    return err(usage(flag, value, `expected ID=BUNDLE_DIR, got ${quoteValue(value)}`));
   return ok({ id: value.slice(0, at), dir: value.slice(at + 1) });
 }
 
@@ -41,7 +46,12 @@ const HostFactsSchema = z.strictObject({
   hostCpus: z.int().min(1),
   hostMemoryMiB: z.int().min(1),
   guestProtection: z.enum(['none', 'tdx', 'snp', 'cca', 'se']).default('none'),
-  blockDevices: z.record(z.string().regex(/^\d+:\d+$/), z.strictObject({ path: z.string(), readOnly: z.boolean() })).default({}),
+  blockDevices: z
+    .record(
+      z.string().regex(/^\d+:\d+$/),
+      z.strictObject({ path: z.string(), readOnly: z.boolean() }),
+    )
+    .default({}),
   paths: z
     .record(
       z.string(),
@@ -65,16 +75,28 @@ const HostFactsSchema = z.strictObject({
 /** `--host-facts FILE`: read like any input (regular, capped), parsed without echoing it. */
 function readHostFacts(file: string): Result<HostFacts, PlanError> {
   const fail = (field: string, what: string) => problem('input', file, field, '', what);
-  const text = readInputFile(file, { maxBytes: MAX_HOST_FACTS_FILE_BYTES, limitName: 'MAX_HOST_FACTS_FILE_BYTES' });
+  const text = readInputFile(file, {
+    maxBytes: MAX_HOST_FACTS_FILE_BYTES,
+    limitName: 'MAX_HOST_FACTS_FILE_BYTES',
+  });
   if (text.isErr()) return err(planError(fail('--host-facts', text.error.what)));
   const json = parseJsonText(text.value);
   if (json.isErr()) return err(planError(fail(jsonErrorField(json.error), json.error.message)));
   const parsed = HostFactsSchema.safeParse(json.value);
   if (parsed.success) return ok(parsed.data);
-  return err(planError(...parsed.error.issues.map((i) => fail(i.path.map(String).join('.') || '(root)', issueMessage(i)))));
+  return err(
+    planError(
+      ...parsed.error.issues.map((i) =>
+        fail(i.path.map(String).join('.') || '(root)', issueMessage(i)),
+      ),
+    ),
+  );
 }
 
-async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result<ResourcePlan, PlanError>> {
+async function buildPlan(
+  opts: PlanOptions,
+  ctx: CommandContext,
+): Promise<Result<ResourcePlan, PlanError>> {
   const sandboxArg = splitBundleArg('--sandbox', opts.sandbox);
   if (sandboxArg.isErr()) return err(sandboxArg.error);
   const containerArgs = Result.combine(opts.container.map((c) => splitBundleArg('--container', c)));
@@ -90,23 +112,39 @@ async function buildPlan(opts: PlanOptions, ctx: CommandContext): Promise<Result
     const shownDir = path.relative(process.cwd(), read.value.bundleDir) || '.';
     const rootfsMounts = readRootfsMounts(read.value.bundleDir, shownDir);
     if (rootfsMounts.isErr()) return err(rootfsMounts.error);
-    bundles.push({ id, bundleDir: shownDir, bundlePath: read.value.bundleDir, spec: read.value.spec, rootfsMounts: rootfsMounts.value });
+    bundles.push({
+      id,
+      bundleDir: shownDir,
+      bundlePath: read.value.bundleDir,
+      spec: read.value.spec,
+      rootfsMounts: rootfsMounts.value,
+    });
   }
 
   const specs = bundles.map((b) => b.spec);
-  const pathRequest = { rootfsMounts: bundles.map((b) => b.rootfsMounts ?? []), kubeletRootDir: parsed.value.config.runtime.kubeletRootDir };
+  const pathRequest = {
+    rootfsMounts: bundles.map((b) => b.rootfsMounts ?? []),
+    kubeletRootDir: parsed.value.config.runtime.kubeletRootDir,
+  };
   // A facts file without `paths` gets them from this machine (mount sources are real files).
   const facts = opts.hostFacts
     ? readHostFacts(opts.hostFacts).map((f): HostFacts => {
         if (f.paths !== undefined) return f;
         const gathered = gatherPathFacts({ specs, ...pathRequest });
-        return { ...f, paths: gathered.paths, blockDevices: { ...gathered.blockDevices, ...f.blockDevices } };
+        return {
+          ...f,
+          paths: gathered.paths,
+          blockDevices: { ...gathered.blockDevices, ...f.blockDevices },
+        };
       })
     : ok(gatherHostFacts(specs, pathRequest));
   if (facts.isErr()) return err(facts.error);
   // runtime-rs reads the rootless dir from XDG_RUNTIME_DIR; a facts file may name it instead.
   const xdg = process.env['XDG_RUNTIME_DIR'];
-  const host = facts.value.rootlessDir === undefined && xdg !== undefined && xdg !== '' ? { ...facts.value, rootlessDir: xdg } : facts.value;
+  const host =
+    facts.value.rootlessDir === undefined && xdg !== undefined && xdg !== ''
+      ? { ...facts.value, rootlessDir: xdg }
+      : facts.value;
 
   const log = createLogger(ctx.logLevel());
   for (const w of parsed.value.warnings) log.warn({ source: opts.config }, w);
@@ -124,10 +162,18 @@ export function registerPlanCommand(program: Command, ctx: CommandContext): void
   program
     .command('plan')
     .description('print the resource plan for a sandbox and its containers as JSON')
-    .requiredOption('--config <file>', "Kata configuration.toml")
+    .requiredOption('--config <file>', 'Kata configuration.toml')
     .requiredOption('--sandbox <id=dir>', 'sandbox id and its OCI bundle directory')
-    .option('--container <id=dir>', 'a further container (repeatable, added in order)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--host-facts <file>', 'JSON host facts instead of reading this machine (cgroupVersion, hostCpus, hostMemoryMiB, …; without "paths", path facts are read from this machine)')
+    .option(
+      '--container <id=dir>',
+      'a further container (repeatable, added in order)',
+      (v: string, acc: string[]) => [...acc, v],
+      [] as string[],
+    )
+    .option(
+      '--host-facts <file>',
+      'JSON host facts instead of reading this machine (cgroupVersion, hostCpus, hostMemoryMiB, …; without "paths", path facts are read from this machine)',
+    )
     .action(async (opts: PlanOptions) => {
       const result = await buildPlan(opts, ctx);
       if (result.isErr()) {

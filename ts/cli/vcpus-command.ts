@@ -19,16 +19,25 @@ export function registerVcpusCommand(program: Command, ctx: CommandContext): voi
       const parsed = containers.map((c) => ({ text: c, value: parseContainer(c) }));
       const bad = parsed.find((p) => p.value === null);
       if (bad) {
-        ctx.io.err(`${errorLine('vcpus', `container ${quoteValue(bad.text)}: expected QUOTA/PERIOD such as 50000/100000`)}\n`);
+        ctx.io.err(
+          `${errorLine('vcpus', `container ${quoteValue(bad.text)}: expected QUOTA/PERIOD such as 50000/100000`)}\n`,
+        );
         ctx.exitCode = 2;
         return;
       }
-      const result = call((n) => n.calcSandboxVcpus(opts.default, parsed.map((p) => p.value!)));
+      const result = call((n) =>
+        n.calcSandboxVcpus(
+          opts.default,
+          parsed.map((p) => p.value!),
+        ),
+      );
       if (result.isErr()) {
         ctx.io.err(`${errorLine('vcpus', result.error.message)}\n`);
         ctx.exitCode = 2;
         return;
       }
-      ctx.io.out(`${JSON.stringify({ exact: result.value.exact, vcpus: Math.max(result.value.ceil, 1) })}\n`);
+      ctx.io.out(
+        `${JSON.stringify({ exact: result.value.exact, vcpus: Math.max(result.value.ceil, 1) })}\n`,
+      );
     });
 }

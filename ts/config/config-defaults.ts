@@ -27,7 +27,12 @@ export const QEMU_DEFAULT_MEMORY_SLOTS = 128;
  * default: a config without the key enables nothing (kata-types' default is an empty list).
  */
 export const TEMPLATE_ENABLE_ANNOTATIONS: readonly string[] = [
-  'enable_iommu', 'virtio_fs_extra_args', 'kernel_params', 'kernel_verity_params', 'default_vcpus', 'default_memory',
+  'enable_iommu',
+  'virtio_fs_extra_args',
+  'kernel_params',
+  'kernel_verity_params',
+  'default_vcpus',
+  'default_memory',
 ];
 
 function defaultHypervisor(): HypervisorConfig {

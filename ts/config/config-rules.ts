@@ -12,7 +12,12 @@ import {
   type SharedFs,
 } from './kata-config.js';
 import { clipValue, quoteValue } from '../input/escape-text.js';
-import { MAX_QEMU_VCPUS, MIN_QEMU_MEMORY_MIB, QEMU_DEFAULT_MEMORY_SLOTS, QEMU_ZERO_MEMORY_MIB } from './config-defaults.js';
+import {
+  MAX_QEMU_VCPUS,
+  MIN_QEMU_MEMORY_MIB,
+  QEMU_DEFAULT_MEMORY_SLOTS,
+  QEMU_ZERO_MEMORY_MIB,
+} from './config-defaults.js';
 
 export type Rule<T> = Result<T, string>;
 
@@ -35,7 +40,9 @@ export function blockDriver(value: string): Rule<BlockDriver> {
 export function blockAio(value: string): Rule<BlockAio> {
   if (value === '') return ok('io_uring');
   if (oneOf(BLOCK_AIO_MODES, value)) return ok(value);
-  return err(`${clipValue(value)} is unsupported block device AIO mode. ${allowedList(BLOCK_AIO_MODES)}`);
+  return err(
+    `${clipValue(value)} is unsupported block device AIO mode. ${allowedList(BLOCK_AIO_MODES)}`,
+  );
 }
 
 /** Sector sizes: 0 (hypervisor default) or a power of two in [512, 65536]. */
@@ -51,7 +58,9 @@ export function sectorSize(value: number): Rule<number> {
 /** Logical sector size must not exceed the physical one, unless either is 0. */
 export function sectorOrder(logical: number, physical: number): Rule<void> {
   if (logical !== 0 && physical !== 0 && logical > physical) {
-    return err(`invalid sector sizes: logical (${logical}) must not be larger than physical (${physical})`);
+    return err(
+      `invalid sector sizes: logical (${logical}) must not be larger than physical (${physical})`,
+    );
   }
   return ok(undefined);
 }
@@ -69,7 +78,9 @@ const VIRTIO_FS_CACHE_MODES = ['never', 'auto', 'always'] as const;
 export function virtioFsCache(value: string): Rule<string> {
   if (value === '' || value === 'none') return ok('never');
   if (oneOf(VIRTIO_FS_CACHE_MODES, value)) return ok(value);
-  return err(`Invalid virtio-fs cache mode: ${clipValue(value)}; ${allowedList(VIRTIO_FS_CACHE_MODES)}`);
+  return err(
+    `Invalid virtio-fs cache mode: ${clipValue(value)}; ${allowedList(VIRTIO_FS_CACHE_MODES)}`,
+  );
 }
 
 const DECIMAL_TEXT = /^(\d+(\.\d*)?|\.\d+)$/;
@@ -90,13 +101,18 @@ export function overheadVcpuText(value: number | string): Rule<string> {
 
 function decimalText(value: number | string): Rule<string> {
   const textValue = typeof value === 'number' ? String(value) : value.trim();
-  if (typeof value === 'number' && !Number.isFinite(value)) return err(`${clipValue(textValue)} is not a finite number`);
+  if (typeof value === 'number' && !Number.isFinite(value))
+    return err(`${clipValue(textValue)} is not a finite number`);
   if (textValue.startsWith('-')) return err(`${clipValue(textValue)} must not be negative`);
-  if (/e/i.test(textValue)) return err(`${clipValue(textValue)}: write the amount as a plain decimal, not in exponent form`);
+  if (/e/i.test(textValue))
+    return err(
+      `${clipValue(textValue)}: write the amount as a plain decimal, not in exponent form`,
+    );
   if (!DECIMAL_TEXT.test(textValue) || textValue.length > 64) {
     return err(`${quoteValue(textValue)} is not a decimal number such as 1 or 0.75`);
   }
-  if (Number(textValue) > MAX_QEMU_VCPUS) return err(`Qemu hypervisor can not support ${clipValue(textValue)} vCPUs`);
+  if (Number(textValue) > MAX_QEMU_VCPUS)
+    return err(`Qemu hypervisor can not support ${clipValue(textValue)} vCPUs`);
   return ok(textValue);
 }
 
@@ -108,7 +124,8 @@ export function maxVcpus(value: number): Rule<number> {
 /** `default_memory`: 0 → 128 MiB (qemu adjust_config); below 64 MiB refused (qemu validate). */
 export function defaultMemory(valueMiB: number): Rule<number> {
   if (valueMiB === 0) return ok(QEMU_ZERO_MEMORY_MIB);
-  if (valueMiB < MIN_QEMU_MEMORY_MIB) return err(`Qemu hypervisor has minimal memory limitation ${MIN_QEMU_MEMORY_MIB}`);
+  if (valueMiB < MIN_QEMU_MEMORY_MIB)
+    return err(`Qemu hypervisor has minimal memory limitation ${MIN_QEMU_MEMORY_MIB}`);
   return ok(valueMiB);
 }
 
@@ -139,7 +156,9 @@ const NETWORK_MODELS = ['macvtap', 'none', 'tcfilter', 'l3forwarding'] as const;
 export function internetworkingModel(value: string): Rule<string> {
   if (value === '') return ok('tcfilter');
   if (oneOf(NETWORK_MODELS, value)) return ok(value);
-  return err(`Invalid internetworking_model \`${clipValue(value)}\`; ${allowedList(NETWORK_MODELS)}`);
+  return err(
+    `Invalid internetworking_model \`${clipValue(value)}\`; ${allowedList(NETWORK_MODELS)}`,
+  );
 }
 
 const VFIO_MODES = ['vfio', 'guest-kernel'] as const;
@@ -168,7 +187,9 @@ export function annotationPatterns(patterns: readonly string[]): Rule<readonly s
     try {
       new RegExp(p);
     } catch (e) {
-      return err(`invalid regular expression ${quoteValue(p)}: ${e instanceof Error ? e.message : String(e)}`);
+      return err(
+        `invalid regular expression ${quoteValue(p)}: ${e instanceof Error ? e.message : String(e)}`,
+      );
     }
   }
   return ok(patterns);
@@ -192,6 +213,7 @@ export function annotationEnabled(patterns: readonly string[], key: string): boo
 /** A boot setup needs an image or an initrd, and not both (kata-types BootInfo/qemu validate). */
 export function bootAssets(image: string, initrd: string): Rule<void> {
   if (image !== '' && initrd !== '') return err('Can not configure both initrd and image for boot');
-  if (image === '' && initrd === '') return err('Both guest boot image and initrd for qemu are empty');
+  if (image === '' && initrd === '')
+    return err('Both guest boot image and initrd for qemu are empty');
   return ok(undefined);
 }

@@ -1,7 +1,13 @@
 // Typed view of Kata's configuration.toml after parsing and defaulting (see config/parse-config.ts).
 // Field names are camelCase forms of Kata's keys; units are in the names.
 
-export const BLOCK_DRIVERS = ['virtio-blk-pci', 'virtio-blk-mmio', 'virtio-blk-ccw', 'virtio-scsi', 'virtio-pmem'] as const;
+export const BLOCK_DRIVERS = [
+  'virtio-blk-pci',
+  'virtio-blk-mmio',
+  'virtio-blk-ccw',
+  'virtio-scsi',
+  'virtio-pmem',
+] as const;
 export type BlockDriver = (typeof BLOCK_DRIVERS)[number];
 
 export const BLOCK_AIO_MODES = ['io_uring', 'native', 'threads'] as const;

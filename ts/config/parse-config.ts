@@ -3,15 +3,18 @@
 // unknown keys are warnings, as a newer Kata config may carry keys this version does not know.
 import { err, ok, type Result } from 'neverthrow';
 import { parse as parseToml, TomlError } from 'smol-toml';
-import type { z } from 'zod';
-import { planError, problem, type PlanError, type Problem } from '../errors.js';
-import { issueMessage } from '../input/json-text.js';
+import { planError, problem, type PlanError } from '../errors.js';
+import { isTable, Reader, readSection, taker, type Table } from './config-reader.js';
+import {
+  readBlockDevices,
+  readBootAssets,
+  readInitdata,
+  readSharedFs,
+} from './hypervisor-parts.js';
 import { defaultKataConfig } from './config-defaults.js';
 import * as rules from './config-rules.js';
 import {
   AgentSection,
-  expectedKind,
-  hasKind,
   HypervisorSection,
   IGNORED_AGENT_KEYS,
   IGNORED_HYPERVISOR_KEYS,
@@ -19,7 +22,6 @@ import {
   IGNORED_SECTIONS,
   RuntimeSection,
   SecurityInfoSection,
-  type IgnoredKind,
 } from './config-schema.js';
 import type { AgentConfig, HypervisorConfig, KataConfig, RuntimeConfig } from './kata-config.js';
 
@@ -31,8 +33,6 @@ export interface ParsedConfig {
   readonly warnings: string[];
 }
 
-type Table = Record<string, unknown>;
-
 /** Parses and validates configuration.toml text; `source` names the file in problems. */
 export function parseKataConfig(text: string, source: string): Result<ParsedConfig, PlanError> {
   return readToml(text, source).andThen((doc) => readConfig(doc, source));
@@ -42,44 +42,29 @@ function readToml(text: string, source: string): Result<Table, PlanError> {
   try {
     return ok(parseToml(text, { integersAsBigInt: 'asNeeded' }) as Table);
   } catch (e) {
-    if (!(e instanceof TomlError)) return err(planError(problem('config', source, 'toml', '', String(e))));
+    if (!(e instanceof TomlError))
+      return err(planError(problem('config', source, 'toml', '', String(e))));
     const what = (e.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '');
     const where = `${e.line}:${e.column}`;
-    return err(planError(problem('config', source, where, '', `TOML syntax error at line ${e.line}, column ${e.column}: ${what}`)));
+    return err(
+      planError(
+        problem(
+          'config',
+          source,
+          where,
+          '',
+          `TOML syntax error at line ${e.line}, column ${e.column}: ${what}`,
+        ),
+      ),
+    );
   }
-}
-
-/** Collects the problems and warnings of one file. */
-class Reader {
-  readonly problems: Problem[] = [];
-  readonly warnings: string[] = [];
-  constructor(readonly source: string) {}
-
-  fail(field: string, value: unknown, message: string): void {
-    const shown = typeof value === 'bigint' ? String(value) : value;
-    this.problems.push(problem('config', this.source, field, shown, message));
-  }
-
-  warn(message: string): void {
-    this.warnings.push(message);
-  }
-
-  /** The rule's value, or `fallback` after recording its message against `field`. */
-  check<T>(field: string, value: unknown, result: rules.Rule<T>, fallback: T): T {
-    if (result.isOk()) return result.value;
-    this.fail(field, value, result.error);
-    return fallback;
-  }
-}
-
-function isTable(v: unknown): v is Table {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
 function readConfig(doc: Table, source: string): Result<ParsedConfig, PlanError> {
   const r = new Reader(source);
   for (const key of Object.keys(doc)) {
-    if (key === 'hypervisor' || key === 'agent' || key === 'runtime' || IGNORED_SECTIONS.has(key)) continue;
+    if (key === 'hypervisor' || key === 'agent' || key === 'runtime' || IGNORED_SECTIONS.has(key))
+      continue;
     r.warn(isTable(doc[key]) ? `unknown section ${key}` : `unknown key ${key}`);
   }
   const hypervisor = readHypervisor(r, pickSection(r, doc, 'hypervisor', 'qemu'));
@@ -109,68 +94,41 @@ function pickSection(r: Reader, doc: Table, kind: string, preferred: string): Na
   const names = Object.keys(parent).filter((n) => isTable(parent[n]));
   for (const n of Object.keys(parent)) if (!isTable(parent[n])) r.warn(`unknown key ${kind}.${n}`);
   if (names.includes(preferred)) {
-    for (const n of names) if (n !== preferred) r.warn(`ignored section ${kind}.${n}: kata-ts reads only ${kind}.${preferred}`);
+    for (const n of names)
+      if (n !== preferred)
+        r.warn(`ignored section ${kind}.${n}: kata-ts reads only ${kind}.${preferred}`);
     return { name: preferred, table: parent[preferred] as Table };
   }
   const only = names[0];
   if (only === undefined) return { name: preferred, table: {} };
   if (names.length > 1) {
-    r.fail(kind, names.join(', '), `several ${kind} sections (${names.join(', ')}); expected exactly one, or ${kind}.${preferred}`);
+    r.fail(
+      kind,
+      names.join(', '),
+      `several ${kind} sections (${names.join(', ')}); expected exactly one, or ${kind}.${preferred}`,
+    );
   } else if (kind === 'hypervisor') {
     r.warn(`hypervisor.${only}: kata-ts drives only qemu; reading it with qemu rules`);
   }
   return { name: only, table: parent[only] as Table };
 }
 
-/**
- * Shape-checks one section: keys of `schema` through zod, known-but-unused Kata keys by TOML type,
- * anything else a warning. A key failing its check is reported and then read as absent.
- */
-function readSection<S extends z.ZodObject>(
-  r: Reader,
-  raw: Table,
-  schema: S,
-  prefix: string,
-  ignored: Readonly<Record<string, IgnoredKind>>,
-): z.output<S> {
-  const known: Table = {};
-  for (const [key, value] of Object.entries(raw)) {
-    if (Object.hasOwn(schema.shape, key)) {
-      known[key] = value;
-      continue;
-    }
-    const kind = Object.hasOwn(ignored, key) ? ignored[key] : undefined;
-    if (kind === undefined) r.warn(`unknown key ${prefix}.${key}`);
-    else if (!hasKind(value, kind)) r.fail(`${prefix}.${key}`, value, expectedKind(kind));
-  }
-  const first = schema.safeParse(known);
-  if (first.success) return first.data;
-  for (const issue of first.error.issues) {
-    const value = issue.path.reduce<unknown>((v, k) => (isTable(v) || Array.isArray(v) ? (v as Table)[String(k)] : undefined), known);
-    const field = issue.path.reduce<string>((f, k) => (typeof k === 'number' ? `${f}[${k}]` : `${f}.${String(k)}`), prefix);
-    r.fail(field, value, issueMessage(issue));
-    delete known[String(issue.path[0])];
-  }
-  return schema.parse(known);
-}
-
-/** Reads one key through a rule: the file's value, else the default; a failure is recorded and `fallback` used. */
-type Take = <I, O>(k: string, raw: I | undefined, def: I, rule: (v: I) => rules.Rule<O>, fallback: O) => O;
-
-function taker(r: Reader, prefix: string, lenient = false): Take {
-  return (k, raw, def, rule, fallback) => {
-    const result = rule(raw ?? def);
-    return lenient ? result.unwrapOr(fallback) : r.check(`${prefix}.${k}`, raw, result, fallback);
-  };
-}
-
-type Hv = HypervisorConfig;
-const trimList = (list: string): string => list.split(',').map((f) => f.trim()).join(','); // CpuInfo/MachineInfo adjust_config
+const trimList = (list: string): string =>
+  list
+    .split(',')
+    .map((f) => f.trim())
+    .join(','); // CpuInfo/MachineInfo adjust_config
 
 function readHypervisor(r: Reader, { name, table }: NamedSection): HypervisorConfig {
   const prefix = `hypervisor.${name}`;
   const h = readSection(r, table, HypervisorSection, prefix, IGNORED_HYPERVISOR_KEYS);
-  const security = readSection(r, h.security_info ?? {}, SecurityInfoSection, `${prefix}.security_info`, {});
+  const security = readSection(
+    r,
+    h.security_info ?? {},
+    SecurityInfoSection,
+    `${prefix}.security_info`,
+    {},
+  );
   const d = defaultKataConfig().hypervisor;
   const take = taker(r, prefix);
   const pcieRootPort = h.pcie_root_port ?? d.pcieRootPort;
@@ -183,26 +141,74 @@ function readHypervisor(r: Reader, { name, table }: NamedSection): HypervisorCon
     ...readBootAssets(r, prefix, h, d),
     machineType: h.machine_type || d.machineType, // "" → q35 (qemu adjust_config)
     kernelParams: h.kernel_params ?? d.kernelParams,
-    defaultVcpus: take('default_vcpus', h.default_vcpus, d.defaultVcpus, rules.vcpuDecimalText, d.defaultVcpus),
-    defaultMaxVcpus: take('default_maxvcpus', h.default_maxvcpus, d.defaultMaxVcpus, rules.maxVcpus, 0),
-    overheadVcpus: take('overhead_vcpus', h.overhead_vcpus, d.overheadVcpus, rules.overheadVcpuText, d.overheadVcpus),
+    defaultVcpus: take(
+      'default_vcpus',
+      h.default_vcpus,
+      d.defaultVcpus,
+      rules.vcpuDecimalText,
+      d.defaultVcpus,
+    ),
+    defaultMaxVcpus: take(
+      'default_maxvcpus',
+      h.default_maxvcpus,
+      d.defaultMaxVcpus,
+      rules.maxVcpus,
+      0,
+    ),
+    overheadVcpus: take(
+      'overhead_vcpus',
+      h.overhead_vcpus,
+      d.overheadVcpus,
+      rules.overheadVcpuText,
+      d.overheadVcpus,
+    ),
     overheadMemoryMiB: h.overhead_memory ?? d.overheadMemoryMiB,
-    defaultMemoryMiB: take('default_memory', h.default_memory, d.defaultMemoryMiB, rules.defaultMemory, d.defaultMemoryMiB),
+    defaultMemoryMiB: take(
+      'default_memory',
+      h.default_memory,
+      d.defaultMemoryMiB,
+      rules.defaultMemory,
+      d.defaultMemoryMiB,
+    ),
     defaultMaxMemoryMiB: h.default_maxmemory ?? d.defaultMaxMemoryMiB,
-    memorySlots: take('memory_slots', h.memory_slots, d.memorySlots, rules.memorySlots, d.memorySlots),
+    memorySlots: take(
+      'memory_slots',
+      h.memory_slots,
+      d.memorySlots,
+      rules.memorySlots,
+      d.memorySlots,
+    ),
     ...readBlockDevices(r, prefix, h, d),
     ...readSharedFs(r, prefix, h, d),
     pcieRootPort,
     pcieSwitchPort,
     hotplugVfio: take('hot_plug_vfio', h.hot_plug_vfio, d.hotplugVfio, rules.vfioPort, 'no-port'),
-    coldplugVfio: take('cold_plug_vfio', h.cold_plug_vfio, d.coldplugVfio, rules.vfioPort, 'no-port'),
+    coldplugVfio: take(
+      'cold_plug_vfio',
+      h.cold_plug_vfio,
+      d.coldplugVfio,
+      rules.vfioPort,
+      'no-port',
+    ),
     rootless: h.rootless ?? d.rootless,
-    enableAnnotations: take('enable_annotations', h.enable_annotations, d.enableAnnotations, rules.annotationPatterns, []),
+    enableAnnotations: take(
+      'enable_annotations',
+      h.enable_annotations,
+      d.enableAnnotations,
+      rules.annotationPatterns,
+      [],
+    ),
     validHypervisorPaths: h.valid_hypervisor_paths ?? d.validHypervisorPaths,
     initdata: readInitdata(r, prefix, h.initdata, security.initdata),
     confidentialGuest: h.confidential_guest ?? d.confidentialGuest,
     rootfsType: h.rootfs_type || d.rootfsType, // "" → ext4 (qemu adjust_config)
-    vmRootfsDriver: take('vm_rootfs_driver', h.vm_rootfs_driver, d.vmRootfsDriver, rules.blockDriver, d.vmRootfsDriver),
+    vmRootfsDriver: take(
+      'vm_rootfs_driver',
+      h.vm_rootfs_driver,
+      d.vmRootfsDriver,
+      rules.blockDriver,
+      d.vmRootfsDriver,
+    ),
     firmware: take('firmware', h.firmware, d.firmware, rules.absolutePathOrEmpty, ''),
     cpuFeatures: trimList(h.cpu_features ?? d.cpuFeatures),
     machineAccelerators: trimList(h.machine_accelerators ?? d.machineAccelerators),
@@ -210,66 +216,6 @@ function readHypervisor(r: Reader, { name, table }: NamedSection): HypervisorCon
     enableDebug: h.enable_debug ?? d.enableDebug,
     guestHookPath: h.guest_hook_path ?? d.guestHookPath,
   };
-}
-
-/** Image or initrd, not both. A file naming an initrd but no image boots the initrd: the template's image must not linger. */
-function readBootAssets(r: Reader, prefix: string, h: HypervisorSection, d: Hv): Pick<Hv, 'image' | 'initrd'> {
-  const take = taker(r, prefix);
-  const initrd = take('initrd', h.initrd, d.initrd, rules.absolutePathOrEmpty, '');
-  const image = take('image', h.image, initrd !== '' ? '' : d.image, rules.absolutePathOrEmpty, '');
-  r.check(`${prefix}.image`, image, rules.bootAssets(image, initrd), undefined);
-  return { image, initrd };
-}
-
-type BlockFields =
-  | 'blockDeviceDriver' | 'blockDeviceAio' | 'blockDeviceCacheDirect' | 'blockDeviceCacheSet' | 'blockDeviceCacheNoflush'
-  | 'blockDeviceLogicalSectorSize' | 'blockDevicePhysicalSectorSize' | 'disableBlockDeviceUse';
-
-/** Block device settings. Kata skips every check when block devices are disabled (BlockDeviceInfo::adjust_config). */
-function readBlockDevices(r: Reader, prefix: string, h: HypervisorSection, d: Hv): Pick<Hv, BlockFields> {
-  const disabled = h.disable_block_device_use ?? d.disableBlockDeviceUse;
-  const take = taker(r, prefix, disabled);
-  const logicalKey = 'block_device_logical_sector_size';
-  const logical = take(logicalKey, h.block_device_logical_sector_size, d.blockDeviceLogicalSectorSize, rules.sectorSize, 0);
-  const physicalKey = 'block_device_physical_sector_size';
-  const physical = take(physicalKey, h.block_device_physical_sector_size, d.blockDevicePhysicalSectorSize, rules.sectorSize, 0);
-  take(logicalKey, logical, logical, (l) => rules.sectorOrder(l, physical), undefined);
-  return {
-    blockDeviceDriver: take('block_device_driver', h.block_device_driver, d.blockDeviceDriver, rules.blockDriver, 'virtio-blk-pci'),
-    blockDeviceAio: take('block_device_aio', h.block_device_aio, d.blockDeviceAio, rules.blockAio, 'io_uring'),
-    blockDeviceCacheDirect: h.block_device_cache_direct ?? d.blockDeviceCacheDirect,
-    blockDeviceCacheSet: h.block_device_cache_set ?? d.blockDeviceCacheSet,
-    blockDeviceCacheNoflush: h.block_device_cache_noflush ?? d.blockDeviceCacheNoflush,
-    blockDeviceLogicalSectorSize: logical,
-    blockDevicePhysicalSectorSize: physical,
-    disableBlockDeviceUse: disabled,
-  };
-}
-
-type SharedFsFields = 'sharedFs' | 'virtioFsDaemon' | 'virtioFsExtraArgs' | 'virtioFsCache' | 'virtioFsCacheSizeMiB';
-
-/** Shared filesystem settings; the cache mode is checked only for virtio-fs kinds (SharedFsInfo::validate). */
-function readSharedFs(r: Reader, prefix: string, h: HypervisorSection, d: Hv): Pick<Hv, SharedFsFields> {
-  const take = taker(r, prefix);
-  const sharedFs = take('shared_fs', h.shared_fs, d.sharedFs, rules.sharedFs, d.sharedFs);
-  const cache = h.virtio_fs_cache ?? d.virtioFsCache;
-  if (cache === 'none') r.warn(`${prefix}.virtio_fs_cache: "none" is deprecated since Kata 2.5, use "never"`);
-  const usesVirtioFs = sharedFs === 'virtio-fs' || sharedFs === 'virtio-fs-nydus';
-  return {
-    sharedFs,
-    virtioFsDaemon: take('virtio_fs_daemon', h.virtio_fs_daemon, d.virtioFsDaemon, rules.absolutePathOrEmpty, ''),
-    virtioFsExtraArgs: h.virtio_fs_extra_args ?? d.virtioFsExtraArgs,
-    virtioFsCache: usesVirtioFs ? take('virtio_fs_cache', h.virtio_fs_cache, d.virtioFsCache, rules.virtioFsCache, 'never') : cache,
-    virtioFsCacheSizeMiB: h.virtio_fs_cache_size ?? d.virtioFsCacheSizeMiB,
-  };
-}
-
-/** `initdata` flat in the section (Kata's layout) or under `security_info`; both set must agree. */
-function readInitdata(r: Reader, prefix: string, flat: string | undefined, nested: string | undefined): string {
-  if (flat !== undefined && nested !== undefined && flat !== nested) {
-    r.fail(`${prefix}.security_info.initdata`, nested, `conflicts with ${prefix}.initdata; set it once`);
-  }
-  return nested ?? flat ?? '';
 }
 
 function readAgent(r: Reader, { name, table }: NamedSection): AgentConfig {
@@ -293,19 +239,31 @@ function readRuntime(r: Reader, table: Table): RuntimeConfig {
   const take = taker(r, 'runtime');
   return {
     enableDebug: s.enable_debug ?? d.enableDebug,
-    internetworkingModel: take('internetworking_model', s.internetworking_model, d.internetworkingModel,
-      rules.internetworkingModel, d.internetworkingModel),
+    internetworkingModel: take(
+      'internetworking_model',
+      s.internetworking_model,
+      d.internetworkingModel,
+      rules.internetworkingModel,
+      d.internetworkingModel,
+    ),
     disableGuestSeccomp: s.disable_guest_seccomp ?? d.disableGuestSeccomp,
     sandboxCgroupOnly: s.sandbox_cgroup_only ?? d.sandboxCgroupOnly,
     staticSandboxResourceMgmt: s.static_sandbox_resource_mgmt ?? d.staticSandboxResourceMgmt,
-    staticSandboxDefaultWorkloadMemMiB: s.static_sandbox_default_workload_mem ?? d.staticSandboxDefaultWorkloadMemMiB,
+    staticSandboxDefaultWorkloadMemMiB:
+      s.static_sandbox_default_workload_mem ?? d.staticSandboxDefaultWorkloadMemMiB,
     enablePprof: s.enable_pprof ?? d.enablePprof,
     experimental: s.experimental ?? d.experimental,
     experimentalForceGuestPull: s.experimental_force_guest_pull ?? d.experimentalForceGuestPull,
     vfioMode: take('vfio_mode', s.vfio_mode, d.vfioMode, rules.vfioMode, d.vfioMode),
     disableNewNetns: s.disable_new_netns ?? d.disableNewNetns,
     dan: take('dan_conf', s.dan_conf, d.dan, rules.absolutePathOrEmpty, d.dan),
-    kubeletRootDir: take('kubelet_root_dir', s.kubelet_root_dir, d.kubeletRootDir, rules.absolutePath, d.kubeletRootDir),
+    kubeletRootDir: take(
+      'kubelet_root_dir',
+      s.kubelet_root_dir,
+      d.kubeletRootDir,
+      rules.absolutePath,
+      d.kubeletRootDir,
+    ),
     allowAnyCopyDirectory: s.allow_any_copy_directory ?? d.allowAnyCopyDirectory,
     copyWatchDebounceMs: s.copy_watch_debounce_ms ?? d.copyWatchDebounceMs,
   };

@@ -9,7 +9,10 @@ import { parseKataConfig, type ParsedConfig } from './parse-config.js';
 
 /** Reads and validates the config at `file`; problems name `file`. */
 export function readKataConfigFile(file: string): Result<ParsedConfig, PlanError> {
-  const text = readInputFile(file, { maxBytes: MAX_CONFIG_FILE_BYTES, limitName: 'MAX_CONFIG_FILE_BYTES' });
+  const text = readInputFile(file, {
+    maxBytes: MAX_CONFIG_FILE_BYTES,
+    limitName: 'MAX_CONFIG_FILE_BYTES',
+  });
   if (text.isErr()) return err(planError(problem('config', file, '--config', '', text.error.what)));
   return parseKataConfig(text.value, file);
 }

@@ -7,11 +7,18 @@ import { MAX_ERROR_LINE_CHARS, MAX_SHOWN_VALUE_CHARS } from './limits.js';
  * some viewers and in JavaScript source) and the bidi overrides/isolates that reorder what a
  * terminal shows ("Trojan Source"). One character class, so the scan is linear.
  */
-const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const UNSAFE =
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
 const UNSAFE_ANY = new RegExp(UNSAFE.source);
 
-const SHORT: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f' };
+const SHORT: Readonly<Record<string, string>> = {
+  '\n': '\\n',
+  '\r': '\\r',
+  '\t': '\\t',
+  '\b': '\\b',
+  '\f': '\\f',
+};
 
 function escapeOne(c: string): string {
   return SHORT[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
@@ -43,7 +50,9 @@ export function quoteValue(value: unknown, maxChars = MAX_SHOWN_VALUE_CHARS): st
  * left to the line's escaping (errorLine).
  */
 export function clipValue(value: string, maxChars = MAX_SHOWN_VALUE_CHARS): string {
-  return value.length <= maxChars ? value : `${value.slice(0, maxChars)}... (${value.length} characters)`;
+  return value.length <= maxChars
+    ? value
+    : `${value.slice(0, maxChars)}... (${value.length} characters)`;
 }
 
 /** One printable line: control characters escaped, at most MAX_ERROR_LINE_CHARS long. */

@@ -35,10 +35,18 @@ export interface JsonSyntaxError {
 export function jsonSyntaxError(text: string, message: string): JsonSyntaxError {
   const m = POSITIONED.exec(message);
   if (m === null || QUOTED_NON_PUNCTUATION.test(m[1]!)) {
-    return { message: message.startsWith('Unexpected end of JSON input') ? 'invalid JSON: unexpected end of input' : 'invalid JSON' };
+    return {
+      message: message.startsWith('Unexpected end of JSON input')
+        ? 'invalid JSON: unexpected end of input'
+        : 'invalid JSON',
+    };
   }
   const { line, column } = lineColumn(text, Number(m[2]));
-  return { line, column, message: `invalid JSON at line ${line} column ${column}: ${m[1]!.trim()}` };
+  return {
+    line,
+    column,
+    message: `invalid JSON at line ${line} column ${column}: ${m[1]!.trim()}`,
+  };
 }
 
 /** The field a JSON syntax problem is reported against: `line:column`, or `json`. */

@@ -40,6 +40,12 @@ export const MAX_VIRTUAL_VOLUME_BYTES = 256 * KiB;
 export const MAX_SHOWN_VALUE_CHARS = 64;
 
 /**
+ * A message that echoes its offending value whole is cut to MAX_SHOWN_VALUE_CHARS of it when the
+ * value is longer than this: PATH_MAX, so a path is always shown whole, an 8 MiB annotation never.
+ */
+export const MAX_ECHOED_VALUE_CHARS = 4096;
+
+/**
  * The longest error line printed (characters after escaping, `kata-ts: ` included): room for a
  * PATH_MAX path and a message, never a whole file or value.
  */

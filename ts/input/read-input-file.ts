@@ -3,7 +3,16 @@
 // <fifo>` used to block forever, and /dev/zero would fill memory. The file is opened non-blocking
 // (opening a FIFO then never waits for a writer) without becoming our controlling terminal, checked
 // with stat before and fstat on the open descriptor after (no race with a rename), capped in size, and decoded as UTF-8.
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  openSync,
+  readSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import { err, ok, type Result } from 'neverthrow';
 
 export interface ReadInputOptions {
@@ -19,7 +28,8 @@ export interface ReadInputOptions {
   readonly noFollow?: boolean;
 }
 
-export type ReadInputErrorKind = 'missing' | 'not-regular' | 'symlink' | 'too-large' | 'not-utf8' | 'io';
+export type ReadInputErrorKind =
+  'missing' | 'not-regular' | 'symlink' | 'too-large' | 'not-utf8' | 'io';
 
 export interface ReadInputError {
   readonly kind: ReadInputErrorKind;
@@ -38,15 +48,21 @@ function kindName(st: Stats): string {
 }
 
 function symlink(path: string): ReadInputError {
-  return { kind: 'symlink', path, what: 'cannot read: is a symbolic link (not followed inside a bundle)' };
+  return {
+    kind: 'symlink',
+    path,
+    what: 'cannot read: is a symbolic link (not followed inside a bundle)',
+  };
 }
 
 function ioError(path: string, e: unknown, noFollow: boolean): ReadInputError {
   const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
   if (code === 'ENOENT') return { kind: 'missing', path, what: 'cannot read: no such file' };
   if (code === 'ELOOP' && noFollow) return symlink(path);
-  if (code === 'EACCES' || code === 'EPERM') return { kind: 'io', path, what: 'cannot read: permission denied' };
-  if (code === 'ENOTDIR') return { kind: 'missing', path, what: 'cannot read: a parent is not a directory' };
+  if (code === 'EACCES' || code === 'EPERM')
+    return { kind: 'io', path, what: 'cannot read: permission denied' };
+  if (code === 'ENOTDIR')
+    return { kind: 'missing', path, what: 'cannot read: a parent is not a directory' };
   return { kind: 'io', path, what: `cannot read: ${code}` };
 }
 
@@ -71,7 +87,11 @@ function readCapped(fd: number, max: number): Buffer | null {
 /** The file's text; an Err names what is wrong without quoting the file. */
 export function readInputFile(path: string, o: ReadInputOptions): Result<string, ReadInputError> {
   const noFollow = o.noFollow ?? false;
-  const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (noFollow ? constants.O_NOFOLLOW : 0);
+  const flags =
+    constants.O_RDONLY |
+    constants.O_NONBLOCK |
+    constants.O_NOCTTY |
+    (noFollow ? constants.O_NOFOLLOW : 0);
   let fd: number;
   try {
     // Never open a special file at all when it is one already (opening some devices acts, e.g. a
@@ -86,7 +106,11 @@ export function readInputFile(path: string, o: ReadInputOptions): Result<string,
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) return err(notRegular(path, st));
-    const tooLarge: ReadInputError = { kind: 'too-large', path, what: `cannot read: larger than ${o.maxBytes} bytes (${o.limitName})` };
+    const tooLarge: ReadInputError = {
+      kind: 'too-large',
+      path,
+      what: `cannot read: larger than ${o.maxBytes} bytes (${o.limitName})`,
+    };
     if (st.size > o.maxBytes) return err(tooLarge);
     const bytes = readCapped(fd, o.maxBytes);
     if (bytes === null) return err(tooLarge);

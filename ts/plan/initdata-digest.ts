@@ -37,13 +37,19 @@ export interface InitdataOrigin {
   readonly source: string;
 }
 
-export const CONFIG_INITDATA_ORIGIN: InitdataOrigin = { field: 'hypervisor.qemu.initdata', source: 'configuration.toml' };
+export const CONFIG_INITDATA_ORIGIN: InitdataOrigin = {
+  field: 'hypervisor.qemu.initdata',
+  source: 'configuration.toml',
+};
 
 function isTable(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
-function parseTable(toml: string, origin: InitdataOrigin): Result<Record<string, unknown>, Problem> {
+function parseTable(
+  toml: string,
+  origin: InitdataOrigin,
+): Result<Record<string, unknown>, Problem> {
   try {
     return ok(parseToml(toml));
   } catch (e) {
@@ -52,23 +58,38 @@ function parseTable(toml: string, origin: InitdataOrigin): Result<Record<string,
   }
 }
 
-function checkVersion(doc: Record<string, unknown>, bad: (what: string, value?: unknown) => Problem): Problem[] {
+function checkVersion(
+  doc: Record<string, unknown>,
+  bad: (what: string, value?: unknown) => Problem,
+): Problem[] {
   const v = doc['version'];
   if (v === undefined) return [bad('missing field `version`')];
-  if (v !== INITDATA_VERSION) return [bad(`unsupported version: ${String(v)}, expected: ${INITDATA_VERSION}`, v)];
+  if (v !== INITDATA_VERSION)
+    return [bad(`unsupported version: ${String(v)}, expected: ${INITDATA_VERSION}`, v)];
   return [];
 }
 
-function checkAlgorithm(doc: Record<string, unknown>, bad: (what: string, value?: unknown) => Problem): Problem[] {
+function checkAlgorithm(
+  doc: Record<string, unknown>,
+  bad: (what: string, value?: unknown) => Problem,
+): Problem[] {
   const a = doc['algorithm'];
   if (a === undefined) return [bad('missing field `algorithm`')];
   if (!(INITDATA_ALGORITHMS as readonly unknown[]).includes(a)) {
-    return [bad(`unsupported algorithm: ${String(a)}, supported algorithms: ${INITDATA_ALGORITHMS.join(', ')}`, a)];
+    return [
+      bad(
+        `unsupported algorithm: ${String(a)}, supported algorithms: ${INITDATA_ALGORITHMS.join(', ')}`,
+        a,
+      ),
+    ];
   }
   return [];
 }
 
-function checkData(doc: Record<string, unknown>, bad: (what: string, value?: unknown) => Problem): Problem[] {
+function checkData(
+  doc: Record<string, unknown>,
+  bad: (what: string, value?: unknown) => Problem,
+): Problem[] {
   const d = doc['data'];
   if (d === undefined) return [bad('missing field `data`')];
   if (!isTable(d)) return [bad('`data` must be a table')];
@@ -78,11 +99,15 @@ function checkData(doc: Record<string, unknown>, bad: (what: string, value?: unk
 }
 
 /** Parses and validates initdata TOML; reports every problem found. */
-export function parseInitdata(toml: string, origin: InitdataOrigin = CONFIG_INITDATA_ORIGIN): Result<Initdata, PlanError> {
+export function parseInitdata(
+  toml: string,
+  origin: InitdataOrigin = CONFIG_INITDATA_ORIGIN,
+): Result<Initdata, PlanError> {
   const table = parseTable(toml, origin);
   if (table.isErr()) return err(planError(table.error));
   const doc = table.value;
-  const bad = (what: string, value: unknown = ''): Problem => problem('config', origin.source, origin.field, value, what);
+  const bad = (what: string, value: unknown = ''): Problem =>
+    problem('config', origin.source, origin.field, value, what);
   const problems = [...checkVersion(doc, bad), ...checkAlgorithm(doc, bad), ...checkData(doc, bad)];
   if (problems.length > 0) return err(planError(...problems));
   return ok({
@@ -93,9 +118,20 @@ export function parseInitdata(toml: string, origin: InitdataOrigin = CONFIG_INIT
 }
 
 /** Hash of `data` (text as UTF-8) with an initdata algorithm. */
-export function calculateDigest(algorithm: string, data: Uint8Array | string): Result<Uint8Array, Problem> {
+export function calculateDigest(
+  algorithm: string,
+  data: Uint8Array | string,
+): Result<Uint8Array, Problem> {
   if (!(INITDATA_ALGORITHMS as readonly string[]).includes(algorithm)) {
-    return err(problem('plan', 'initdata', 'algorithm', algorithm, `unsupported Hash algorithm: ${algorithm}`));
+    return err(
+      problem(
+        'plan',
+        'initdata',
+        'algorithm',
+        algorithm,
+        `unsupported Hash algorithm: ${algorithm}`,
+      ),
+    );
   }
   return ok(new Uint8Array(createHash(algorithm).update(data).digest()));
 }
@@ -109,7 +145,11 @@ export function adjustDigest(digest: Uint8Array, platform: ProtectedPlatform): U
 }
 
 /** base64 (standard alphabet, padded) of the platform-shaped digest of the raw TOML text. */
-export function initdataDigest(rawToml: string, algorithm: InitdataAlgorithm, platform: ProtectedPlatform): string {
+export function initdataDigest(
+  rawToml: string,
+  algorithm: InitdataAlgorithm,
+  platform: ProtectedPlatform,
+): string {
   const digest = calculateDigest(algorithm, rawToml)._unsafeUnwrap();
   return Buffer.from(adjustDigest(digest, platform)).toString('base64');
 }

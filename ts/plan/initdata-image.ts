@@ -44,7 +44,10 @@ export function readInitdataImage(image: Uint8Array): Result<string, Problem> {
   if (image.length < INITDATA_HEADER_BYTES || !INITDATA_MAGIC.every((b, i) => image[i] === b)) {
     return err(imageProblem('no initdata magic'));
   }
-  const length = new DataView(image.buffer, image.byteOffset, image.byteLength).getBigUint64(8, true);
+  const length = new DataView(image.buffer, image.byteOffset, image.byteLength).getBigUint64(
+    8,
+    true,
+  );
   if (length > BigInt(image.length - INITDATA_HEADER_BYTES)) {
     return err(imageProblem(`gzip length ${length} exceeds the image`));
   }

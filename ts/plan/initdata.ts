@@ -51,7 +51,10 @@ export interface InitdataOptions {
 }
 
 /** `<rootless dir>/run/kata-containers/shared/initdata/<sid>/initdata.image`. */
-export function initdataHostPath(sandboxId: string, rootlessDir?: HostPath): Result<HostPath, PlanError> {
+export function initdataHostPath(
+  sandboxId: string,
+  rootlessDir?: HostPath,
+): Result<HostPath, PlanError> {
   const base = hostPath(path.posix.join(rootlessDir ?? '/', INITDATA_HOST_DIR));
   return base
     .andThen((dir) => joinHost(dir, sandboxId, INITDATA_IMAGE_NAME))
@@ -78,7 +81,9 @@ export function planInitdata(
   if (image === null) return ok(null);
   const where =
     options.dir !== undefined
-      ? joinHost(options.dir, INITDATA_IMAGE_NAME).mapErr((e) => planError(problem('plan', 'sandbox', 'sandbox id', sandboxId, e.message)))
+      ? joinHost(options.dir, INITDATA_IMAGE_NAME).mapErr((e) =>
+          planError(problem('plan', 'sandbox', 'sandbox id', sandboxId, e.message)),
+        )
       : initdataHostPath(sandboxId, options.rootlessDir);
   if (where.isErr()) return err(where.error);
   const device = devices.allocate({ pathOnHost: where.value, readOnly: true, hotplug: false });

@@ -14,7 +14,14 @@ import { GUEST_KATA_DIR } from './volumes-paths.js';
 export const KATA_VIRTUAL_VOLUME_PREFIX = 'io.katacontainers.volume=';
 export const IMAGE_GUEST_PULL = 'image_guest_pull';
 export const VIRTUAL_VOLUME_TYPES = [
-  'direct_block', 'image_raw_block', 'layer_raw_block', 'image_nydus_block', 'layer_nydus_block', 'image_nydus_fs', 'layer_nydus_fs', IMAGE_GUEST_PULL,
+  'direct_block',
+  'image_raw_block',
+  'layer_raw_block',
+  'image_nydus_block',
+  'layer_nydus_block',
+  'image_nydus_fs',
+  'layer_nydus_fs',
+  IMAGE_GUEST_PULL,
 ] as const;
 /** Storage fstype of a guest-pulled rootfs (`overlay`; `overlayfs` was a 2025 bug, 04dedda6ed). */
 export const GUEST_PULL_FSTYPE = 'overlay';
@@ -42,14 +49,21 @@ export const FORCE_GUEST_PULL_OPTION = `${KATA_VIRTUAL_VOLUME_PREFIX}${encodeVir
  * the payload. Checked without a regex (ts/input/base64.ts) and capped at MAX_VIRTUAL_VOLUME_BYTES.
  */
 export function decodeVirtualVolume(b64: string): Result<KataVirtualVolume, string> {
-  const bad = (why: string) => err(`Failed to decode KataVirtualVolume from base64: ${clipValue(b64)} (${why})`);
-  if (b64.length > MAX_VIRTUAL_VOLUME_BYTES) return bad(`larger than ${MAX_VIRTUAL_VOLUME_BYTES} bytes (MAX_VIRTUAL_VOLUME_BYTES)`);
+  const bad = (why: string) =>
+    err(`Failed to decode KataVirtualVolume from base64: ${clipValue(b64)} (${why})`);
+  if (b64.length > MAX_VIRTUAL_VOLUME_BYTES)
+    return bad(`larger than ${MAX_VIRTUAL_VOLUME_BYTES} bytes (MAX_VIRTUAL_VOLUME_BYTES)`);
   const bytes = b64 === '' ? null : decodeStandardBase64(b64);
   if (bytes === null) return bad('not standard padded base64');
   const json = parseJsonText(bytes.toString('utf8'));
   if (json.isErr()) return bad(json.error.message);
   const v = json.value;
-  if (typeof v !== 'object' || v === null || Array.isArray(v) || typeof (v as { volume_type?: unknown }).volume_type !== 'string') {
+  if (
+    typeof v !== 'object' ||
+    v === null ||
+    Array.isArray(v) ||
+    typeof (v as { volume_type?: unknown }).volume_type !== 'string'
+  ) {
     return bad('expected a JSON object with a string volume_type');
   }
   return ok(v as KataVirtualVolume);
@@ -80,13 +94,17 @@ export function planVirtualVolumeRootfs(
   annotations: Readonly<Record<string, string>>,
 ): Result<GuestPullRootfs, string> {
   if (volume.volume_type !== IMAGE_GUEST_PULL) {
-    return err(`Error in handle virtual volume storage with unsupported type: ${quoteValue(volume.volume_type)}`);
+    return err(
+      `Error in handle virtual volume storage with unsupported type: ${quoteValue(volume.volume_type)}`,
+    );
   }
   const image = imageReference(annotations);
   if (image.isErr()) return err(image.error.message);
   const guestRootfs = joinGuest(GUEST_KATA_DIR, containerId, 'rootfs');
   if (guestRootfs.isErr()) return err(guestRootfs.error.message);
-  const metadata = sortedObject(new Map([...Object.entries(volume.image_pull?.metadata ?? {}), ...Object.entries(annotations)]));
+  const metadata = sortedObject(
+    new Map([...Object.entries(volume.image_pull?.metadata ?? {}), ...Object.entries(annotations)]),
+  );
   return ok({
     guestRootfs: guestRootfs.value,
     storage: {

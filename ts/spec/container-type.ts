@@ -87,11 +87,21 @@ export function imageReference(annotations: Annotations): Result<string, Problem
     const imageKey = key === CRIO_CONTAINER_TYPE ? CRIO_IMAGE_NAME : CRI_IMAGE_NAME;
     const image = get(annotations, imageKey);
     return image === undefined
-      ? err(problem('annotation', 'annotations', imageKey, '', `get image reference failed (${key}=${clipValue(value ?? '')} but no ${imageKey})`))
+      ? err(
+          problem(
+            'annotation',
+            'annotations',
+            imageKey,
+            '',
+            `get image reference failed (${key}=${clipValue(value ?? '')} but no ${imageKey})`,
+          ),
+        )
       : ok(image);
   }
   const fallback = get(annotations, CRI_IMAGE_NAME) ?? get(annotations, CRIO_IMAGE_NAME);
   return fallback === undefined
-    ? err(problem('annotation', 'annotations', CRI_IMAGE_NAME, '', 'no target image reference found'))
+    ? err(
+        problem('annotation', 'annotations', CRI_IMAGE_NAME, '', 'no target image reference found'),
+      )
     : ok(fallback);
 }

@@ -92,7 +92,9 @@ const Linux = z.looseObject({
   cgroupsPath: text.optional(),
   resources: Resources.default({}),
   devices: z.array(Device, { error: 'expected an array' }).default([]),
-  namespaces: z.array(z.looseObject({ type: text, path: text.optional() }), { error: 'expected an array' }).optional(),
+  namespaces: z
+    .array(z.looseObject({ type: text, path: text.optional() }), { error: 'expected an array' })
+    .optional(),
   maskedPaths: strings.optional(),
   readonlyPaths: strings.optional(),
 });
@@ -114,15 +116,25 @@ export type OciLinuxDevice = OciSpec['linux']['devices'][number];
 
 /** `mounts[2].destination` from a zod/JSON path. */
 function fieldPath(parts: readonly PropertyKey[]): string {
-  return parts.reduce<string>((acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc === '' ? String(p) : `${acc}.${String(p)}`), '');
+  return parts.reduce<string>(
+    (acc, p) =>
+      typeof p === 'number' ? `${acc}[${p}]` : acc === '' ? String(p) : `${acc}.${String(p)}`,
+    '',
+  );
 }
 
 function valueAt(root: unknown, parts: readonly PropertyKey[]): unknown {
-  return parts.reduce<unknown>((v, p) => (typeof v === 'object' && v !== null ? (v as Record<PropertyKey, unknown>)[p] : undefined), root);
+  return parts.reduce<unknown>(
+    (v, p) =>
+      typeof v === 'object' && v !== null ? (v as Record<PropertyKey, unknown>)[p] : undefined,
+    root,
+  );
 }
 
 function parseJson(text: string, source: string): Result<unknown, PlanError> {
-  return parseJsonText(text).mapErr((e) => planError(problem('spec', source, jsonErrorField(e), '', e.message)));
+  return parseJsonText(text).mapErr((e) =>
+    planError(problem('spec', source, jsonErrorField(e), '', e.message)),
+  );
 }
 
 /** Parses a config.json text; `source` names the file in problems. Reports every problem found. */
@@ -136,7 +148,8 @@ export function parseOciSpec(text: string, source: string): Result<OciSpec, Plan
     const problems: Problem[] = parsed.error.issues.map((issue) => {
       const field = fieldPath(issue.path) || '(root)';
       const value = valueAt(json, issue.path);
-      const what = value === undefined && issue.code === 'invalid_type' ? 'is required' : issueMessage(issue);
+      const what =
+        value === undefined && issue.code === 'invalid_type' ? 'is required' : issueMessage(issue);
       return problem('spec', source, field, value ?? '', what);
     });
     return err(planError(...problems));
@@ -148,11 +161,29 @@ export function parseOciSpec(text: string, source: string): Result<OciSpec, Plan
  * readInputFile: a regular file, not a symlink (whoever made the bundle chose its names), at most
  * MAX_SPEC_FILE_BYTES.
  */
-export function readOciBundle(dir: string): ResultAsync<{ spec: OciSpec; bundleDir: string }, PlanError> {
+export function readOciBundle(
+  dir: string,
+): ResultAsync<{ spec: OciSpec; bundleDir: string }, PlanError> {
   const bundleDir = path.resolve(dir);
   const file = path.join(bundleDir, 'config.json');
-  const read = readInputFile(file, { maxBytes: MAX_SPEC_FILE_BYTES, limitName: 'MAX_SPEC_FILE_BYTES', noFollow: true }).mapErr((e) =>
-    planError(problem('spec', file, 'config.json', '', e.kind === 'missing' ? `no config.json in bundle ${bundleDir}` : e.what)),
+  const read = readInputFile(file, {
+    maxBytes: MAX_SPEC_FILE_BYTES,
+    limitName: 'MAX_SPEC_FILE_BYTES',
+    noFollow: true,
+  }).mapErr((e) =>
+    planError(
+      problem(
+        'spec',
+        file,
+        'config.json',
+        '',
+        e.kind === 'missing' ? `no config.json in bundle ${bundleDir}` : e.what,
+      ),
+    ),
   );
-  return new ResultAsync(Promise.resolve(read.andThen((text) => parseOciSpec(text, file).map((spec) => ({ spec, bundleDir })))));
+  return new ResultAsync(
+    Promise.resolve(
+      read.andThen((text) => parseOciSpec(text, file).map((spec) => ({ spec, bundleDir }))),
+    ),
+  );
 }

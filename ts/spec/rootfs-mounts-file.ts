@@ -28,19 +28,41 @@ const fieldOf = (parts: readonly PropertyKey[]): string =>
   `rootfs-mounts${parts.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}`;
 
 /** Parses the file's text; `shown` names it in problems. */
-export function parseRootfsMounts(text: string, shown: string): Result<RootfsMountEntry[], PlanError> {
+export function parseRootfsMounts(
+  text: string,
+  shown: string,
+): Result<RootfsMountEntry[], PlanError> {
   const json = parseJsonText(text);
-  if (json.isErr()) return err(planError(problem('input', shown, jsonErrorField(json.error), '', json.error.message)));
+  if (json.isErr())
+    return err(
+      planError(problem('input', shown, jsonErrorField(json.error), '', json.error.message)),
+    );
   const parsed = RootfsMountsSchema.safeParse(json.value);
   if (parsed.success) return ok(parsed.data);
-  return err(planError(...parsed.error.issues.map((i) => problem('input', shown, fieldOf(i.path), '', issueMessage(i)))));
+  return err(
+    planError(
+      ...parsed.error.issues.map((i) =>
+        problem('input', shown, fieldOf(i.path), '', issueMessage(i)),
+      ),
+    ),
+  );
 }
 
 /** `<bundleDir>/rootfs-mounts.json`, or [] when the bundle has none; `shownDir` names the bundle in problems. */
-export function readRootfsMounts(bundleDir: string, shownDir = bundleDir): Result<RootfsMountEntry[], PlanError> {
+export function readRootfsMounts(
+  bundleDir: string,
+  shownDir = bundleDir,
+): Result<RootfsMountEntry[], PlanError> {
   const file = path.join(bundleDir, ROOTFS_MOUNTS_FILE);
   const shown = path.join(shownDir, ROOTFS_MOUNTS_FILE);
-  const text = readInputFile(file, { maxBytes: MAX_ROOTFS_MOUNTS_FILE_BYTES, limitName: 'MAX_ROOTFS_MOUNTS_FILE_BYTES', noFollow: true });
-  if (text.isErr()) return text.error.kind === 'missing' ? ok([]) : err(planError(problem('input', shown, ROOTFS_MOUNTS_FILE, '', text.error.what)));
+  const text = readInputFile(file, {
+    maxBytes: MAX_ROOTFS_MOUNTS_FILE_BYTES,
+    limitName: 'MAX_ROOTFS_MOUNTS_FILE_BYTES',
+    noFollow: true,
+  });
+  if (text.isErr())
+    return text.error.kind === 'missing'
+      ? ok([])
+      : err(planError(problem('input', shown, ROOTFS_MOUNTS_FILE, '', text.error.what)));
   return parseRootfsMounts(text.value, shown);
 }
