@@ -11,7 +11,14 @@ import { alive, type PrivateContainerd } from '../containerd/containerd-harness.
 import { hierarchies } from '../harness/cgroup-subtree.js';
 import { unsupportedConfig } from '../../ts/lifecycle/host-files.js';
 import { readConfig } from '../../ts/lifecycle/sandbox-inputs.js';
-import { containerdWithShim, guestBuilt, guestConfig, RUNTIME, tasks, until } from './shim-harness.js';
+import {
+  containerdWithShim,
+  guestBuilt,
+  guestConfig,
+  RUNTIME,
+  tasks,
+  until,
+} from './shim-harness.js';
 import { gated, needs } from '../harness/prereq.js';
 
 async function lifecycleRunsVirtioFs(): Promise<boolean> {
@@ -27,13 +34,22 @@ async function lifecycleRunsVirtioFs(): Promise<boolean> {
 const ready = guestBuilt && (await lifecycleRunsVirtioFs());
 // The guest boots under TCG (this host's KVM cannot boot a Debian kernel, peers.md): the shim's
 // environment forces it with KATA_TS_QEMU_ACCEL.
-const guestTest = gated(needs.root(), needs.containerd(), guestBuilt ? null : 'guest not built (make guest)', ready || !guestBuilt ? null : 'the lifecycle cannot run virtio-fs here').serial;
+const guestTest = gated(
+  needs.root(),
+  needs.containerd(),
+  guestBuilt ? null : 'guest not built (make guest)',
+  ready || !guestBuilt ? null : 'the lifecycle cannot run virtio-fs here',
+).serial;
 
 async function withGuest(t: ExecutionContext): Promise<PrivateContainerd> {
   t.timeout(300_000);
   const dir = mkdtempSync('/tmp/kata-ts-shim-cfg-');
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const { containerd } = await containerdWithShim(t, { KATA_TS_CONFIG: guestConfig(dir), KATA_TS_LOG: 'debug', KATA_TS_QEMU_ACCEL: 'tcg' });
+  const { containerd } = await containerdWithShim(t, {
+    KATA_TS_CONFIG: guestConfig(dir),
+    KATA_TS_LOG: 'debug',
+    KATA_TS_QEMU_ACCEL: 'tcg',
+  });
   t.teardown(() => {
     if (!t.passed) t.log(containerd.logTail(60));
   });
@@ -46,16 +62,22 @@ async function leftovers(c: PrivateContainerd): Promise<string[]> {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (cmd.includes(c.dir) && /qemu|virtiofsd/.test(cmd)) left.push(`process ${pid} ${cmd.split('\0')[0]}`);
+      if (cmd.includes(c.dir) && /qemu|virtiofsd/.test(cmd))
+        left.push(`process ${pid} ${cmd.split('\0')[0]}`);
     } catch {
       // gone
     }
   }
-  const { stdout } = await c.inside('sh', '-c', "awk '$5 ~ /rootfs|kata/' /proc/self/mountinfo; ls /run/kata-ts 2>/dev/null || true");
+  const { stdout } = await c.inside(
+    'sh',
+    '-c',
+    "awk '$5 ~ /rootfs|kata/' /proc/self/mountinfo; ls /run/kata-ts 2>/dev/null || true",
+  );
   left.push(...stdout.trim().split('\n').filter(Boolean));
   for (const h of hierarchies()) {
     try {
-      for (const d of readdirSync(`${h}/${c.namespace}`, { withFileTypes: true })) if (d.isDirectory()) left.push(`cgroup ${h}/${c.namespace}/${d.name}`);
+      for (const d of readdirSync(`${h}/${c.namespace}`, { withFileTypes: true }))
+        if (d.isDirectory()) left.push(`cgroup ${h}/${c.namespace}/${d.name}`);
     } catch {
       // no subtree
     }
@@ -65,7 +87,17 @@ async function leftovers(c: PrivateContainerd): Promise<string[]> {
 
 guestTest('ctr run --rm prints the output of echo run inside the guest VM', async (t) => {
   const c = await withGuest(t);
-  const { stdout } = await c.ctr('run', '--rm', '--runtime', RUNTIME, BUSYBOX_IMAGE, 'echo-1', 'sh', '-c', 'echo hello; uname -r >&2');
+  const { stdout } = await c.ctr(
+    'run',
+    '--rm',
+    '--runtime',
+    RUNTIME,
+    BUSYBOX_IMAGE,
+    'echo-1',
+    'sh',
+    '-c',
+    'echo hello; uname -r >&2',
+  );
   t.is(stdout, 'hello\n');
   t.false((await tasks(c)).has('echo-1'));
   await until('the shim to exit', () => c.shimPids().every((p) => !alive(p)));
@@ -74,10 +106,24 @@ guestTest('ctr run --rm prints the output of echo run inside the guest VM', asyn
 
 guestTest('a long-running task is listed, killed and deleted; nothing remains', async (t) => {
   const c = await withGuest(t);
-  await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, BUSYBOX_IMAGE, 'sleeper', 'sleep', '1000');
+  await c.ctr(
+    'run',
+    '-d',
+    '--null-io',
+    '--runtime',
+    RUNTIME,
+    BUSYBOX_IMAGE,
+    'sleeper',
+    'sleep',
+    '1000',
+  );
   t.is((await tasks(c)).get('sleeper'), 'RUNNING');
   await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'sleeper');
-  await until('the task to stop', async () => (await tasks(c)).get('sleeper') === 'STOPPED', 30_000);
+  await until(
+    'the task to stop',
+    async () => (await tasks(c)).get('sleeper') === 'STOPPED',
+    30_000,
+  );
   await c.ctr('task', 'delete', 'sleeper');
   await c.ctr('containers', 'delete', 'sleeper');
   await until('the shim to exit', () => c.shimPids().every((p) => !alive(p)));
@@ -86,13 +132,31 @@ guestTest('a long-running task is listed, killed and deleted; nothing remains', 
 
 guestTest('a shim killed with -9 is cleaned up by containerd calling delete', async (t) => {
   const c = await withGuest(t);
-  await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, BUSYBOX_IMAGE, 'victim', 'sleep', '1000');
+  await c.ctr(
+    'run',
+    '-d',
+    '--null-io',
+    '--runtime',
+    RUNTIME,
+    BUSYBOX_IMAGE,
+    'victim',
+    'sleep',
+    '1000',
+  );
   const shims = c.shimPids();
   t.true(shims.length >= 1);
   for (const pid of shims) process.kill(pid, 'SIGKILL');
-  await until('containerd to mark the task stopped', async () => (await tasks(c)).get('victim') !== 'RUNNING', 30_000);
+  await until(
+    'containerd to mark the task stopped',
+    async () => (await tasks(c)).get('victim') !== 'RUNNING',
+    30_000,
+  );
   await c.ctr('task', 'delete', 'victim').catch(() => undefined);
   await c.ctr('containers', 'delete', 'victim');
-  await until('the sandbox to be cleaned up', async () => (await leftovers(c)).length === 0, 30_000).catch(() => undefined);
+  await until(
+    'the sandbox to be cleaned up',
+    async () => (await leftovers(c)).length === 0,
+    30_000,
+  ).catch(() => undefined);
   t.deepEqual(await leftovers(c), []);
 });

@@ -14,16 +14,27 @@ import { gated, needs } from '../harness/prereq.js';
 /** Real ava skips, with the reason, where this cannot run. */
 const test = gated(needs.root(), needs.containerd());
 
-test.serial('a Create the lifecycle refuses reaches ctr with its message; the shim exits and nothing is left', async (t) => {
-  const { containerd: c } = await containerdWithShim(t, { KATA_TS_CONFIG: '/nonexistent/configuration.toml' });
-  const e = await t.throwsAsync(c.ctr('run', '--rm', '--null-io', '--runtime', RUNTIME, BUSYBOX_IMAGE, 'refused', 'true'));
-  t.regex(e!.message, /nonexistent\/configuration\.toml/);
-  t.false((await tasks(c)).has('refused'));
-  await until('the shim to exit', () => c.shimPids().every((p) => !alive(p)));
-  const bundle = path.join(c.dir, 'state/io.containerd.runtime.v2.task', c.namespace, 'refused');
-  const { stdout } = await c.inside('sh', '-c', `ls /run/containerd/s 2>/dev/null | wc -l; grep -c ' ${bundle}' /proc/self/mountinfo || true; ls /run/kata-ts 2>/dev/null | wc -l`);
-  t.deepEqual(stdout.trim().split('\n'), ['0', '0', '0']);
-});
+test.serial(
+  'a Create the lifecycle refuses reaches ctr with its message; the shim exits and nothing is left',
+  async (t) => {
+    const { containerd: c } = await containerdWithShim(t, {
+      KATA_TS_CONFIG: '/nonexistent/configuration.toml',
+    });
+    const e = await t.throwsAsync(
+      c.ctr('run', '--rm', '--null-io', '--runtime', RUNTIME, BUSYBOX_IMAGE, 'refused', 'true'),
+    );
+    t.regex(e!.message, /nonexistent\/configuration\.toml/);
+    t.false((await tasks(c)).has('refused'));
+    await until('the shim to exit', () => c.shimPids().every((p) => !alive(p)));
+    const bundle = path.join(c.dir, 'state/io.containerd.runtime.v2.task', c.namespace, 'refused');
+    const { stdout } = await c.inside(
+      'sh',
+      '-c',
+      `ls /run/containerd/s 2>/dev/null | wc -l; grep -c ' ${bundle}' /proc/self/mountinfo || true; ls /run/kata-ts 2>/dev/null | wc -l`,
+    );
+    t.deepEqual(stdout.trim().split('\n'), ['0', '0', '0']);
+  },
+);
 
 test.serial('events are forwarded to containerd under the shim namespace in order', async (t) => {
   const { containerd: c } = await containerdWithShim(t, {});
@@ -35,20 +46,49 @@ test.serial('events are forwarded to containerd under the shim namespace in orde
   // The publisher runs in this process, outside containerd's mount namespace: the ttrpc socket
   // lives in the test dir, reachable from here.
   const events = new EventPublisher(c.ttrpcAddress, c.namespace, pino({ level: 'silent' }));
-  for (const k of [1, 2, 3]) await events.publish('/tasks/exit', TaskExitSchema, { containerId: `c${k}`, id: `c${k}`, pid: 42, exitStatus: k });
+  for (const k of [1, 2, 3])
+    await events.publish('/tasks/exit', TaskExitSchema, {
+      containerId: `c${k}`,
+      id: `c${k}`,
+      pid: 42,
+      exitStatus: k,
+    });
   await events.close();
-  await until('ctr events to print them', () => (seen.match(/\/tasks\/exit/g) ?? []).length === 3, 10_000);
+  await until(
+    'ctr events to print them',
+    () => (seen.match(/\/tasks\/exit/g) ?? []).length === 3,
+    10_000,
+  );
   const lines = seen.trim().split('\n');
-  t.true(lines.every((l) => l.includes(c.namespace) && l.includes('/tasks/exit')), seen);
-  t.deepEqual(lines.map((l) => /"container_id":"(c\d)"/.exec(l)?.[1]), ['c1', 'c2', 'c3']);
+  t.true(
+    lines.every((l) => l.includes(c.namespace) && l.includes('/tasks/exit')),
+    seen,
+  );
+  t.deepEqual(
+    lines.map((l) => /"container_id":"(c\d)"/.exec(l)?.[1]),
+    ['c1', 'c2', 'c3'],
+  );
   t.regex(lines[1]!, /"exit_status":2/);
 });
 
-test.serial("the shim socket address is the one containerd's runc shim computes for the same id", async (t) => {
-  const { containerd: c } = await containerdWithShim(t, {});
-  await c.ctr('run', '-d', '--null-io', '--runtime', 'io.containerd.runc.v2', BUSYBOX_IMAGE, 'addr-1', 'sleep', '1000');
-  const bundle = path.join(c.dir, 'state/io.containerd.runtime.v2.task', c.namespace, 'addr-1');
-  const { stdout } = await c.inside('cat', path.join(bundle, 'address'));
-  t.is(stdout.trim(), socketAddress(c.address, c.namespace, 'addr-1'));
-  await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'addr-1');
-});
+test.serial(
+  "the shim socket address is the one containerd's runc shim computes for the same id",
+  async (t) => {
+    const { containerd: c } = await containerdWithShim(t, {});
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      'io.containerd.runc.v2',
+      BUSYBOX_IMAGE,
+      'addr-1',
+      'sleep',
+      '1000',
+    );
+    const bundle = path.join(c.dir, 'state/io.containerd.runtime.v2.task', c.namespace, 'addr-1');
+    const { stdout } = await c.inside('cat', path.join(bundle, 'address'));
+    t.is(stdout.trim(), socketAddress(c.address, c.namespace, 'addr-1'));
+    await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'addr-1');
+  },
+);

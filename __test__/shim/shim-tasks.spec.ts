@@ -13,7 +13,15 @@ import type { ExecutionContext } from 'ava';
 import { requireAgentBinary } from '../agent/agent-harness.js';
 import { alive, type PrivateContainerd } from '../containerd/containerd-harness.js';
 import { hierarchies } from '../harness/cgroup-subtree.js';
-import { containerdWithShim, guestBuilt, hookConfig, RUNTIME, specFile, tasks, until } from './shim-harness.js';
+import {
+  containerdWithShim,
+  guestBuilt,
+  hookConfig,
+  RUNTIME,
+  specFile,
+  tasks,
+  until,
+} from './shim-harness.js';
 import { gated, needs } from '../harness/prereq.js';
 
 const hookTest = gated(needs.root(), needs.containerd(), needs.qemu(), needs.guest()).serial;
@@ -23,7 +31,9 @@ async function withHooks(t: ExecutionContext): Promise<PrivateContainerd> {
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-shim-hooks-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const socket = path.join(dir, 'agent.sock');
-  const agent = spawn(requireAgentBinary(), ['--listen', `unix:${socket}`, '--root', dir], { stdio: 'ignore' });
+  const agent = spawn(requireAgentBinary(), ['--listen', `unix:${socket}`, '--root', dir], {
+    stdio: 'ignore',
+  });
   const exited = new Promise((r) => agent.once('exit', r));
   t.teardown(async () => {
     agent.kill('SIGKILL');
@@ -56,11 +66,21 @@ async function leftovers(c: PrivateContainerd): Promise<string[]> {
       // gone
     }
   }
-  const { stdout } = await c.inside('sh', '-c', 'ls /run/kata-ts 2>/dev/null; grep -c " /run/kata-ts\\| .*/rootfs " /proc/self/mountinfo || true');
-  left.push(...stdout.trim().split('\n').filter((l) => l !== '' && l !== '0'));
+  const { stdout } = await c.inside(
+    'sh',
+    '-c',
+    'ls /run/kata-ts 2>/dev/null; grep -c " /run/kata-ts\\| .*/rootfs " /proc/self/mountinfo || true',
+  );
+  left.push(
+    ...stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l !== '' && l !== '0'),
+  );
   for (const h of hierarchies()) {
     try {
-      for (const d of readdirSync(`${h}/${c.namespace}`, { withFileTypes: true })) if (d.isDirectory()) left.push(`cgroup ${h}/${c.namespace}/${d.name}`);
+      for (const d of readdirSync(`${h}/${c.namespace}`, { withFileTypes: true }))
+        if (d.isDirectory()) left.push(`cgroup ${h}/${c.namespace}/${d.name}`);
     } catch {
       // no subtree
     }
@@ -68,60 +88,112 @@ async function leftovers(c: PrivateContainerd): Promise<string[]> {
   return left;
 }
 
-hookTest('a task is created, listed RUNNING, killed to STOPPED with 137, deleted; the shim exits and nothing is left', async (t) => {
-  const c = await withHooks(t);
-  await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, '--config', await specFile(c, 'sleeper', ['sleep', '1000']), 'sleeper');
-  t.is((await tasks(c)).get('sleeper'), 'RUNNING');
-  const shims = c.shimPids();
-  t.is(shims.length, 1);
-  const { stdout: ps } = await c.ctr('task', 'ps', 'sleeper');
-  t.regex(ps, /^PID\s+INFO\n\d+/);
-  await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'sleeper');
-  await until('the task to stop', async () => (await tasks(c)).get('sleeper') === 'STOPPED');
-  const { stdout: ls } = await c.ctr('task', 'ls');
-  t.regex(ls, /sleeper\s+\d+\s+STOPPED/);
-  await c.ctr('task', 'delete', 'sleeper');
-  await c.ctr('containers', 'delete', 'sleeper');
-  await until('the shim to exit', () => shims.every((p) => !alive(p)));
-  t.deepEqual(await leftovers(c), []);
-});
+hookTest(
+  'a task is created, listed RUNNING, killed to STOPPED with 137, deleted; the shim exits and nothing is left',
+  async (t) => {
+    const c = await withHooks(t);
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      RUNTIME,
+      '--config',
+      await specFile(c, 'sleeper', ['sleep', '1000']),
+      'sleeper',
+    );
+    t.is((await tasks(c)).get('sleeper'), 'RUNNING');
+    const shims = c.shimPids();
+    t.is(shims.length, 1);
+    const { stdout: ps } = await c.ctr('task', 'ps', 'sleeper');
+    t.regex(ps, /^PID\s+INFO\n\d+/);
+    await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'sleeper');
+    await until('the task to stop', async () => (await tasks(c)).get('sleeper') === 'STOPPED');
+    const { stdout: ls } = await c.ctr('task', 'ls');
+    t.regex(ls, /sleeper\s+\d+\s+STOPPED/);
+    await c.ctr('task', 'delete', 'sleeper');
+    await c.ctr('containers', 'delete', 'sleeper');
+    await until('the shim to exit', () => shims.every((p) => !alive(p)));
+    t.deepEqual(await leftovers(c), []);
+  },
+);
 
-hookTest('stdin written by ctr comes back on its stdout through the agent; the exit status is the task’s', async (t) => {
-  const c = await withHooks(t);
-  const spec = await specFile(c, 'echo-in', ['cat']);
-  const run = spawn('nsenter', ['-t', String(c.holderPid), '--mount', '--pid', '--', 'sh', '-c', `echo hello-from-stdin | ctr --address ${c.address} --namespace ${c.namespace} run --rm --runtime ${RUNTIME} --config ${spec} echo-in; echo "exit=$?"`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => void run.kill('SIGKILL'));
-  let stdout = '';
-  run.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-  const done = new Promise((r) => run.once('close', r));
-  // The stand-in agent's process ends only when signalled: signal it once the echo came back.
-  await until('the echo of stdin', () => stdout.includes('hello-from-stdin'), 60_000);
-  await c.ctr('task', 'kill', '--signal', 'SIGTERM', 'echo-in');
-  await done;
-  t.is(stdout, 'hello-from-stdin\nexit=143\n');
-  await until('the shim to exit', () => c.shimPids().every((p) => !alive(p)));
-  t.deepEqual(await leftovers(c), []);
-});
+hookTest(
+  'stdin written by ctr comes back on its stdout through the agent; the exit status is the task’s',
+  async (t) => {
+    const c = await withHooks(t);
+    const spec = await specFile(c, 'echo-in', ['cat']);
+    const run = spawn(
+      'nsenter',
+      [
+        '-t',
+        String(c.holderPid),
+        '--mount',
+        '--pid',
+        '--',
+        'sh',
+        '-c',
+        `echo hello-from-stdin | ctr --address ${c.address} --namespace ${c.namespace} run --rm --runtime ${RUNTIME} --config ${spec} echo-in; echo "exit=$?"`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.teardown(() => void run.kill('SIGKILL'));
+    let stdout = '';
+    run.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    const done = new Promise((r) => run.once('close', r));
+    // The stand-in agent's process ends only when signalled: signal it once the echo came back.
+    await until('the echo of stdin', () => stdout.includes('hello-from-stdin'), 60_000);
+    await c.ctr('task', 'kill', '--signal', 'SIGTERM', 'echo-in');
+    await done;
+    t.is(stdout, 'hello-from-stdin\nexit=143\n');
+    await until('the shim to exit', () => c.shimPids().every((p) => !alive(p)));
+    t.deepEqual(await leftovers(c), []);
+  },
+);
 
-hookTest('a shim killed with -9 is cleaned up by containerd calling delete: no VM, state, cgroup', async (t) => {
-  const c = await withHooks(t);
-  await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, '--config', await specFile(c, 'victim', ['sleep', '1000']), 'victim');
-  const shims = c.shimPids();
-  t.true(shims.length >= 1);
-  t.notDeepEqual(await leftovers(c), []);
-  for (const pid of shims) process.kill(pid, 'SIGKILL');
-  await until('containerd to see the task stopped', async () => (await tasks(c)).get('victim') !== 'RUNNING', 30_000);
-  await c.ctr('task', 'delete', 'victim').catch(() => undefined);
-  await c.ctr('containers', 'delete', 'victim');
-  await until('the sandbox to be cleaned up', async () => (await leftovers(c)).length === 0, 30_000).catch(() => undefined);
-  t.deepEqual(await leftovers(c), []);
-});
+hookTest(
+  'a shim killed with -9 is cleaned up by containerd calling delete: no VM, state, cgroup',
+  async (t) => {
+    const c = await withHooks(t);
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      RUNTIME,
+      '--config',
+      await specFile(c, 'victim', ['sleep', '1000']),
+      'victim',
+    );
+    const shims = c.shimPids();
+    t.true(shims.length >= 1);
+    t.notDeepEqual(await leftovers(c), []);
+    for (const pid of shims) process.kill(pid, 'SIGKILL');
+    await until(
+      'containerd to see the task stopped',
+      async () => (await tasks(c)).get('victim') !== 'RUNNING',
+      30_000,
+    );
+    await c.ctr('task', 'delete', 'victim').catch(() => undefined);
+    await c.ctr('containers', 'delete', 'victim');
+    await until(
+      'the sandbox to be cleaned up',
+      async () => (await leftovers(c)).length === 0,
+      30_000,
+    ).catch(() => undefined);
+    t.deepEqual(await leftovers(c), []);
+  },
+);
 
 /** Host pids of QEMUs whose command line names this containerd's sandboxes. */
 function qemus(c: PrivateContainerd): number[] {
   return c.shimPids().flatMap((shim) => {
     try {
-      return readFileSync(`/proc/${shim}/task/${shim}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+      return readFileSync(`/proc/${shim}/task/${shim}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number)
         .filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('/usr/bin/qemu'));
     } catch {
       return [];
@@ -129,48 +201,100 @@ function qemus(c: PrivateContainerd): number[] {
   });
 }
 
-hookTest('two containers of one CRI pod share one shim and one VM; the sandbox goes last', async (t) => {
-  const c = await withHooks(t);
-  const pod = { 'io.kubernetes.cri.sandbox-id': 'pod-a' };
-  await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, '--config', await specFile(c, 'pod-a', ['pause'], { ...pod, 'io.kubernetes.cri.container-type': 'sandbox' }), 'pod-a');
-  const shims = c.shimPids();
-  const vms = qemus(c);
-  await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, '--config', await specFile(c, 'app', ['sleep', '1000'], { ...pod, 'io.kubernetes.cri.container-type': 'container' }), 'app');
-  const ls = await tasks(c);
-  t.deepEqual([ls.get('pod-a'), ls.get('app')], ['RUNNING', 'RUNNING']);
-  t.deepEqual(c.shimPids(), shims, 'the member joined the sandbox shim');
-  t.is(vms.length, 1);
-  t.deepEqual(qemus(c), vms, 'and its VM');
-  await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'app');
-  await until('the member to stop', async () => (await tasks(c)).get('app') === 'STOPPED');
-  await c.ctr('task', 'delete', 'app');
-  t.deepEqual(qemus(c), vms, 'the VM stays while the sandbox task runs');
-  await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'pod-a');
-  await until('the sandbox to stop', async () => (await tasks(c)).get('pod-a') === 'STOPPED');
-  await c.ctr('task', 'delete', 'pod-a');
-  for (const id of ['app', 'pod-a']) await c.ctr('containers', 'delete', id);
-  await until('the shim to exit', () => shims.every((p) => !alive(p)));
-  t.deepEqual(await leftovers(c), []);
-});
+hookTest(
+  'two containers of one CRI pod share one shim and one VM; the sandbox goes last',
+  async (t) => {
+    const c = await withHooks(t);
+    const pod = { 'io.kubernetes.cri.sandbox-id': 'pod-a' };
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      RUNTIME,
+      '--config',
+      await specFile(c, 'pod-a', ['pause'], {
+        ...pod,
+        'io.kubernetes.cri.container-type': 'sandbox',
+      }),
+      'pod-a',
+    );
+    const shims = c.shimPids();
+    const vms = qemus(c);
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      RUNTIME,
+      '--config',
+      await specFile(c, 'app', ['sleep', '1000'], {
+        ...pod,
+        'io.kubernetes.cri.container-type': 'container',
+      }),
+      'app',
+    );
+    const ls = await tasks(c);
+    t.deepEqual([ls.get('pod-a'), ls.get('app')], ['RUNNING', 'RUNNING']);
+    t.deepEqual(c.shimPids(), shims, 'the member joined the sandbox shim');
+    t.is(vms.length, 1);
+    t.deepEqual(qemus(c), vms, 'and its VM');
+    await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'app');
+    await until('the member to stop', async () => (await tasks(c)).get('app') === 'STOPPED');
+    await c.ctr('task', 'delete', 'app');
+    t.deepEqual(qemus(c), vms, 'the VM stays while the sandbox task runs');
+    await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'pod-a');
+    await until('the sandbox to stop', async () => (await tasks(c)).get('pod-a') === 'STOPPED');
+    await c.ctr('task', 'delete', 'pod-a');
+    for (const id of ['app', 'pod-a']) await c.ctr('containers', 'delete', id);
+    await until('the shim to exit', () => shims.every((p) => !alive(p)));
+    t.deepEqual(await leftovers(c), []);
+  },
+);
 
-hookTest('an exec runs beside the task, echoes its stdin, is killed by exec id and reports its own status', async (t) => {
-  const c = await withHooks(t);
-  await c.ctr('run', '-d', '--null-io', '--runtime', RUNTIME, '--config', await specFile(c, 'host', ['sleep', '1000']), 'host');
-  const exec = spawn('nsenter', ['-t', String(c.holderPid), '--mount', '--pid', '--', 'sh', '-c', `echo from-exec | ctr --address ${c.address} --namespace ${c.namespace} task exec --exec-id e1 host cat; echo "exit=$?"`], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => void exec.kill('SIGKILL'));
-  let out = '';
-  exec.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const done = new Promise((r) => exec.once('close', r));
-  // The stand-in agent's exec ends only when signalled: signal it once its echo came back.
-  await until('the exec to echo its stdin', () => out.includes('from-exec'), 60_000);
-  await c.ctr('task', 'kill', '--exec-id', 'e1', '--signal', 'SIGINT', 'host');
-  await done;
-  t.is(out, 'from-exec\nexit=130\n');
-  t.is((await tasks(c)).get('host'), 'RUNNING', 'the task outlives its exec');
-  await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'host');
-  await until('the task to stop', async () => (await tasks(c)).get('host') === 'STOPPED');
-  await c.ctr('task', 'delete', 'host');
-  await c.ctr('containers', 'delete', 'host');
-  await until('the shim to exit', () => c.shimPids().length === 0);
-  t.deepEqual(await leftovers(c), []);
-});
+hookTest(
+  'an exec runs beside the task, echoes its stdin, is killed by exec id and reports its own status',
+  async (t) => {
+    const c = await withHooks(t);
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      RUNTIME,
+      '--config',
+      await specFile(c, 'host', ['sleep', '1000']),
+      'host',
+    );
+    const exec = spawn(
+      'nsenter',
+      [
+        '-t',
+        String(c.holderPid),
+        '--mount',
+        '--pid',
+        '--',
+        'sh',
+        '-c',
+        `echo from-exec | ctr --address ${c.address} --namespace ${c.namespace} task exec --exec-id e1 host cat; echo "exit=$?"`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.teardown(() => void exec.kill('SIGKILL'));
+    let out = '';
+    exec.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const done = new Promise((r) => exec.once('close', r));
+    // The stand-in agent's exec ends only when signalled: signal it once its echo came back.
+    await until('the exec to echo its stdin', () => out.includes('from-exec'), 60_000);
+    await c.ctr('task', 'kill', '--exec-id', 'e1', '--signal', 'SIGINT', 'host');
+    await done;
+    t.is(out, 'from-exec\nexit=130\n');
+    t.is((await tasks(c)).get('host'), 'RUNNING', 'the task outlives its exec');
+    await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'host');
+    await until('the task to stop', async () => (await tasks(c)).get('host') === 'STOPPED');
+    await c.ctr('task', 'delete', 'host');
+    await c.ctr('containers', 'delete', 'host');
+    await until('the shim to exit', () => c.shimPids().length === 0);
+    t.deepEqual(await leftovers(c), []);
+  },
+);

@@ -14,14 +14,18 @@ export const CRI_SANDBOX_ID = 'io.kubernetes.cri.sandbox-id';
 
 /** The shim socket address for a grouping key. */
 export function socketAddress(containerdAddress: string, namespace: string, key: string): string {
-  const digest = createHash('sha256').update(path.join(containerdAddress, namespace, key)).digest('hex');
+  const digest = createHash('sha256')
+    .update(path.join(containerdAddress, namespace, key))
+    .digest('hex');
   return `unix://${SOCKET_DIR}/${digest}`;
 }
 
 /** The bundle's annotations (empty when config.json has none or cannot be read). */
 export function bundleAnnotations(bundle: string): Record<string, string> {
   try {
-    const spec = JSON.parse(readFileSync(path.join(bundle, 'config.json'), 'utf8')) as { annotations?: Record<string, string> };
+    const spec = JSON.parse(readFileSync(path.join(bundle, 'config.json'), 'utf8')) as {
+      annotations?: Record<string, string>;
+    };
     return spec.annotations ?? {};
   } catch {
     return {};

@@ -31,7 +31,10 @@ export async function shimDelete(flags: ShimFlags): Promise<number> {
     if (cleaned.isErr() && cleaned.error.kind !== 'not-found') problems.push(cleaned.error.message);
   }
   for (const p of problems) process.stderr.write(`kata-ts shim: delete ${flags.id}: ${p}\n`);
-  const response = create(DeleteResponseSchema, { exitStatus: 137, exitedAt: timestampFromDate(new Date()) });
+  const response = create(DeleteResponseSchema, {
+    exitStatus: 137,
+    exitedAt: timestampFromDate(new Date()),
+  });
   process.stdout.write(toBinary(DeleteResponseSchema, response));
   return problems.length > 0 ? 1 : 0;
 }

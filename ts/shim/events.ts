@@ -6,7 +6,10 @@
 import { create, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
 import { AnySchema, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { Logger } from 'pino';
-import { EnvelopeSchema, ForwardRequestSchema } from '../gen/containerd/services/events/ttrpc/v1/events_pb.js';
+import {
+  EnvelopeSchema,
+  ForwardRequestSchema,
+} from '../gen/containerd/services/events/ttrpc/v1/events_pb.js';
 import { callAsync, type NativeAddon } from '../native.js';
 
 export const EVENTS_SERVICE = 'containerd.services.events.ttrpc.v1.Events';
@@ -20,12 +23,21 @@ export function socketPathOf(address: string): string {
 }
 
 /** The encoded ForwardRequest of one event. */
-export function forwardRequest<D extends DescMessage>(namespace: string, topic: string, schema: D, event: MessageInitShape<D>, at = new Date()): Uint8Array {
+export function forwardRequest<D extends DescMessage>(
+  namespace: string,
+  topic: string,
+  schema: D,
+  event: MessageInitShape<D>,
+  at = new Date(),
+): Uint8Array {
   const envelope = create(EnvelopeSchema, {
     timestamp: timestampFromDate(at),
     namespace,
     topic,
-    event: create(AnySchema, { typeUrl: schema.typeName, value: toBinary(schema, create(schema, event)) }),
+    event: create(AnySchema, {
+      typeUrl: schema.typeName,
+      value: toBinary(schema, create(schema, event)),
+    }),
   });
   return toBinary(ForwardRequestSchema, create(ForwardRequestSchema, { envelope }));
 }
@@ -42,7 +54,11 @@ export class EventPublisher {
   ) {}
 
   /** Queues the event; resolves once it was forwarded (or failed and was logged). */
-  publish<D extends DescMessage>(topic: string, schema: D, event: MessageInitShape<D>): Promise<void> {
+  publish<D extends DescMessage>(
+    topic: string,
+    schema: D,
+    event: MessageInitShape<D>,
+  ): Promise<void> {
     const bytes = forwardRequest(this.namespace, topic, schema, event);
     this.queue = this.queue.then(() => this.forward(topic, bytes));
     return this.queue;
@@ -52,7 +68,9 @@ export class EventPublisher {
     for (let attempt = 0; attempt < 2; attempt++) {
       const conn = await this.connection();
       if (conn === null) return;
-      const sent = await callAsync(() => conn.call(EVENTS_SERVICE, 'Forward', Buffer.from(bytes), FORWARD_TIMEOUT_MS));
+      const sent = await callAsync(() =>
+        conn.call(EVENTS_SERVICE, 'Forward', Buffer.from(bytes), FORWARD_TIMEOUT_MS),
+      );
       if (sent.isOk()) return;
       this.log.warn({ topic, err: sent.error.message }, 'forwarding an event to containerd failed');
       if (sent.error.code !== 'TRANSPORT_LOST' && sent.error.code !== 'TRANSPORT_CLOSED') return;
@@ -62,9 +80,18 @@ export class EventPublisher {
 
   private async connection(): Promise<Connection | null> {
     if (this.conn !== null && !this.conn.closed) return this.conn;
-    const dialed = await callAsync((n) => n.dialAgent({ kind: 'unix', path: socketPathOf(this.ttrpcAddress), timeoutMs: FORWARD_TIMEOUT_MS }));
+    const dialed = await callAsync((n) =>
+      n.dialAgent({
+        kind: 'unix',
+        path: socketPathOf(this.ttrpcAddress),
+        timeoutMs: FORWARD_TIMEOUT_MS,
+      }),
+    );
     if (dialed.isErr()) {
-      this.log.warn({ address: this.ttrpcAddress, err: dialed.error.message }, 'cannot reach containerd for events');
+      this.log.warn(
+        { address: this.ttrpcAddress, err: dialed.error.message },
+        'cannot reach containerd for events',
+      );
       return null;
     }
     this.conn = dialed.value;

@@ -7,7 +7,15 @@ import { toAgentSpec } from '../plan/requests-oci.js';
 import type { OciSpec } from '../spec/oci-spec.js';
 
 /** The agent's ExecProcess request for an OCI process. */
-export function execRequest(containerId: string, execId: string, process: unknown): MessageInitShape<typeof ExecProcessRequestSchema> {
-  const spec = toAgentSpec({ ociVersion: '1.0.2', process } as unknown as OciSpec, { rootPath: '', mounts: [], annotations: {} });
+export function execRequest(
+  containerId: string,
+  execId: string,
+  process: unknown,
+): MessageInitShape<typeof ExecProcessRequestSchema> {
+  const spec = toAgentSpec({ ociVersion: '1.0.2', process } as unknown as OciSpec, {
+    rootPath: '',
+    mounts: [],
+    annotations: {},
+  });
   return { containerId, execId, ...(spec.Process ? { process: spec.Process } : {}) };
 }

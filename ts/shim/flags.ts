@@ -15,10 +15,21 @@ export interface ShimFlags {
   readonly action: 'start' | 'delete' | 'serve';
 }
 
-const STRING_FLAGS = { namespace: 'namespace', address: 'address', 'publish-binary': 'publishBinary', id: 'id', bundle: 'bundle', socket: 'socket' } as const;
+const STRING_FLAGS = {
+  namespace: 'namespace',
+  address: 'address',
+  'publish-binary': 'publishBinary',
+  id: 'id',
+  bundle: 'bundle',
+  socket: 'socket',
+} as const;
 
 /** Parses argv (after the program name) and the environment. */
-export function parseShimFlags(argv: readonly string[], env: NodeJS.ProcessEnv, cwd: string): Result<ShimFlags, string> {
+export function parseShimFlags(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Result<ShimFlags, string> {
   const values: Record<string, string> = {};
   let debug = false;
   const rest: string[] = [];
@@ -41,8 +52,10 @@ export function parseShimFlags(argv: readonly string[], env: NodeJS.ProcessEnv, 
     values[key] = value;
   }
   const action = rest[0];
-  if (action !== 'start' && action !== 'delete' && action !== 'serve') return err(`unknown action ${JSON.stringify(action ?? '')}: want start or delete`);
-  for (const needed of ['namespace', 'id'] as const) if (!values[needed]) return err(`-${needed} is required`);
+  if (action !== 'start' && action !== 'delete' && action !== 'serve')
+    return err(`unknown action ${JSON.stringify(action ?? '')}: want start or delete`);
+  for (const needed of ['namespace', 'id'] as const)
+    if (!values[needed]) return err(`-${needed} is required`);
   return ok({
     namespace: values['namespace']!,
     address: values['address'] ?? '',

@@ -10,7 +10,10 @@ export interface ShimOptions {
 }
 
 /** Runs the shim with argv (after the program name); returns the exit code. */
-export async function shimMain(argv: readonly string[], options: ShimOptions = {}): Promise<number> {
+export async function shimMain(
+  argv: readonly string[],
+  options: ShimOptions = {},
+): Promise<number> {
   const flags = parseShimFlags(argv, process.env, process.cwd());
   if (flags.isErr()) {
     process.stderr.write(`containerd-shim-kata-ts-v2: ${flags.error}\n`);

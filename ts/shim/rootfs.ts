@@ -20,12 +20,23 @@ export function mountPoints(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .filter(Boolean)
-    .map((l) => l.split(' ')[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))));
+    .map((l) =>
+      l
+        .split(' ')[4]!
+        .replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))),
+    );
 }
 
 /** containerd's Mounts as `rootfs-mounts.json` holds them. */
-export function rootfsMounts(mounts: readonly Mount[]): { type: string; source: string; target?: string; options: string[] }[] {
-  return mounts.map((m) => ({ type: m.type, source: m.source, ...(m.target ? { target: m.target } : {}), options: [...m.options] }));
+export function rootfsMounts(
+  mounts: readonly Mount[],
+): { type: string; source: string; target?: string; options: string[] }[] {
+  return mounts.map((m) => ({
+    type: m.type,
+    source: m.source,
+    ...(m.target ? { target: m.target } : {}),
+    options: [...m.options],
+  }));
 }
 
 /** Unmounts every mount stacked at `target` (none: ok). */

@@ -47,7 +47,9 @@ export async function shimStart(flags: ShimFlags, argv: readonly string[]): Prom
   const socket = socketPathOf(address);
   if (!(await reachable(socket))) {
     if (group !== flags.id) {
-      process.stderr.write(`kata-ts shim: the shim of sandbox ${group} is not running (${address})\n`);
+      process.stderr.write(
+        `kata-ts shim: the shim of sandbox ${group} is not running (${address})\n`,
+      );
       return 1;
     }
     if (existsSync(socket)) rmSync(socket, { force: true });

@@ -38,7 +38,10 @@ export class StdioBridge {
     if (paths.stdin !== '') this.copyStdin(paths.stdin);
   }
 
-  private async pump(fifo: string, read: (n: number) => ReturnType<AgentClient['readStdout']>): Promise<void> {
+  private async pump(
+    fifo: string,
+    read: (n: number) => ReturnType<AgentClient['readStdout']>,
+  ): Promise<void> {
     let out: FileHandle | null = null;
     try {
       if (fifo !== '') out = await open(fifo, constants.O_RDWR);
@@ -87,6 +90,13 @@ export class StdioBridge {
   private async closeStdin(): Promise<void> {
     if (this.stdinClosed) return;
     this.stdinClosed = true;
-    await this.agent.call(AGENT_SERVICE, 'CloseStdin', CloseStdinRequestSchema, EmptySchema, { containerId: this.containerId, execId: this.execId }, 10_000);
+    await this.agent.call(
+      AGENT_SERVICE,
+      'CloseStdin',
+      CloseStdinRequestSchema,
+      EmptySchema,
+      { containerId: this.containerId, execId: this.execId },
+      10_000,
+    );
   }
 }
