@@ -5,7 +5,12 @@
 import type { ExecutionContext } from 'ava';
 import { existsSync, readFileSync } from 'node:fs';
 import { call } from '../../ts/native.js';
-import { createSandboxCgroups, deleteSandboxCgroups, placeVmm, type CgroupHost } from '../../ts/apply/cgroups.js';
+import {
+  createSandboxCgroups,
+  deleteSandboxCgroups,
+  placeVmm,
+  type CgroupHost,
+} from '../../ts/apply/cgroups.js';
 import { planCgroups } from '../../ts/plan/cgroups.js';
 import { readIds, removeSubtree, uniqueSubtree } from '../harness/cgroup-subtree.js';
 import { multiThreaded, sleeper } from './processes.js';
@@ -31,7 +36,9 @@ test('this host exposes no v2 cpu/memory controllers (what the limit tests canno
 
 test('v2: create a domain cgroup, move a process in, delete moves it to the root', (t) => {
   const sub = subtree(t);
-  const m = call((n) => n.CgroupManager.cgroupfs({ version: 'v2', root: UNIFIED, path: `${sub}/sandbox` }))._unsafeUnwrap();
+  const m = call((n) =>
+    n.CgroupManager.cgroupfs({ version: 'v2', root: UNIFIED, path: `${sub}/sandbox` }),
+  )._unsafeUnwrap();
   const p = sleeper(t);
   m.create([]);
   t.is(readFileSync(`${UNIFIED}/${sub}/sandbox/cgroup.type`, 'utf8').trim(), 'domain');
@@ -46,7 +53,9 @@ test('v2: create a domain cgroup, move a process in, delete moves it to the root
 
 test('v2: limits for a controller the hierarchy lacks fail naming the controller', (t) => {
   const sub = subtree(t);
-  const m = call((n) => n.CgroupManager.cgroupfs({ version: 'v2', root: UNIFIED, path: `${sub}/x` }))._unsafeUnwrap();
+  const m = call((n) =>
+    n.CgroupManager.cgroupfs({ version: 'v2', root: UNIFIED, path: `${sub}/x` }),
+  )._unsafeUnwrap();
   m.create([]);
   const e = call(() => m.setResources({ quotaUs: 10_000, periodUs: 100_000 }))._unsafeUnwrapErr();
   t.is(e.code, 'CGROUP_NO_CONTROLLER');
@@ -58,7 +67,13 @@ test('v2 + cgroupfs with an overhead cgroup moves the whole VMM process', async 
   const sub = subtree(t);
   const runtime = sleeper(t);
   const vmm = await multiThreaded(t);
-  const planned = planCgroups({ sandboxId: 's1', cgroupsPath: `/${sub}/sandbox`, sandboxCgroupOnly: false, version: 'v2', source: 'test' })._unsafeUnwrap();
+  const planned = planCgroups({
+    sandboxId: 's1',
+    cgroupsPath: `/${sub}/sandbox`,
+    sandboxCgroupOnly: false,
+    version: 'v2',
+    source: 'test',
+  })._unsafeUnwrap();
   const p = { ...planned, overheadPath: `${sub}/kata_overhead/s1` };
   t.is(p.vcpuPlacement, 'process');
   const record = (await createSandboxCgroups(p, host, runtime.pid))._unsafeUnwrap();
@@ -66,9 +81,20 @@ test('v2 + cgroupfs with an overhead cgroup moves the whole VMM process', async 
   (await placeVmm(record, host, { pid: vmm.pid, vcpuTids: vmm.workerTids }))._unsafeUnwrap();
   t.deepEqual(readIds(`${UNIFIED}/${sub}/sandbox/cgroup.procs`), [vmm.pid]);
   const inside = readIds(`${UNIFIED}/${sub}/sandbox/cgroup.threads`);
-  t.true(vmm.workerTids.every((tid) => inside.includes(tid)) && inside.includes(vmm.pid), 'every thread moved with the process');
+  t.true(
+    vmm.workerTids.every((tid) => inside.includes(tid)) && inside.includes(vmm.pid),
+    'every thread moved with the process',
+  );
+  // Each cgroup's create says which parents it made: the subtree, then kata_overhead below it.
+  t.deepEqual(record.sandbox.driver === 'cgroupfs' ? record.sandbox.createdParents : null, [
+    `${UNIFIED}/${sub}`,
+  ]);
+  t.deepEqual(record.overhead?.driver === 'cgroupfs' ? record.overhead.createdParents : null, [
+    `${UNIFIED}/${sub}/kata_overhead`,
+  ]);
   (await deleteSandboxCgroups(record, host))._unsafeUnwrap();
   t.false(existsSync(`${UNIFIED}/${sub}/sandbox`));
   t.false(existsSync(`${UNIFIED}/${sub}/kata_overhead/s1`));
+  t.false(existsSync(`${UNIFIED}/${sub}`), 'the parents made are gone, the shared one last');
   (await deleteSandboxCgroups(record, host))._unsafeUnwrap();
 });

@@ -327,13 +327,16 @@ export function deleteSandboxCgroups(
       (m) => m.removeParentsAsync(dirs),
     );
   };
-  return del('delete-sandbox', record.sandbox)
-    .andThen(() =>
-      record.overhead === null ? okAsync(undefined) : del('delete-overhead', record.overhead),
-    )
-    .andThen(() => parents(record.sandbox))
-    .andThen(() => parents(record.overhead))
-    .map(() => undefined);
+  return (
+    del('delete-sandbox', record.sandbox)
+      .andThen(() =>
+        record.overhead === null ? okAsync(undefined) : del('delete-overhead', record.overhead),
+      )
+      // Newest first: the overhead cgroup was made after the sandbox's, below parents it may share.
+      .andThen(() => parents(record.overhead))
+      .andThen(() => parents(record.sandbox))
+      .map(() => undefined)
+  );
 }
 
 /** Reads a recorded cgroup's limits back (for tests and `kata-ts` diagnostics). */
