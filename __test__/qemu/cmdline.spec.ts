@@ -141,7 +141,7 @@ test('kernel, initrd and kernel params; every problem reported', (t) => {
     [['/k/vmlinux'], ['/k/initrd'], ['quiet console=ttyS0']],
   );
   const bad = configWith({ machineType: 'pc', sharedFs: 'virtio-fs' });
-  const problems = qemuCommandLine(smallPlan(configWith({})), bad, launch);
+  const problems = qemuCommandLine(smallPlan(bad), bad, launch);
   t.deepEqual(problems.isErr() ? problems.error.map((p) => p.message) : [], [
     'hypervisor.qemu.machine_type: the QEMU driver drives q35 only',
     'virtiofsSocket: shared_fs = virtio-fs needs a virtiofsd socket',

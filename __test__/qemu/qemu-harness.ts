@@ -90,6 +90,8 @@ export function smallPlan(hv: HypervisorConfig, patch: Partial<ResourcePlan> = {
     memoryMiB: 256,
     maxMemoryMiB: 256,
     vcpus: { boot: 1, max: 2, exact: '1' },
+    // Nothing shared unless `hv` shares it (the rootfs was planned over virtio-fs regardless).
+    ...(hv.sharedFs === 'none' ? { sharedDirs: null } : {}),
     ...patch,
   };
 }

@@ -53,7 +53,6 @@ export type CmdlineConfig = Pick<
   | 'image'
   | 'blockDeviceDriver'
   | 'memorySlots'
-  | 'sharedFs'
   | 'vmRootfsDriver'
 >;
 
@@ -67,6 +66,7 @@ export type CmdlinePlan = Pick<
   | 'kernelParams'
   | 'ports'
   | 'coldplugDevices'
+  | 'sharedDirs'
 >;
 
 /** The one problem source for command-line errors. */
@@ -300,7 +300,8 @@ export function qemuCommandLine(
         'the QEMU driver drives q35 only',
       ),
     );
-  const virtiofs = config.sharedFs === 'virtio-fs';
+  // The plan decided (shared_fs = virtio-fs): a vhost-user-fs device and shareable guest RAM.
+  const virtiofs = plan.sharedDirs !== null;
   if (virtiofs && launch.virtiofsSocket === undefined)
     problems.push(
       cmdProblem('virtiofsSocket', '', 'shared_fs = virtio-fs needs a virtiofsd socket'),

@@ -31,7 +31,7 @@ export interface LaunchOptions {
   /** Launch settings; sockets default to the run dir. */
   readonly launch: Omit<VmLaunch, 'qmpSocket' | 'agent' | 'virtiofsSocket'> &
     Partial<Pick<VmLaunch, 'agent'>>;
-  /** Host directory shared over virtio-fs (shared_fs = virtio-fs). */
+  /** Host directory virtiofsd exports when the plan shares one (`plan.sharedDirs`). */
   readonly sharedDir?: string;
   readonly startTimeoutMs?: number;
   /** Called once if QEMU exits on its own or is killed (not after `stop()`). */
@@ -96,7 +96,7 @@ export function launchVm(o: LaunchOptions): ResultAsync<RunningVm, LaunchError> 
   const vfsSocket = path.join(o.runDir, 'vfs.sock');
   const sockets = [qmpSocket, agentSocket, vfsSocket];
   const removeSockets = () => sockets.forEach((s) => rmSync(s, { force: true }));
-  const virtiofs = o.config.sharedFs === 'virtio-fs';
+  const virtiofs = o.plan.sharedDirs !== null;
   const launch: VmLaunch = {
     agent: { kind: 'virtio-serial', socketPath: agentSocket, portName: AGENT_PORT_NAME },
     ...o.launch,
