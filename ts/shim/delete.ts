@@ -7,7 +7,7 @@ import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { DeleteResponseSchema } from '../gen/containerd/task/v2/shim_pb.js';
-import { stateRoot } from '../lifecycle/state-store.js';
+import { StateStore, stateRoot } from '../lifecycle/state-store.js';
 import { bundleAnnotations, sandboxIdOf } from './address.js';
 import type { ShimFlags } from './flags.js';
 import { sharedRootfsBinds, unmountRootfs } from './rootfs.js';
@@ -22,11 +22,11 @@ export async function shimDelete(flags: ShimFlags): Promise<number> {
     if (unmounted.isErr()) problems.push(unmounted.error);
   }
   const root = stateRoot();
-  // containerd kills `delete` after 5 s: load the lifecycle (slow to import) only when a
-  // sandbox state is there to clean.
+  // containerd kills `delete` after 5 s: load the cleanup (slow to import) only when a sandbox
+  // state is there to clean, and only the cleanup, not the whole lifecycle (half the load time).
   if (sandboxId === flags.id && root.isOk() && existsSync(path.join(root.value, sandboxId))) {
-    const { cleanup } = await import('../lifecycle/sandbox.js');
-    const cleaned = await cleanup(sandboxId);
+    const { cleanupSandbox } = await import('../lifecycle/cleanup.js');
+    const cleaned = await cleanupSandbox(new StateStore(root.value), sandboxId);
     // A sandbox whose state is already gone (a clean exit) has nothing left to remove.
     if (cleaned.isErr() && cleaned.error.kind !== 'not-found') problems.push(cleaned.error.message);
   }
