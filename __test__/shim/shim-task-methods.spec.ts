@@ -3,7 +3,7 @@
 // over the shim's own socket otherwise; Kill with `all` reaches every process of the container.
 // Same set-up as shim-tasks.spec.ts: the lifecycle's test hooks (paused QEMU, host-side agent
 // whose processes exit when signalled), so no guest boots.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -29,8 +29,11 @@ import { containerdWithShim, hookConfig, RUNTIME, specFile, tasks, until } from 
 
 const test = gated(needs.root(), needs.containerd(), needs.qemu(), needs.guest()).serial;
 
-/** containerd with the hooked shim and one running task `id`. */
-async function runningTask(t: ExecutionContext, id: string): Promise<PrivateContainerd> {
+/** containerd with the hooked shim and one running task `id`; `agent` is the stand-in agent. */
+async function runningTask(
+  t: ExecutionContext,
+  id: string,
+): Promise<PrivateContainerd & { agent: ChildProcess }> {
   t.timeout(240_000);
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-shim-methods-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -70,7 +73,7 @@ async function runningTask(t: ExecutionContext, id: string): Promise<PrivateCont
     );
     await c.ctr('task', 'delete', id).catch(() => undefined);
   });
-  return c;
+  return Object.assign(c, { agent });
 }
 
 /** Calls the shim of task `id` directly (its socket, seen from this process). */
@@ -175,4 +178,15 @@ test('Kill with all signals the execs of the container too', async (t) => {
     new Promise<string>((r) => setTimeout(() => r('still running'), 30_000)),
   ]);
   t.is(code, 137);
+});
+
+test('Delete reports a removal that failed instead of answering OK', async (t) => {
+  const c = await runningTask(t, 'del-1');
+  await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'del-1');
+  await until('the task to stop', async () => (await tasks(c)).get('del-1') === 'STOPPED');
+  // The agent stops answering: RemoveContainer times out in the shim.
+  c.agent.kill('SIGSTOP');
+  t.teardown(() => void c.agent.kill('SIGCONT'));
+  const e = await t.throwsAsync(c.ctr('task', 'delete', 'del-1'));
+  t.regex(e!.message, /kata-ts: del-1: remove-container: /);
 });
