@@ -307,15 +307,16 @@ export function removeContainer(
   containerId: string,
 ): ResultAsync<void, LifecycleError> {
   const run = async (): Step => {
+    const c = sb.plan.containers.find((x) => x.id === containerId);
+    if (c === undefined) {
+      return err(
+        stepError(sb.id, 'remove-container', `no container ${containerId} in the sandbox`),
+      );
+    }
     if (!sb.agent.closed) {
       const removed = await sb.agent.removeContainer(containerId, 10);
       if (removed.isErr()) return err(failed(sb.id, 'remove-container')(removed.error));
     }
-    const c = sb.plan.containers.find((x) => x.id === containerId);
-    if (c === undefined)
-      return err(
-        stepError(sb.id, 'remove-container', `no container ${containerId} in the sandbox`),
-      );
     for (const step of c.copies) sb.syncs?.release(containerId, step);
     sb.recorder.update((s) => ({
       ...s,
