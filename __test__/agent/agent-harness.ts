@@ -15,7 +15,11 @@ import {
 } from '../../ts/agent/client.js';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
-export const AGENT_BIN = join(repo, 'target/x86_64-unknown-linux-gnu/release/kata-ts-agent');
+// KATA_TS_AGENT_BIN runs these tests against another build (e.g. an older agent, to show that a
+// regression test fails there).
+export const AGENT_BIN =
+  process.env.KATA_TS_AGENT_BIN ??
+  join(repo, 'target/x86_64-unknown-linux-gnu/release/kata-ts-agent');
 
 export function requireAgentBinary(): string {
   if (!existsSync(AGENT_BIN)) {

@@ -43,13 +43,13 @@ test('a watched d -> OUTSIDE link replaced on the host by a 0777 directory leave
   const g = onAgent(agent, dest);
   t.true(lstatSync(join(g, 'd')).isSymbolicLink(), 'the link was copied as a link');
 
-  // The host swaps both links for a world-writable directory and a set-uid file.
+  // The host swaps both links for a world-writable directory and an executable file.
   unlinkSync(join(host, 'd'));
   mkdirSync(join(host, 'd'));
   chmodSync(join(host, 'd'), 0o777);
   unlinkSync(join(host, 'f'));
   writeFileSync(join(host, 'f'), 'replaced');
-  chmodSync(join(host, 'f'), 0o4777);
+  chmodSync(join(host, 'f'), 0o755);
   t.true(await synced(host, g), treeDiff(host, g).join('\n'));
 
   t.deepEqual(snapshot(outside), before, 'OUTSIDE unchanged');

@@ -76,6 +76,6 @@ mod tests {
             Resource::RLIMIT_STACK
         );
         let err = rlimit_resource("RLIMIT_BOGUS").unwrap_err();
-        assert_eq!(err.to_string(), "unknown rlimit type \"RLIMIT_BOGUS\"");
+        assert_eq!(err.to_string(), "bad rlimit type \"RLIMIT_BOGUS\": unknown");
     }
 }
