@@ -5,7 +5,18 @@
 // lifecycle runs a virtio-fs sandbox (containerd 1.6's snapshots here are overlay or native
 // directories: they reach the guest only through the shared fs).
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import type { ExecutionContext } from 'ava';
+import {
+  StateRequestSchema,
+  StateResponseSchema,
+} from '../../ts/gen/containerd/task/v2/shim_pb.js';
+import { Status } from '../../ts/gen/containerd/types/task/task_pb.js';
+import { callAsync } from '../../ts/native.js';
+import { socketAddress } from '../../ts/shim/address.js';
+import { socketPathOf } from '../../ts/shim/events.js';
+import { TASK_SERVICE } from '../../ts/shim/task-service.js';
 import { BUSYBOX_IMAGE } from '../containerd/busybox-image.js';
 import { alive, type PrivateContainerd } from '../containerd/containerd-harness.js';
 import { hierarchies } from '../harness/cgroup-subtree.js';
@@ -160,3 +171,60 @@ guestTest('a shim killed with -9 is cleaned up by containerd calling delete', as
   ).catch(() => undefined);
   t.deepEqual(await leftovers(c), []);
 });
+
+guestTest(
+  'Kill with all reaches an exec while the init traps the signal: the exec ends, the init runs on',
+  async (t) => {
+    const c = await withGuest(t);
+    // The init ignores SIGUSR1; `sleep` in the exec dies of it (128 + 10). Without `all` only the
+    // init would be signalled and the exec would run on.
+    const script = 'trap "" USR1; while :; do sleep 1; done';
+    await c.ctr(
+      'run',
+      '-d',
+      '--null-io',
+      '--runtime',
+      RUNTIME,
+      BUSYBOX_IMAGE,
+      'trap-1',
+      'sh',
+      '-c',
+      script,
+    );
+    t.teardown(async () => {
+      await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'trap-1').catch(() => undefined);
+      await until(
+        'the task to stop',
+        async () => (await tasks(c)).get('trap-1') !== 'RUNNING',
+      ).catch(() => undefined);
+      await c.ctr('task', 'delete', 'trap-1').catch(() => undefined);
+      await c.ctr('containers', 'delete', 'trap-1').catch(() => undefined);
+    });
+    const exec = c.spawnCtr('task', 'exec', '--exec-id', 'e1', 'trap-1', 'sleep', '1000');
+    t.teardown(() => void exec.kill('SIGKILL'));
+    const execDone = new Promise<number | null>((r) => exec.once('exit', (code) => r(code)));
+    const socket = path.join(c.dir, socketPathOf(socketAddress(c.address, c.namespace, 'trap-1')));
+    const conn = (
+      await callAsync((n) => n.dialAgent({ kind: 'unix', path: socket, timeoutMs: 2000 }))
+    )._unsafeUnwrap();
+    t.teardown(() => conn.close());
+    const stateReq = Buffer.from(
+      toBinary(StateRequestSchema, create(StateRequestSchema, { id: 'trap-1', execId: 'e1' })),
+    );
+    await until(
+      'the exec to run',
+      async () => {
+        const r = await callAsync(() => conn.call(TASK_SERVICE, 'State', stateReq, 5000));
+        return r.isOk() && fromBinary(StateResponseSchema, r.value).status === Status.RUNNING;
+      },
+      60_000,
+    );
+    await c.ctr('task', 'kill', '--all', '--signal', 'SIGUSR1', 'trap-1');
+    const code = await Promise.race([
+      execDone,
+      new Promise<string>((r) => setTimeout(() => r('still running'), 30_000)),
+    ]);
+    t.is(code, 138);
+    t.is((await tasks(c)).get('trap-1'), 'RUNNING');
+  },
+);
