@@ -8,17 +8,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import type { ExecutionContext } from 'ava';
 import {
   CreateTaskRequestSchema,
   ResizePtyRequestSchema,
   StateRequestSchema,
-  StateResponseSchema,
   StatsRequestSchema,
   UpdateTaskRequestSchema,
 } from '../../ts/gen/containerd/task/v2/shim_pb.js';
-import { Status } from '../../ts/gen/containerd/types/task/task_pb.js';
 import { callAsync } from '../../ts/native.js';
 import { socketAddress } from '../../ts/shim/address.js';
 import { socketPathOf } from '../../ts/shim/events.js';
