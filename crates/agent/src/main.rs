@@ -105,6 +105,9 @@ async fn serve(args: Args) -> Result<(), String> {
         Some(p) => Some(Recorder::open(p).map_err(|e| format!("--record {}: {e}", p.display()))?),
         None => None,
     };
+    // The root is the agent's own configuration (trusted): made when missing, as a test root is.
+    std::fs::create_dir_all(&args.root)
+        .map_err(|e| format!("--root {}: {e}", args.root.display()))?;
     let mut agent = Agent::new(args.root.clone(), recorder, args.delays);
     if args.guest {
         agent = agent

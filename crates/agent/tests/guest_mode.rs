@@ -521,11 +521,16 @@ async fn calls_the_guest_does_not_carry_out_answer_unimplemented_not_ok() {
         ..Default::default()
     };
     let results = [
-        ("UpdateContainer", c.update_container(ctx(), &update).await.err()),
+        (
+            "UpdateContainer",
+            c.update_container(ctx(), &update).await.err(),
+        ),
         ("TtyWinResize", c.tty_win_resize(ctx(), &resize).await.err()),
         (
             "SetPolicy",
-            c.set_policy(ctx(), &agent::SetPolicyRequest::new()).await.err(),
+            c.set_policy(ctx(), &agent::SetPolicyRequest::new())
+                .await
+                .err(),
         ),
     ];
     for (method, err) in results {
