@@ -60,17 +60,27 @@ fn announce_max(kind: u8) -> Vec<u8> {
     [&header.encode()[..], &[7u8; 100]].concat()
 }
 
-fn temp_socket(name: &str) -> std::path::PathBuf {
+/// A throwaway directory removed on drop, so a failing assertion leaves nothing behind.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_socket(name: &str) -> (TempDir, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("ttrpc-mem-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join("s.sock")
+    let path = dir.join("s.sock");
+    (TempDir(dir), path)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_with_a_partial_frame_hold_what_arrived() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let path = temp_socket("server");
+    let (_dir, path) = temp_socket("server");
     let server = Server::bind(
         &path,
         AllowedPeers::root_and_self(),
@@ -100,13 +110,12 @@ async fn idle_connections_with_a_partial_frame_hold_what_arrived() {
     );
     drop(peers);
     server.close();
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_response_costs_the_client_what_arrived() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let path = temp_socket("client");
+    let (_dir, path) = temp_socket("client");
     let listener = UnixListener::bind(&path).unwrap();
     let before = LIVE.load(Ordering::Relaxed);
     let client = Client::new(Box::pin(UnixStream::connect(&path).await.unwrap()));
@@ -128,5 +137,4 @@ async fn a_partial_response_costs_the_client_what_arrived() {
     );
     drop(agent);
     drop(call.await);
-    let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }

@@ -5,11 +5,21 @@ use std::os::unix::fs::PermissionsExt;
 use nix::sys::stat::{umask, Mode};
 use transport::server::{AllowedPeers, Incoming, Server, SOCKET_MODE};
 
+/// A throwaway directory removed on drop, so a failing assertion leaves nothing behind.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_socket_is_0600_under_umask_000() {
     let dir = std::env::temp_dir().join(format!("ttrpc-umask-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = TempDir(dir.clone());
     let path = dir.join("s.sock");
     let old = umask(Mode::empty());
     let bound = Server::bind(
@@ -21,6 +31,5 @@ async fn the_socket_is_0600_under_umask_000() {
     let server = bound.unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     server.close();
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(mode & 0o7777, SOCKET_MODE, "mode {mode:o}");
 }
