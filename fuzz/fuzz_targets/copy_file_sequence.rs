@@ -23,7 +23,9 @@ use libfuzzer_sys::fuzz_target;
 /// Operations per input: short sequences keep each execution cheap.
 const MAX_OPS: usize = 32;
 /// Path segments; few, so requests and plants hit the same names.
-const SEGMENTS: [&str; 10] = ["c1", "d", "t", "t.tmp", "a.yaml", "a.json", "a.tmp", "..", ".", "l"];
+const SEGMENTS: [&str; 10] = [
+    "c1", "d", "t", "t.tmp", "a.yaml", "a.json", "a.tmp", "..", ".", "l",
+];
 
 #[derive(Debug, Arbitrary)]
 struct Where {
@@ -45,16 +47,42 @@ enum LinkTarget {
 #[derive(Debug, Arbitrary)]
 enum Op {
     /// A whole file in `chunks` chunks (at least one), in order.
-    File { at: Where, len: u8, chunks: u8, mode: u16 },
+    File {
+        at: Where,
+        len: u8,
+        chunks: u8,
+        mode: u16,
+    },
     /// One chunk at any offset, as a confused or hostile host might send.
-    Chunk { at: Where, offset: u8, data: Vec<u8>, size: u8, mode: u16 },
-    Dir { at: Where, mode: u16 },
-    Link { at: Where, target: LinkTarget },
+    Chunk {
+        at: Where,
+        offset: u8,
+        data: Vec<u8>,
+        size: u8,
+        mode: u16,
+    },
+    Dir {
+        at: Where,
+        mode: u16,
+    },
+    Link {
+        at: Where,
+        target: LinkTarget,
+    },
     /// What a container writes into its rw volume, directly on the filesystem.
-    PlantLink { at: Where, target: LinkTarget },
-    PlantFifo { at: Where },
-    PlantDir { at: Where },
-    PlantFile { at: Where },
+    PlantLink {
+        at: Where,
+        target: LinkTarget,
+    },
+    PlantFifo {
+        at: Where,
+    },
+    PlantDir {
+        at: Where,
+    },
+    PlantFile {
+        at: Where,
+    },
     AbandonAll,
     AbandonIdle,
 }
@@ -69,7 +97,8 @@ struct Scratch {
 fn scratch() -> &'static Scratch {
     static S: OnceLock<Scratch> = OnceLock::new();
     S.get_or_init(|| {
-        let base = std::env::temp_dir().join(format!("kata-ts-fuzz-copyfile-{}", std::process::id()));
+        let base =
+            std::env::temp_dir().join(format!("kata-ts-fuzz-copyfile-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(base.join("outside/sub")).expect("scratch dir");
         let base = base.canonicalize().expect("canonical scratch dir");
@@ -94,7 +123,11 @@ fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<PathBuf, String> {
     let mut todo = vec![dir.to_path_buf()];
     while let Some(p) = todo.pop() {
         let rel = p.strip_prefix(dir).expect("below").to_path_buf();
-        if rel.iter().next().is_some_and(|n| skip.iter().any(|s| n == *s)) {
+        if rel
+            .iter()
+            .next()
+            .is_some_and(|n| skip.iter().any(|s| n == *s))
+        {
             continue;
         }
         let m = fs::symlink_metadata(&p).expect("lstat");
@@ -110,7 +143,10 @@ fn snapshot(dir: &Path, skip: &[&str]) -> BTreeMap<PathBuf, String> {
         } else {
             "special".into()
         };
-        out.insert(rel, format!("{what} {:o} {}:{}", m.mode(), m.uid(), m.gid()));
+        out.insert(
+            rel,
+            format!("{what} {:o} {}:{}", m.mode(), m.uid(), m.gid()),
+        );
     }
     out
 }
@@ -134,7 +170,10 @@ fn target(t: &LinkTarget, s: &Scratch) -> PathBuf {
         LinkTarget::Victim => s.outside.join("victim"),
         LinkTarget::OutsideDir => s.outside.clone(),
         LinkTarget::Dangling => s.outside.join("new"),
-        LinkTarget::Up(n) => PathBuf::from(format!("{}outside/victim", "../".repeat(usize::from(n % 10)))),
+        LinkTarget::Up(n) => PathBuf::from(format!(
+            "{}outside/victim",
+            "../".repeat(usize::from(n % 10))
+        )),
         LinkTarget::Text(t) => PathBuf::from(t.replace('\0', "")),
     }
 }
@@ -165,20 +204,43 @@ fn run(op: &Op, copies: &CopyFiles, s: &Scratch) {
         (parent_ok && !rel(at).split('/').any(|n| n == "..")).then_some(p)
     };
     match op {
-        Op::File { at, len, chunks, mode } => {
+        Op::File {
+            at,
+            len,
+            chunks,
+            mode,
+        } => {
             let data: Vec<u8> = (0..*len).collect();
             let n = usize::from(*chunks % 4) + 1;
             let step = data.len().div_ceil(n).max(1);
             let r = rel(at);
             for (i, part) in data.chunks(step).enumerate() {
-                let _ = copies.apply(&request(&r, 0o100_000 | u32::from(*mode), part, i * step, data.len()));
+                let _ = copies.apply(&request(
+                    &r,
+                    0o100_000 | u32::from(*mode),
+                    part,
+                    i * step,
+                    data.len(),
+                ));
             }
             if data.is_empty() {
                 let _ = copies.apply(&request(&r, 0o100_000 | u32::from(*mode), &[], 0, 0));
             }
         }
-        Op::Chunk { at, offset, data, size, mode } => {
-            let _ = copies.apply(&request(&rel(at), u32::from(*mode), data, usize::from(*offset), usize::from(*size)));
+        Op::Chunk {
+            at,
+            offset,
+            data,
+            size,
+            mode,
+        } => {
+            let _ = copies.apply(&request(
+                &rel(at),
+                u32::from(*mode),
+                data,
+                usize::from(*offset),
+                usize::from(*size),
+            ));
         }
         Op::Dir { at, mode } => {
             let _ = copies.apply(&request(&rel(at), 0o40_000 | u32::from(*mode), &[], 0, 0));
@@ -231,16 +293,29 @@ fn nix_mkfifo(p: &Path) -> std::io::Result<()> {
 fuzz_target!(|ops: Vec<Op>| {
     let s = scratch();
     let _ = fs::remove_dir_all(&s.root);
-    fs::create_dir_all(s.root.join(CONTAINER_BASE.trim_start_matches('/')).join("c1")).expect("root");
+    fs::create_dir_all(
+        s.root
+            .join(CONTAINER_BASE.trim_start_matches('/'))
+            .join("c1"),
+    )
+    .expect("root");
     let copies = CopyFiles::new(s.root.clone());
     for op in ops.iter().take(MAX_OPS) {
         run(op, &copies, s);
     }
     drop(copies);
-    assert_eq!(snapshot(&s.base, &["root"]), s.before, "something outside the root changed");
+    assert_eq!(
+        snapshot(&s.base, &["root"]),
+        s.before,
+        "something outside the root changed"
+    );
     let top: Vec<_> = fs::read_dir(&s.base)
         .expect("base")
         .map(|e| e.expect("entry").file_name())
         .collect();
-    assert_eq!(top.len(), 2, "only root and outside next to each other: {top:?}");
+    assert_eq!(
+        top.len(),
+        2,
+        "only root and outside next to each other: {top:?}"
+    );
 });
