@@ -6,7 +6,8 @@
 # sources of the trimmed tree, the features, RUSTFLAGS and `rustc -vV`. The cargo target dir
 # (kata-agent-target/) is shared between keys, so a changed input recompiles only what changed.
 # Built as the peer's README says: --locked --release -p kata-agent, crt-static, plus the
-# `init-data` feature (initdata is exercised by the guest suites).
+# `init-data` feature (initdata is exercised by the guest suites), from a copy of the tree in
+# the cache (kata-agent-src/): the tree itself is never written.
 # Prints the binary's path as the last line of stdout.
 # Usage: build-kata-agent.sh [--no-wait | --print-path]   (--print-path: print the cached path and exit 0 if
 #        it is built, exit 1 if not; never builds)
@@ -71,9 +72,14 @@ fi
 
 start=$(date +%s)
 echo "build-kata-agent: building kata-agent $(cat "$peer/UPSTREAM_REV") (features: $features) into $out" >&2
+# Built from a copy: upstream's protocols/build.rs writes its generated code into its own src/,
+# which fails on the read-only peer tree (CI) and would dirty it (and this key) elsewhere.
+src="$cache/kata-agent-src"
+mkdir -p "$src"
+rsync -a --delete --exclude /target "$peer/" "$src/"
 CARGO_TARGET_DIR="$cache/kata-agent-target" RUSTFLAGS="$rustflags" \
   cargo build --locked --release -p kata-agent --features "$features" --target "$target" \
-  --manifest-path "$peer/Cargo.toml" >&2
+  --manifest-path "$src/Cargo.toml" >&2
 built="$cache/kata-agent-target/$target/release/kata-agent"
 file -b "$built" | grep -q 'static' || { echo "build-kata-agent: $built is not statically linked" >&2; exit 1; }
 version=$("$built" --version | head -1)
