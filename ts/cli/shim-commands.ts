@@ -7,6 +7,7 @@ import { writeSync, closeSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
+import { errorLine, quoteValue } from '../input/escape-text.js';
 import { addContainer, pumpOutput } from '../lifecycle/container.js';
 import {
   callControl,
@@ -187,7 +188,7 @@ export function registerShimCommands(program: Command, ctx: CommandContext): voi
   ).action(async (id: string, sig: string, f: LifecycleFlags) => {
     const signal = signalNumber(sig);
     if (signal === undefined) {
-      ctx.io.err(`kata-ts: kill: signal: unknown signal ${JSON.stringify(sig)}\n`);
+      ctx.io.err(`${errorLine('kill', `signal: unknown signal ${quoteValue(sig)}`)}\n`);
       ctx.exitCode = 2;
       return;
     }

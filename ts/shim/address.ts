@@ -3,8 +3,12 @@
 // (runtime/v2/shim/util_unix.go SocketAddress); a pod's containers share the sandbox's shim,
 // grouped as Kata and runc do by the CRI sandbox-id annotation.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { err, ok, type Result } from 'neverthrow';
+import { z } from 'zod';
+import { MAX_SPEC_FILE_BYTES } from '../input/limits.js';
+import { parseJsonText } from '../input/json-text.js';
+import { readInputFile, type ReadInputErrorKind } from '../input/read-input-file.js';
 
 export const SOCKET_DIR = '/run/containerd/s';
 
@@ -20,16 +24,37 @@ export function socketAddress(containerdAddress: string, namespace: string, key:
   return `unix://${SOCKET_DIR}/${digest}`;
 }
 
-/** The bundle's annotations (empty when config.json has none or cannot be read). */
-export function bundleAnnotations(bundle: string): Record<string, string> {
-  try {
-    const spec = JSON.parse(readFileSync(path.join(bundle, 'config.json'), 'utf8')) as {
-      annotations?: Record<string, string>;
-    };
-    return spec.annotations ?? {};
-  } catch {
-    return {};
-  }
+/** Why a bundle's config.json gave no annotations; `what` never quotes the file. */
+export interface BundleSpecError {
+  readonly kind: ReadInputErrorKind | 'invalid';
+  readonly path: string;
+  readonly what: string;
+}
+
+/** Only the part of the OCI spec the shim reads before the lifecycle validates the rest. */
+const AnnotationsSchema = z.object({
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+/**
+ * The bundle's annotations (empty when config.json has none). The bundle is hostile input: a
+ * FIFO, device or symlink at config.json is refused without being opened (a FIFO used to hang
+ * `start`), and an oversized file is refused at MAX_SPEC_FILE_BYTES.
+ */
+export function bundleAnnotations(bundle: string): Result<Record<string, string>, BundleSpecError> {
+  const file = path.join(bundle, 'config.json');
+  const text = readInputFile(file, {
+    maxBytes: MAX_SPEC_FILE_BYTES,
+    limitName: 'MAX_SPEC_FILE_BYTES',
+    noFollow: true,
+  });
+  if (text.isErr()) return err(text.error);
+  const json = parseJsonText(text.value);
+  if (json.isErr()) return err({ kind: 'invalid', path: file, what: json.error.message });
+  const spec = AnnotationsSchema.safeParse(json.value);
+  if (!spec.success)
+    return err({ kind: 'invalid', path: file, what: 'annotations: expected an object of strings' });
+  return ok(spec.data.annotations ?? {});
 }
 
 /** The id of the pod sandbox a container belongs to: itself unless CRI says it is a pod member. */

@@ -6,6 +6,7 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { safeLine } from '../input/escape-text.js';
 import { DeleteResponseSchema } from '../gen/containerd/task/v2/shim_pb.js';
 import { StateStore, stateRoot } from '../lifecycle/state-store.js';
 import { bundleAnnotations, sandboxIdOf } from './address.js';
@@ -14,8 +15,13 @@ import { sharedRootfsBinds, unmountRootfs } from './rootfs.js';
 
 /** Runs `delete`; returns the exit code. */
 export async function shimDelete(flags: ShimFlags): Promise<number> {
-  const sandboxId = sandboxIdOf(flags.id, bundleAnnotations(flags.bundle));
   const problems: string[] = [];
+  // A bundle already removed is normal here; a hostile config.json is reported, and the id is
+  // then taken as its own sandbox (delete still removes what it can).
+  const annotations = bundleAnnotations(flags.bundle);
+  if (annotations.isErr() && annotations.error.kind !== 'missing')
+    problems.push(`${annotations.error.path}: ${annotations.error.what}`);
+  const sandboxId = sandboxIdOf(flags.id, annotations.unwrapOr({}));
   // The shared-dir bind first: the sandbox cleanup removes that dir recursively.
   for (const target of [...sharedRootfsBinds(flags.id), path.join(flags.bundle, 'rootfs')]) {
     const unmounted = await unmountRootfs(target);
@@ -30,7 +36,8 @@ export async function shimDelete(flags: ShimFlags): Promise<number> {
     // A sandbox whose state is already gone (a clean exit) has nothing left to remove.
     if (cleaned.isErr() && cleaned.error.kind !== 'not-found') problems.push(cleaned.error.message);
   }
-  for (const p of problems) process.stderr.write(`kata-ts shim: delete ${flags.id}: ${p}\n`);
+  for (const p of problems)
+    process.stderr.write(`${safeLine(`kata-ts shim: delete ${flags.id}: ${p}`)}\n`);
   const response = create(DeleteResponseSchema, {
     exitStatus: 137,
     exitedAt: timestampFromDate(new Date()),

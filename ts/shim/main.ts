@@ -2,6 +2,7 @@
 // long-running server it starts (serve). Each action loads only its own modules: containerd
 // bounds `delete` to 5 s, and the lifecycle behind `serve` is slow to load.
 import type { SandboxOptions } from '../lifecycle/sandbox.js';
+import { safeLine } from '../input/escape-text.js';
 import { parseShimFlags } from './flags.js';
 
 export interface ShimOptions {
@@ -16,7 +17,7 @@ export async function shimMain(
 ): Promise<number> {
   const flags = parseShimFlags(argv, process.env, process.cwd());
   if (flags.isErr()) {
-    process.stderr.write(`containerd-shim-kata-ts-v2: ${flags.error}\n`);
+    process.stderr.write(`${safeLine(`containerd-shim-kata-ts-v2: ${flags.error}`)}\n`);
     return 2;
   }
   switch (flags.value.action) {

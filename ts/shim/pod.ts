@@ -3,10 +3,10 @@
 // plus execs; a process's exit (WaitProcess in the guest, then its output drained) resolves its
 // waiters and publishes TaskExit. Every operation returns a Result with a TaskError; the server
 // edge (task-service.ts) maps it to a ttrpc status.
-import { writeFileSync } from 'node:fs';
 import { err, ok, type Result } from 'neverthrow';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { errorLine } from '../input/escape-text.js';
 import {
   addContainer,
   kill,
@@ -34,6 +34,7 @@ import {
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { EventPublisher } from './events.js';
 import { execRequest } from './exec-spec.js';
+import { replaceFile } from './replace-file.js';
 import { rootfsMounts } from './rootfs.js';
 import { StdioBridge, type StdioPaths } from './stdio.js';
 import { unsupported, type TaskError } from './task-error.js';
@@ -152,10 +153,17 @@ export class Pod {
     if (req.terminal) return err(unsupported('terminal', req.id));
     // The lifecycle mounts these at <bundle>/rootfs and binds them into the shared dir, recording
     // both in the sandbox state, so a crashed shim's mounts are found by cleanup.
-    writeFileSync(
+    // A planted rootfs-mounts.json symlink or FIFO is replaced, never followed or opened.
+    const written = replaceFile(
       path.join(req.bundle, 'rootfs-mounts.json'),
       JSON.stringify(rootfsMounts(req.rootfs)),
+      0o600,
     );
+    if (written.isErr())
+      return err({
+        kind: 'failed-precondition',
+        message: errorLine(written.error.path, written.error.what),
+      });
     const sandbox = await this.sandboxFor(req);
     if (sandbox.isErr()) return err(sandbox.error);
     const sb = sandbox.value;

@@ -7,6 +7,7 @@ import {
   chmodSync,
   closeSync,
   constants,
+  fstatSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -29,13 +30,26 @@ export function configPathFrom(env: NodeJS.ProcessEnv): string {
 }
 
 function openLog(bundle: string, debug: boolean): Logger {
-  let fd: number;
+  let fd = -1;
+  const file = path.join(bundle, 'log');
   try {
-    // Non-blocking: fails with ENXIO when containerd is not reading instead of hanging.
-    fd = openSync(path.join(bundle, 'log'), constants.O_WRONLY | constants.O_NONBLOCK);
+    // containerd's FIFO and nothing else: a planted symlink or regular file there would be
+    // overwritten, a device opened. Non-blocking: ENXIO when containerd is not reading instead
+    // of hanging; fstat closes the race with a swap after the lstat.
+    if (lstatSync(file).isFIFO()) {
+      fd = openSync(
+        file,
+        constants.O_WRONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW | constants.O_NOCTTY,
+      );
+      if (!fstatSync(fd).isFIFO()) {
+        closeSync(fd);
+        fd = -1;
+      }
+    }
   } catch {
-    fd = openSync('/dev/null', 'w');
+    fd = -1;
   }
+  if (fd === -1) fd = openSync('/dev/null', 'w');
   return pino(
     { name: 'kata-ts-shim', level: debug ? 'debug' : 'info', base: { pid: process.pid } },
     pino.destination({ fd, sync: true }),

@@ -3,12 +3,14 @@
 // is detached (own session, stdio on /dev/null) so it outlives `start`; it reports readiness (or
 // why it failed, which containerd shows) as one line on fd 3.
 import { spawn } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
+import { errorLine } from '../input/escape-text.js';
 import { bundleAnnotations, sandboxIdOf, socketAddress } from './address.js';
 import { socketPathOf } from './events.js';
 import type { ShimFlags } from './flags.js';
+import { replaceFile } from './replace-file.js';
 
 /** True when something accepts connections on the unix socket. */
 export function reachable(socket: string): Promise<boolean> {
@@ -42,24 +44,34 @@ function spawnServer(argv: readonly string[], bundle: string): Promise<string> {
 
 /** Runs `start`; returns the exit code. */
 export async function shimStart(flags: ShimFlags, argv: readonly string[]): Promise<number> {
-  const group = sandboxIdOf(flags.id, bundleAnnotations(flags.bundle));
+  const annotations = bundleAnnotations(flags.bundle);
+  if (annotations.isErr()) {
+    process.stderr.write(`${errorLine(annotations.error.path, annotations.error.what)}\n`);
+    return 2;
+  }
+  const group = sandboxIdOf(flags.id, annotations.value);
   const address = socketAddress(flags.address, flags.namespace, group);
   const socket = socketPathOf(address);
   if (!(await reachable(socket))) {
     if (group !== flags.id) {
       process.stderr.write(
-        `kata-ts shim: the shim of sandbox ${group} is not running (${address})\n`,
+        `${errorLine('shim', `the shim of sandbox ${group} is not running (${address})`)}\n`,
       );
       return 1;
     }
     if (existsSync(socket)) rmSync(socket, { force: true });
     const ready = await spawnServer(argv, flags.bundle);
     if (ready !== 'ok') {
-      process.stderr.write(`kata-ts shim: ${ready}\n`);
+      process.stderr.write(`${errorLine('shim', ready)}\n`);
       return 1;
     }
   }
-  writeFileSync(path.join(flags.bundle, 'address'), address);
+  // The bundle may hold a planted `address` symlink: replaced, never followed.
+  const written = replaceFile(path.join(flags.bundle, 'address'), address, 0o644);
+  if (written.isErr()) {
+    process.stderr.write(`${errorLine(written.error.path, written.error.what)}\n`);
+    return 1;
+  }
   process.stdout.write(address);
   return 0;
 }
