@@ -44,12 +44,14 @@ function spawnServer(argv: readonly string[], bundle: string): Promise<string> {
 
 /** Runs `start`; returns the exit code. */
 export async function shimStart(flags: ShimFlags, argv: readonly string[]): Promise<number> {
+  // No config.json: no annotations, the id is its own sandbox (Create then reports the missing
+  // spec). A FIFO, link, oversized or malformed one is refused here with one line.
   const annotations = bundleAnnotations(flags.bundle);
-  if (annotations.isErr()) {
+  if (annotations.isErr() && annotations.error.kind !== 'missing') {
     process.stderr.write(`${errorLine(annotations.error.path, annotations.error.what)}\n`);
     return 2;
   }
-  const group = sandboxIdOf(flags.id, annotations.value);
+  const group = sandboxIdOf(flags.id, annotations.unwrapOr({}));
   const address = socketAddress(flags.address, flags.namespace, group);
   const socket = socketPathOf(address);
   if (!(await reachable(socket))) {
