@@ -13,6 +13,7 @@ import type { ExecutionContext } from 'ava';
 import { connectAgent } from '../../ts/agent/client.js';
 import { bootAgentGuest } from '../../ts/guest/boot-agent-guest.js';
 import { logTail } from '../../ts/qemu/vm.js';
+import type { ContainerPlan } from '../../ts/plan/plan.js';
 import { gated, needs } from '../harness/prereq.js';
 import { alive, track } from '../qemu/qemu-harness.js';
 import { ROOTFS_IMAGE } from './guest-fixture.js';
@@ -37,6 +38,27 @@ const test = gated(
 );
 const BOOT_TIMEOUT_MS = 120_000;
 const POWEROFF_TIMEOUT_MS = 20_000;
+
+/** `runc spec`'s default capability set (the same list in every set but ambient and inheritable). */
+const RUNC_DEFAULT_CAPS = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+function withRuncDefaultCapabilities(c: ContainerPlan): ContainerPlan {
+  const req = c.createContainer as { OCI?: { Process?: Record<string, unknown> } };
+  if (req.OCI?.Process === undefined || req.OCI.Process.Capabilities !== undefined) return c;
+  const caps = {
+    Bounding: RUNC_DEFAULT_CAPS,
+    Effective: RUNC_DEFAULT_CAPS,
+    Inheritable: [],
+    Permitted: RUNC_DEFAULT_CAPS,
+    Ambient: [],
+  };
+  return {
+    ...c,
+    createContainer: {
+      ...req,
+      OCI: { ...req.OCI, Process: { ...req.OCI.Process, Capabilities: caps } },
+    } as ContainerPlan['createContainer'],
+  };
+}
 
 async function bootKata(t: ExecutionContext) {
   const f = podFixture('virtio-blk-pci');
@@ -101,11 +123,15 @@ test.serial(
 );
 
 test.serial(
-  'kata-agent: the planned pod runs (CreateSandbox, hot-plugged virtio-blk rootfs, copied configmap, container output, planned /dev/shm size), DestroySandbox powers off',
+  'kata-agent: the planned pod runs (CreateSandbox, hot-plugged virtio-blk rootfs, copied configmap, container output, sandbox /dev/shm), DestroySandbox powers off',
   async (t) => {
     t.timeout(240_000);
     const { f, g, consoleLog } = await bootKata(t);
-    const [sb, app] = f.plan.containers;
+    // examples/bundle/config.json (the fixture's bundle) has no process.capabilities; containerd's
+    // and `runc spec`'s bundles always do, and kata-agent refuses a process without them
+    // ("missing process capabilities"). Until the fixture carries them, add runc's default set
+    // to the planned request, as the planner does for a bundle that has them (ts/plan/requests-oci.ts).
+    const [sb, app] = f.plan.containers.map(withRuncDefaultCapabilities);
     const target = { kind: 'unix' as const, path: g.vm.agentSocket };
     try {
       await createSandbox(g.agent, f.plan);
@@ -123,10 +149,17 @@ test.serial(
       const df = await readAllStdout(g.agent, app!.id);
       t.is(await waitInit(g.agent, app!.id), 0);
       const row = df.split('\n').find((l) => /\s\/dev\/shm$/.test(l));
-      t.is(
-        Number(row?.trim().split(/\s+/)[1]),
-        SHM_SIZE_MIB * 1024,
-        `planned shm size in 1K blocks; df: ${df}`,
+      // Deliberate upstream difference: kata-ts sends the sandbox shm Storage as runtime-go does
+      // (ephemeral, `size=<planned bytes>` among its options), but kata-agent 4.1.0's ephemeral
+      // handler drops every option but fsGroup (storage/ephemeral_handler.rs) and mounts a
+      // default-size tmpfs (half the guest's RAM). Our agent honours the size (e2e.spec.ts).
+      const kib = Number(row?.trim().split(/\s+/)[1]);
+      t.true(
+        row?.startsWith('shm ') === true && kib > SHM_SIZE_MIB * 1024,
+        `kata-agent's default-size sandbox shm tmpfs; df: ${df}`,
+      );
+      t.log(
+        `kata-agent: /dev/shm ${kib} KiB (planned ${SHM_SIZE_MIB * 1024} KiB, ignored by kata-agent 4.1.0)`,
       );
 
       for (const c of [app!, sb!]) await removeContainer(g.agent, g.vm.vm.qmp, c);
