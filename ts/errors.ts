@@ -17,9 +17,21 @@ export interface Problem {
   readonly message: string;
 }
 
-export function problem(kind: string, source: string, field: string, value: unknown, what: string): Problem {
-  const shown = typeof value === 'string' ? value : JSON.stringify(value) ?? String(value);
-  return { kind, source, field, value: shown ?? '', message: `${field}: ${clipEchoes(what, shown ?? '')}` };
+export function problem(
+  kind: string,
+  source: string,
+  field: string,
+  value: unknown,
+  what: string,
+): Problem {
+  const shown = typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value));
+  return {
+    kind,
+    source,
+    field,
+    value: shown ?? '',
+    message: `${field}: ${clipEchoes(what, shown ?? '')}`,
+  };
 }
 
 /**
@@ -29,7 +41,11 @@ export function problem(kind: string, source: string, field: string, value: unkn
  */
 function clipEchoes(what: string, value: string): string {
   if (value.length <= MAX_ECHOED_VALUE_CHARS) return what;
-  return what.split(JSON.stringify(value)).join(quoteValue(value)).split(value).join(clipValue(value));
+  return what
+    .split(JSON.stringify(value))
+    .join(quoteValue(value))
+    .split(value)
+    .join(clipValue(value));
 }
 
 /** One or more problems found while reading or planning; validation reports all of them. */

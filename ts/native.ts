@@ -86,7 +86,10 @@ export function toNativeError(e: unknown): NativeError {
   const raw = e instanceof Error ? e : new Error(String(e));
   const prefixed = /^([A-Z][A-Z0-9_]+): (.*)$/s.exec(raw.message);
   const candidate = prefixed?.[1] ?? (raw as { code?: unknown }).code;
-  const code = typeof candidate === 'string' && KNOWN_CODES.has(candidate) ? (candidate as NativeCode) : 'UNKNOWN';
+  const code =
+    typeof candidate === 'string' && KNOWN_CODES.has(candidate)
+      ? (candidate as NativeCode)
+      : 'UNKNOWN';
   const message = prefixed && code !== 'UNKNOWN' ? (prefixed[2] ?? raw.message) : raw.message;
   return { kind: 'native', code, message };
 }
@@ -95,7 +98,12 @@ export function toNativeError(e: unknown): NativeError {
 // than an exception at import time.
 const loaded: Result<typeof Addon, NativeError> = await import('../index.js').then(
   (m: typeof Addon) => ok(m),
-  (e: unknown) => err({ kind: 'native', code: 'UNKNOWN', message: `native addon failed to load: ${toNativeError(e).message}` } as const),
+  (e: unknown) =>
+    err({
+      kind: 'native',
+      code: 'UNKNOWN',
+      message: `native addon failed to load: ${toNativeError(e).message}`,
+    } as const),
 );
 
 function load(): typeof Addon {

@@ -21,14 +21,18 @@ export function kill(pid: number | undefined): void {
 }
 
 export function threadsOf(pid: number): number[] {
-  return readdirSync(`/proc/${pid}/task`).map(Number).sort((a, b) => a - b);
+  return readdirSync(`/proc/${pid}/task`)
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 /**
  * A real multi-threaded process standing in for a VMM: node with two worker threads (the
  * "vCPUs"). Resolves once the workers run; returns its pid and the workers' thread ids.
  */
-export async function multiThreaded(t: ExecutionContext): Promise<{ pid: number; workerTids: number[] }> {
+export async function multiThreaded(
+  t: ExecutionContext,
+): Promise<{ pid: number; workerTids: number[] }> {
   const script = `
     const { Worker } = require('node:worker_threads');
     let up = 0;
@@ -46,5 +50,10 @@ export async function multiThreaded(t: ExecutionContext): Promise<{ pid: number;
   });
   // All of node's threads are named "node"; the workers start last, so they hold the two
   // highest thread ids once both reported in.
-  return { pid, workerTids: threadsOf(pid).filter((x) => x !== pid).slice(-2) };
+  return {
+    pid,
+    workerTids: threadsOf(pid)
+      .filter((x) => x !== pid)
+      .slice(-2),
+  };
 }

@@ -60,7 +60,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Children of `pid` (host pids), from procfs. */
 export function childrenOf(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -69,7 +73,9 @@ export function childrenOf(pid: number): number[] {
 /** The pid of host process `pid` in its innermost pid namespace (last NSpid field). */
 function innermostPid(pid: number): number | undefined {
   try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('NSpid:'));
+    const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('NSpid:'));
     return Number(line?.trim().split(/\s+/).pop());
   } catch {
     return undefined;
@@ -94,7 +100,11 @@ function kill(pid: number): void {
   }
 }
 
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  ms: number,
+  probe: () => Promise<T | undefined> | T | undefined,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await probe();
@@ -106,17 +116,35 @@ async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | und
 
 function run(cmd: string, args: string[], timeoutMs: number): Promise<CommandOutput> {
   return new Promise((resolve, reject) => {
-    execFile(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${args.slice(args.indexOf('--') + 1).join(' ')}: ${err.message.split('\n')[0]}\n${stderr}${stdout}`));
-      else resolve({ stdout, stderr });
-    });
+    execFile(
+      cmd,
+      args,
+      { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        if (err)
+          reject(
+            new Error(
+              `${args.slice(args.indexOf('--') + 1).join(' ')}: ${err.message.split('\n')[0]}\n${stderr}${stdout}`,
+            ),
+          );
+        else resolve({ stdout, stderr });
+      },
+    );
   });
 }
 
 function configToml(dir: string, logLevel: string): string {
   // CRI would want CNI and a sandbox image; the other snapshotters need devices or filesystems
   // this host lacks (peers.md): disabling them keeps the log free of plugin errors.
-  const disabled = ['grpc.v1.cri', 'snapshotter.v1.btrfs', 'snapshotter.v1.zfs', 'snapshotter.v1.devmapper', 'snapshotter.v1.aufs', 'internal.v1.opt', 'tracing.processor.v1.otlp'];
+  const disabled = [
+    'grpc.v1.cri',
+    'snapshotter.v1.btrfs',
+    'snapshotter.v1.zfs',
+    'snapshotter.v1.devmapper',
+    'snapshotter.v1.aufs',
+    'internal.v1.opt',
+    'tracing.processor.v1.otlp',
+  ];
   return [
     'version = 2',
     `root = "${dir}/root"`,
@@ -160,8 +188,18 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
       '-c',
       'unshare --kill-child=SIGKILL "$@" & u=$!; read -r _; kill -KILL $u 2>/dev/null; wait',
       'sh',
-      '--pid', '--fork', '--mount', '--mount-proc', '--propagation', 'private',
-      'bash', '-c', HOLDER, 'kata-ts-containerd-holder', dir, (options.shimDirs ?? []).join(':'),
+      '--pid',
+      '--fork',
+      '--mount',
+      '--mount-proc',
+      '--propagation',
+      'private',
+      'bash',
+      '-c',
+      HOLDER,
+      'kata-ts-containerd-holder',
+      dir,
+      (options.shimDirs ?? []).join(':'),
     ],
     { stdio: ['pipe', 'ignore', 'pipe'] },
   );
@@ -173,12 +211,16 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
 
   const logTail = (lines = 40) => {
     try {
-      return readFileSync(join(dir, 'containerd.log'), 'utf8').split('\n').slice(-lines - 1).join('\n');
+      return readFileSync(join(dir, 'containerd.log'), 'utf8')
+        .split('\n')
+        .slice(-lines - 1)
+        .join('\n');
     } catch {
       return '';
     }
   };
-  const shimPids = () => (holderPid > 0 ? childrenOf(holderPid).filter((p) => p !== containerdPid) : []);
+  const shimPids = () =>
+    holderPid > 0 ? childrenOf(holderPid).filter((p) => p !== containerdPid) : [];
 
   const teardown = async () => {
     const failures: string[] = [];
@@ -190,18 +232,29 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
       }
     };
     if (containerdPid > 0) kill(containerdPid);
-    await attempt(() => waitFor('containerd to exit', 5000, () => (containerdPid === 0 || !alive(containerdPid) ? true : undefined)));
+    await attempt(() =>
+      waitFor('containerd to exit', 5000, () =>
+        containerdPid === 0 || !alive(containerdPid) ? true : undefined,
+      ),
+    );
     for (const pid of shimPids()) kill(pid);
     if (holderPid > 0) kill(holderPid);
     outer.stdin?.end();
     if (outer.exitCode === null && outer.signalCode === null) {
       await Promise.race([new Promise((r) => outer.once('exit', r)), sleep(5000)]);
     }
-    await attempt(() => waitFor('the namespace holder to exit', 5000, () => (holderPid === 0 || !existsSync(`/proc/${holderPid}`) ? true : undefined)));
+    await attempt(() =>
+      waitFor('the namespace holder to exit', 5000, () =>
+        holderPid === 0 || !existsSync(`/proc/${holderPid}`) ? true : undefined,
+      ),
+    );
     // The private mounts (the /run bind, overlay rootfs, snapshot tmpmounts) died with the mount
     // namespace; anything of the test dir still mounted here would be a leak through propagation.
-    const leaked = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir));
-    if (leaked.length > 0) failures.push(`mounts of ${dir} visible on the host:\n${leaked.join('\n')}`);
+    const leaked = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(dir));
+    if (leaked.length > 0)
+      failures.push(`mounts of ${dir} visible on the host:\n${leaked.join('\n')}`);
     await attempt(() => removeSubtree(namespace));
     if (leaked.length === 0) rmSync(dir, { recursive: true, force: true });
     if (failures.length > 0) throw new Error(`private containerd teardown: ${failures.join('; ')}`);
@@ -216,13 +269,24 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
     // The holder's children also include `mount` early and shims later: match the pid it wrote
     // (a pid in its namespace) against the innermost NSpid of each child.
     containerdPid = await waitFor('containerd', 5000, () => {
-      const nsPid = existsSync(join(dir, 'containerd.nspid')) ? Number(readFileSync(join(dir, 'containerd.nspid'), 'utf8')) : 0;
+      const nsPid = existsSync(join(dir, 'containerd.nspid'))
+        ? Number(readFileSync(join(dir, 'containerd.nspid'), 'utf8'))
+        : 0;
       return nsPid > 0 ? childrenOf(holderPid).find((p) => innermostPid(p) === nsPid) : undefined;
     });
     const nsenter = ['-t', String(holderPid), '--mount', '--pid', '--'];
-    const ctrArgs = (args: string[]) => [...nsenter, 'ctr', '--address', address, '--namespace', namespace, ...args];
+    const ctrArgs = (args: string[]) => [
+      ...nsenter,
+      'ctr',
+      '--address',
+      address,
+      '--namespace',
+      namespace,
+      ...args,
+    ];
     const ctr = (...args: string[]) => run('nsenter', ctrArgs(args), 120_000);
-    const spawnCtr = (...args: string[]) => spawn('nsenter', ctrArgs(args), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const spawnCtr = (...args: string[]) =>
+      spawn('nsenter', ctrArgs(args), { stdio: ['ignore', 'pipe', 'pipe'] });
     const inside = (...args: string[]) => run('nsenter', [...nsenter, ...args], 60_000);
     await waitFor('containerd to answer ctr version', 15_000, async () => {
       if (!alive(containerdPid)) throw new Error('containerd exited');
@@ -233,12 +297,24 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
       );
     });
     return {
-      dir, address, ttrpcAddress: `${address}.ttrpc`, namespace, holderPid, containerdPid,
-      ctr, spawnCtr, inside, shimPids, logTail, stop,
+      dir,
+      address,
+      ttrpcAddress: `${address}.ttrpc`,
+      namespace,
+      holderPid,
+      containerdPid,
+      ctr,
+      spawnCtr,
+      inside,
+      shimPids,
+      logTail,
+      stop,
     };
   } catch (e) {
     const log = logTail();
     await stop().catch(() => undefined);
-    throw new Error(`private containerd did not start: ${(e as Error).message}\n${outerErr.join('')}${log}`);
+    throw new Error(
+      `private containerd did not start: ${(e as Error).message}\n${outerErr.join('')}${log}`,
+    );
   }
 }

@@ -8,7 +8,15 @@ import type { GuestPath } from '../../ts/paths.js';
 const [source, socket, limit, dest] = process.argv.slice(2) as [string, string, string, string];
 writeFileSync('/proc/sys/user/max_inotify_watches', `${limit}\n`);
 const events: SyncEvent[] = [];
-const r = await startLiveSync({ source, destinations: [dest as GuestPath], agent: { kind: 'unix', path: socket }, debounceMs: 50 }, (e) => events.push(e));
+const r = await startLiveSync(
+  {
+    source,
+    destinations: [dest as GuestPath],
+    agent: { kind: 'unix', path: socket },
+    debounceMs: 50,
+  },
+  (e) => events.push(e),
+);
 await new Promise((res) => setTimeout(res, 300));
 const out = {
   limit: Number(readFileSync('/proc/sys/user/max_inotify_watches', 'utf8')),

@@ -41,16 +41,22 @@ test('async exports run off the main thread', async (t) => {
 test('a threadsafe callback delivers 10k events in order', async (t) => {
   const seen: number[] = [];
   await new Promise<void>((resolve) => {
-    const source = call((n) => new n.DiagEventSource(10_000, 0, (v) => {
-      seen.push(v);
-      if (seen.length === 10_000) {
-        source.close();
-        resolve();
-      }
-    }))._unsafeUnwrap();
+    const source = call(
+      (n) =>
+        new n.DiagEventSource(10_000, 0, (v) => {
+          seen.push(v);
+          if (seen.length === 10_000) {
+            source.close();
+            resolve();
+          }
+        }),
+    )._unsafeUnwrap();
   });
   t.is(seen.length, 10_000);
-  t.true(seen.every((v, i) => v === i), 'events arrive in order');
+  t.true(
+    seen.every((v, i) => v === i),
+    'events arrive in order',
+  );
 });
 
 test('close() is idempotent and reported by the closed getter', (t) => {
@@ -66,7 +72,9 @@ for (const close of [true, false]) {
       [1, 2].map(
         () =>
           new Promise<{ exact: string; events: number; inOrder: boolean }>((resolve, reject) => {
-            const worker = new Worker(fixture('worker-load.mjs'), { workerData: { count: 500, close } });
+            const worker = new Worker(fixture('worker-load.mjs'), {
+              workerData: { count: 500, close },
+            });
             worker.once('message', (m) => {
               resolve(m);
               void worker.terminate();
@@ -79,7 +87,16 @@ for (const close of [true, false]) {
   });
 }
 
-function runNode(args: string[], holdMs?: number): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string; wasAlive: boolean }> {
+function runNode(
+  args: string[],
+  holdMs?: number,
+): Promise<{
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  wasAlive: boolean;
+}> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

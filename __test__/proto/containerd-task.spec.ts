@@ -4,7 +4,11 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { AnySchema, anyUnpack, TimestampSchema } from '@bufbuild/protobuf/wkt';
 import test from 'ava';
-import { CreateTaskRequestSchema, DeleteResponseSchema, file_containerd_task_v2_shim } from '../../ts/gen/containerd/task/v2/shim_pb.js';
+import {
+  CreateTaskRequestSchema,
+  DeleteResponseSchema,
+  file_containerd_task_v2_shim,
+} from '../../ts/gen/containerd/task/v2/shim_pb.js';
 import { TaskExitSchema } from '../../ts/gen/containerd/events/task_pb.js';
 import { EnvelopeSchema } from '../../ts/gen/containerd/services/events/ttrpc/v1/events_pb.js';
 
@@ -22,7 +26,13 @@ const createRequest = () =>
   create(CreateTaskRequestSchema, {
     id: 'c1',
     bundle: BUNDLE,
-    rootfs: [{ type: 'overlay', source: 'overlay', options: ['index=off', 'workdir=/w', 'upperdir=/u', 'lowerdir=/l'] }],
+    rootfs: [
+      {
+        type: 'overlay',
+        source: 'overlay',
+        options: ['index=off', 'workdir=/w', 'upperdir=/u', 'lowerdir=/l'],
+      },
+    ],
     stdin: '/run/containerd/fifo/1/c1-stdin',
     stdout: '/run/containerd/fifo/1/c1-stdout',
     // containerd's typeurl names carry no type.googleapis.com/ prefix.
@@ -34,7 +44,25 @@ test('the Task service has containerd 1.6 names and method order', (t) => {
   t.is(svc.typeName, 'containerd.task.v2.Task');
   t.deepEqual(
     svc.methods.map((m) => m.name),
-    ['State', 'Create', 'Start', 'Delete', 'Pids', 'Pause', 'Resume', 'Checkpoint', 'Kill', 'Exec', 'ResizePty', 'CloseIO', 'Update', 'Wait', 'Stats', 'Connect', 'Shutdown'],
+    [
+      'State',
+      'Create',
+      'Start',
+      'Delete',
+      'Pids',
+      'Pause',
+      'Resume',
+      'Checkpoint',
+      'Kill',
+      'Exec',
+      'ResizePty',
+      'CloseIO',
+      'Update',
+      'Wait',
+      'Stats',
+      'Connect',
+      'Shutdown',
+    ],
   );
 });
 
@@ -52,19 +80,31 @@ test('CreateTaskRequest golden bytes decode and re-encode unchanged', (t) => {
 });
 
 test('DeleteResponse (what `shim delete` prints) encodes as the golden bytes', (t) => {
-  const msg = create(DeleteResponseSchema, { pid: 4242, exitStatus: 137, exitedAt: { seconds: 1_700_000_000n, nanos: 5 } });
+  const msg = create(DeleteResponseSchema, {
+    pid: 4242,
+    exitStatus: 137,
+    exitedAt: { seconds: 1_700_000_000n, nanos: 5 },
+  });
   t.is(hex(toBinary(DeleteResponseSchema, msg)), '0892211089011a080880e2cfaa061005');
 });
 
 test('a TaskExit event travels in an Envelope under its bare type name', (t) => {
-  const exit = create(TaskExitSchema, { containerId: 'c1', id: 'c1', pid: 4242, exitedAt: { seconds: 1_700_000_000n } });
+  const exit = create(TaskExitSchema, {
+    containerId: 'c1',
+    id: 'c1',
+    pid: 4242,
+    exitedAt: { seconds: 1_700_000_000n },
+  });
   t.is(hex(toBinary(TaskExitSchema, exit)), '0a026331120263311892212a060880e2cfaa06');
   const envelope = create(EnvelopeSchema, {
     timestamp: create(TimestampSchema, { seconds: 1_700_000_001n }),
     namespace: 'default',
     topic: '/tasks/exit',
     // containerd decodes events by typeurl's bare message name; a type.googleapis.com/ prefix fails.
-    event: create(AnySchema, { typeUrl: 'containerd.events.TaskExit', value: toBinary(TaskExitSchema, exit) }),
+    event: create(AnySchema, {
+      typeUrl: 'containerd.events.TaskExit',
+      value: toBinary(TaskExitSchema, exit),
+    }),
   });
   const back = fromBinary(EnvelopeSchema, toBinary(EnvelopeSchema, envelope));
   t.is(back.topic, '/tasks/exit');

@@ -19,11 +19,30 @@ const filesBelow = (dir: string): string[] =>
 test('ts/gen is what protoc-gen-es generates from proto/', (t) => {
   const out = mkdtempSync(path.join(tmpdir(), 'kata-ts-proto-'));
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
-  const protos = filesBelow(path.join(root, 'proto')).filter((f) => f.endsWith('.proto')).map((f) => `proto/${f}`);
-  execFileSync('protoc', ['-I', 'proto', '-I', '/usr/include', `--plugin=protoc-gen-es=${path.join(root, 'node_modules/.bin/protoc-gen-es')}`, '--es_opt=target=ts,import_extension=js', `--es_out=${out}`, ...protos], { cwd: root });
+  const protos = filesBelow(path.join(root, 'proto'))
+    .filter((f) => f.endsWith('.proto'))
+    .map((f) => `proto/${f}`);
+  execFileSync(
+    'protoc',
+    [
+      '-I',
+      'proto',
+      '-I',
+      '/usr/include',
+      `--plugin=protoc-gen-es=${path.join(root, 'node_modules/.bin/protoc-gen-es')}`,
+      '--es_opt=target=ts,import_extension=js',
+      `--es_out=${out}`,
+      ...protos,
+    ],
+    { cwd: root },
+  );
   const generated = filesBelow(out);
   t.deepEqual(filesBelow(path.join(root, 'ts/gen')), generated);
   for (const f of generated) {
-    t.is(readFileSync(path.join(root, 'ts/gen', f), 'utf8'), readFileSync(path.join(out, f), 'utf8'), `ts/gen/${f} is stale: run make proto`);
+    t.is(
+      readFileSync(path.join(root, 'ts/gen', f), 'utf8'),
+      readFileSync(path.join(out, f), 'utf8'),
+      `ts/gen/${f} is stale: run make proto`,
+    );
   }
 });

@@ -6,7 +6,14 @@ import type { Command } from 'commander';
 import { addContainer, pumpOutput, startContainer, wait, kill } from '../lifecycle/container.js';
 import { createSandbox, deleteSandbox, type Sandbox } from '../lifecycle/sandbox.js';
 import type { LifecycleError } from '../lifecycle/errors.js';
-import { addStateRootOption, formatTimings, progressReporter, reportError, sandboxOptions, type LifecycleFlags } from './lifecycle-options.js';
+import {
+  addStateRootOption,
+  formatTimings,
+  progressReporter,
+  reportError,
+  sandboxOptions,
+  type LifecycleFlags,
+} from './lifecycle-options.js';
 import type { CommandContext } from './main.js';
 
 interface RunFlags extends LifecycleFlags {
@@ -56,16 +63,24 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
   addStateRootOption(
     program
       .command('run')
-      .description('create a sandbox from BUNDLE, run its container, stream its output, exit with its status, tear down')
+      .description(
+        'create a sandbox from BUNDLE, run its container, stream its output, exit with its status, tear down',
+      )
       .requiredOption('--config <file>', 'Kata configuration.toml')
       .option('--id <id>', 'sandbox id (default: kata-<random>)')
-      .option('--timings', 'print a timing table (plan, boot, hot-plug, container start, teardown) on stderr')
+      .option(
+        '--timings',
+        'print a timing table (plan, boot, hot-plug, container start, teardown) on stderr',
+      )
       .argument('<bundle>', 'OCI bundle directory')
       .argument('[cmd...]', 'replaces the bundle process args (after --)'),
   ).action(async (bundle: string, cmd: string[], flags: RunFlags) => {
     const sandboxId = flags.id ?? `kata-${randomBytes(4).toString('hex')}`;
     const options = { ...sandboxOptions(flags, ctx), onProgress: progressReporter(ctx) };
-    const created = await createSandbox({ sandboxId, configPath: flags.config, bundle: path.resolve(bundle), args: cmd }, options);
+    const created = await createSandbox(
+      { sandboxId, configPath: flags.config, bundle: path.resolve(bundle), args: cmd },
+      options,
+    );
     if (created.isErr()) return reportError(ctx, created.error);
     const sb = created.value;
     const result = await runContainer(sb, ctx);

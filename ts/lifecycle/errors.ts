@@ -28,12 +28,26 @@ export type LifecycleError =
   | { readonly kind: 'not-found'; readonly sandboxId: string; readonly message: string }
   | { readonly kind: 'exists'; readonly sandboxId: string; readonly message: string }
   /** Bad input (config, bundle, plan problems): exit code 2 in the CLI. */
-  | { readonly kind: 'input'; readonly sandboxId: string; readonly lines: readonly string[]; readonly message: string }
-  | { readonly kind: 'step'; readonly sandboxId: string; readonly step: LifecycleStep; readonly message: string }
+  | {
+      readonly kind: 'input';
+      readonly sandboxId: string;
+      readonly lines: readonly string[];
+      readonly message: string;
+    }
+  | {
+      readonly kind: 'step';
+      readonly sandboxId: string;
+      readonly step: LifecycleStep;
+      readonly message: string;
+    }
   /** The VM went away under a running sandbox. */
   | { readonly kind: 'vm-gone'; readonly sandboxId: string; readonly message: string };
 
-export function stepError(sandboxId: string, step: LifecycleStep, e: { readonly message: string } | string): LifecycleError {
+export function stepError(
+  sandboxId: string,
+  step: LifecycleStep,
+  e: { readonly message: string } | string,
+): LifecycleError {
   return { kind: 'step', sandboxId, step, message: typeof e === 'string' ? e : e.message };
 }
 

@@ -18,23 +18,41 @@ function inputError(sandboxId: string, lines: string[]): LifecycleError {
   return { kind: 'input', sandboxId, lines, message: lines.join('; ') };
 }
 
-const fromPlanError = (sandboxId: string) => (e: PlanError) => inputError(sandboxId, formatPlanError(e));
+const fromPlanError = (sandboxId: string) => (e: PlanError) =>
+  inputError(sandboxId, formatPlanError(e));
 
 /** configuration.toml, read as every input is (ts/input/read-input-file.ts). */
-export function readConfig(sandboxId: string, configPath: string): ResultAsync<ParsedConfig, LifecycleError> {
-  return new ResultAsync(Promise.resolve(readKataConfigFile(configPath).mapErr(fromPlanError(sandboxId))));
+export function readConfig(
+  sandboxId: string,
+  configPath: string,
+): ResultAsync<ParsedConfig, LifecycleError> {
+  return new ResultAsync(
+    Promise.resolve(readKataConfigFile(configPath).mapErr(fromPlanError(sandboxId))),
+  );
 }
 
 /** A bundle as the planner takes it; `args` replaces `process.args` (`kata-ts run … -- cmd`). */
-export function readBundle(sandboxId: string, id: string, dir: string, args?: readonly string[]): ResultAsync<BundleInput, LifecycleError> {
+export function readBundle(
+  sandboxId: string,
+  id: string,
+  dir: string,
+  args?: readonly string[],
+): ResultAsync<BundleInput, LifecycleError> {
   return readOciBundle(dir)
     .mapErr(fromPlanError(sandboxId))
     .andThen(({ spec, bundleDir }) =>
-      readRootfsMounts(bundleDir).mapErr(fromPlanError(sandboxId)).map((rootfsMounts): BundleInput => {
-        const process = { user: { uid: 0, gid: 0 }, cwd: '/', ...spec.process, args: [...(args ?? [])] };
-        const withArgs = args && args.length > 0 ? { ...spec, process } : spec;
-        return { id, bundleDir, bundlePath: bundleDir, spec: withArgs, rootfsMounts };
-      }),
+      readRootfsMounts(bundleDir)
+        .mapErr(fromPlanError(sandboxId))
+        .map((rootfsMounts): BundleInput => {
+          const process = {
+            user: { uid: 0, gid: 0 },
+            cwd: '/',
+            ...spec.process,
+            args: [...(args ?? [])],
+          };
+          const withArgs = args && args.length > 0 ? { ...spec, process } : spec;
+          return { id, bundleDir, bundlePath: bundleDir, spec: withArgs, rootfsMounts };
+        }),
     );
 }
 
@@ -42,7 +60,10 @@ export function readBundle(sandboxId: string, id: string, dir: string, args?: re
 export function hostFactsFor(bundles: readonly BundleInput[], config: ParsedConfig): HostFacts {
   return gatherHostFacts(
     bundles.map((b) => b.spec),
-    { rootfsMounts: bundles.map((b) => b.rootfsMounts ?? []), kubeletRootDir: config.config.runtime.kubeletRootDir },
+    {
+      rootfsMounts: bundles.map((b) => b.rootfsMounts ?? []),
+      kubeletRootDir: config.config.runtime.kubeletRootDir,
+    },
   );
 }
 
@@ -55,7 +76,10 @@ export function replayingRandom(recorded: readonly string[], drawn: string[]): R
   return (bytes) => {
     const replay = recorded[next];
     next++;
-    const value = replay !== undefined && replay.length === bytes * 2 ? replay : randomBytes(bytes).toString('hex');
+    const value =
+      replay !== undefined && replay.length === bytes * 2
+        ? replay
+        : randomBytes(bytes).toString('hex');
     drawn.push(value);
     return value;
   };

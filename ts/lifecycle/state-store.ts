@@ -1,7 +1,17 @@
 // Sandbox state on disk: `<root>/<sid>/state.json`, written atomically (temp file in the same
 // directory, fsync, rename) so a crash leaves the old or the new document, never half of one.
 // Root: option, else `KATA_TS_STATE_ROOT`, else /run/kata-ts.
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from 'node:fs';
 import { err, ok, type Result } from 'neverthrow';
 import { hostPath, joinHost, type HostPath } from '../paths.js';
 import { stateError, type LifecycleError } from './errors.js';
@@ -10,7 +20,10 @@ import { SandboxStateSchema, type SandboxState } from './state-schema.js';
 export const DEFAULT_STATE_ROOT = '/run/kata-ts';
 
 /** The state root: explicit, else `KATA_TS_STATE_ROOT`, else /run/kata-ts. */
-export function stateRoot(explicit?: string, env: NodeJS.ProcessEnv = process.env): Result<HostPath, LifecycleError> {
+export function stateRoot(
+  explicit?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Result<HostPath, LifecycleError> {
   const value = explicit ?? env['KATA_TS_STATE_ROOT'] ?? DEFAULT_STATE_ROOT;
   return hostPath(value).mapErr((e) => stateError('', `state root: ${e.message}`));
 }
@@ -25,7 +38,9 @@ export class StateStore {
   }
 
   file(sandboxId: string): Result<HostPath, LifecycleError> {
-    return this.dir(sandboxId).andThen((d) => joinHost(d, 'state.json').mapErr((e) => stateError(sandboxId, e.message)));
+    return this.dir(sandboxId).andThen((d) =>
+      joinHost(d, 'state.json').mapErr((e) => stateError(sandboxId, e.message)),
+    );
   }
 
   /** The state, validated; `not-found` when the sandbox has none. */
@@ -38,7 +53,11 @@ export class StateStore {
         const code = (e as NodeJS.ErrnoException).code;
         return err(
           code === 'ENOENT'
-            ? ({ kind: 'not-found', sandboxId, message: `no sandbox ${sandboxId} (no ${file})` } as const)
+            ? ({
+                kind: 'not-found',
+                sandboxId,
+                message: `no sandbox ${sandboxId} (no ${file})`,
+              } as const)
             : stateError(sandboxId, `cannot read ${file}: ${code ?? String(e)}`),
         );
       }
@@ -50,7 +69,9 @@ export class StateStore {
       }
       const parsed = SandboxStateSchema.safeParse(json);
       if (!parsed.success) {
-        const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+        const issues = parsed.error.issues
+          .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+          .join('; ');
         return err(stateError(sandboxId, `${file}: ${issues}`));
       }
       return ok(parsed.data);
@@ -85,7 +106,10 @@ export class StateStore {
   }
 
   /** Read, change, write back. */
-  update(sandboxId: string, change: (s: SandboxState) => SandboxState): Result<SandboxState, LifecycleError> {
+  update(
+    sandboxId: string,
+    change: (s: SandboxState) => SandboxState,
+  ): Result<SandboxState, LifecycleError> {
     return this.read(sandboxId).andThen((s) => this.write(change(s)));
   }
 
