@@ -57,7 +57,7 @@ AGENT_STATIC_BIN := $(AGENT_STATIC_DIR)/x86_64-unknown-linux-gnu/release/kata-ts
 RELAY_STATIC_BIN := $(AGENT_STATIC_DIR)/x86_64-unknown-linux-gnu/release/kata-ts-serial-relay
 GUEST_KERNEL ?= debian
 KERNEL_OUT := build/kernel
-guest: apt kernel kata-agent
+guest: apt kata-agent
 	RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=$(AGENT_STATIC_DIR) cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent -p serial-relay
 	minimal=$$(bash scripts/build-kernel.sh --print-path || true); kata=$$(bash scripts/build-kata-agent.sh --print-path || true); \
 	  MINIMAL_KERNEL=$$minimal KATA_AGENT=$$kata SERIAL_RELAY=$${kata:+$(RELAY_STATIC_BIN)} GUEST_KERNEL=$(GUEST_KERNEL) \
@@ -65,7 +65,8 @@ guest: apt kernel kata-agent
 	bash scripts/build-rootfs-image.sh build/rootfs
 
 # The minimal guest kernel: Debian's linux-source-6.1 with Kata's config fragments, built in,
-# an uncompressed PVH vmlinux (scripts/build-kernel.sh; exit 3: no ../shared, skipped; exit 4:
+# an uncompressed PVH vmlinux. Not a prerequisite of `guest` yet (it has not been booted here):
+# `make kernel guest` builds it and the guest then carries vmlinux-minimal (scripts/build-kernel.sh; exit 3: no ../shared, skipped; exit 4:
 # another build is running, the guest is built without it this time).
 kernel: apt
 	nice -n 10 bash scripts/build-kernel.sh --no-wait $(KERNEL_OUT) >/dev/null || { rc=$$?; [ $$rc = 3 ] || [ $$rc = 4 ]; }

@@ -13,9 +13,11 @@ logs=build/test-logs
 mkdir -p "$logs"
 
 # Promised suites: `name|spec files (globs under __test__/)`. A suite whose globs match no file
-# yet (kata-agent) is reported as "not present" and checked once its spec files exist.
+# yet is reported as "not present" and checked once its spec files exist.
+# guest/minimal-kernel.spec.ts is not promised yet: the minimal kernel (make kernel, issue 21) has
+# not been booted here, so `make test` does not build it; the suite runs when it is in the cache.
 PROMISED_SUITES=(
-  'guest|guest/e2e.spec.ts guest/minimal-kernel.spec.ts qemu/guest.spec.ts lifecycle/guest-run.spec.ts'
+  'guest|guest/e2e.spec.ts qemu/guest.spec.ts lifecycle/guest-run.spec.ts'
   'rootless|lifecycle/rootless.spec.ts rootless/*.spec.ts'
   'containerd-shim|shim/shim-tasks.spec.ts shim/shim-guest.spec.ts shim/shim-protocol.spec.ts lifecycle/shim-commands.spec.ts'
   'cgroups|cgroups/*.spec.ts'
