@@ -25,7 +25,7 @@ import { MAX_SPEC_FILE_BYTES } from '../../ts/input/limits.js';
 import { bundleAnnotations } from '../../ts/shim/address.js';
 import { EventPublisher } from '../../ts/shim/events.js';
 import { Pod } from '../../ts/shim/pod.js';
-import { replaceFile } from '../../ts/shim/replace-file.js';
+import { replaceFile } from '../../ts/input/replace-file.js';
 
 const repoRoot = fileURLToPath(new URL('../../', import.meta.url));
 

@@ -101,7 +101,8 @@ export async function main(
       // --help and --version end here with exit code 0; usage errors with 2.
       return e.exitCode === 0 ? 0 : 2;
     }
-    createLogger(ctx.logLevel()).error({ err: e }, 'internal error');
+    // The stack only at debug level: by default the one `kata-ts:` line below is all stderr gets.
+    createLogger(ctx.logLevel()).debug({ err: e }, 'internal error');
     io.err(`${errorLine('internal error', e instanceof Error ? e.message : String(e))}\n`);
     return 1;
   }

@@ -6,7 +6,17 @@
 // to remove a directory with mounts still below it.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import type { ContainerPlan, ResourcePlan } from '../plan/plan.js';
 import { err, ok, type Result } from 'neverthrow';
@@ -122,11 +132,40 @@ class Mounter {
   }
 }
 
+/**
+ * Makes sure an empty file exists at `target` (an existing file is kept), without following a
+ * link planted at its name nor blocking on a planted FIFO; either is refused with a named error.
+ */
+export function touchFile(target: string): void {
+  let fd: number;
+  try {
+    fd = openSync(
+      target,
+      constants.O_WRONLY |
+        constants.O_CREAT |
+        constants.O_NOFOLLOW |
+        constants.O_NONBLOCK |
+        constants.O_NOCTTY,
+      0o644,
+    );
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new Error(
+      code === 'ELOOP' ? `${target} is a symbolic link (not followed)` : `${target}: ${code}`,
+    );
+  }
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${target} is not a regular file`);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** A bind target of the source's kind: an empty file for a file, else a directory. */
 function makeTarget(source: string, target: string): void {
   mkdirSync(path.dirname(target), { recursive: true });
   if (statSync(source).isDirectory()) mkdirSync(target, { recursive: true });
-  else writeFileSync(target, '', { flag: 'a' });
+  else touchFile(target);
 }
 
 /**
@@ -262,7 +301,7 @@ export function mountContainerShares(
     done = done.andThen(() =>
       m.fs(`mount point ${p.path}`, () => {
         mkdirSync(p.kind === 'dir' ? p.path : path.dirname(p.path), { recursive: true });
-        if (p.kind === 'file') writeFileSync(p.path, '', { flag: 'a' });
+        if (p.kind === 'file') touchFile(p.path);
       }),
     );
   }

@@ -1,18 +1,10 @@
 // Sandbox state on disk: `<root>/<sid>/state.json`, written atomically (temp file in the same
 // directory, fsync, rename) so a crash leaves the old or the new document, never half of one.
 // Root: option, else `KATA_TS_STATE_ROOT`, else /run/kata-ts.
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeSync,
-} from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { err, ok, type Result } from 'neverthrow';
+import { parseJsonText } from '../input/json-text.js';
+import { replaceFile } from '../input/replace-file.js';
 import { hostPath, joinHost, type HostPath } from '../paths.js';
 import { stateError, type LifecycleError } from './errors.js';
 import { SandboxStateSchema, type SandboxState } from './state-schema.js';
@@ -61,13 +53,10 @@ export class StateStore {
             : stateError(sandboxId, `cannot read ${file}: ${code ?? String(e)}`),
         );
       }
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch (e) {
-        return err(stateError(sandboxId, `${file}: invalid JSON: ${(e as Error).message}`));
-      }
-      const parsed = SandboxStateSchema.safeParse(json);
+      // No V8 message: it quotes the file's content.
+      const json = parseJsonText(text);
+      if (json.isErr()) return err(stateError(sandboxId, `${file}: ${json.error.message}`));
+      const parsed = SandboxStateSchema.safeParse(json.value);
       if (!parsed.success) {
         const issues = parsed.error.issues
           .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
@@ -82,25 +71,19 @@ export class StateStore {
   write(state: SandboxState): Result<SandboxState, LifecycleError> {
     return this.dir(state.sandboxId).andThen((dir) =>
       this.file(state.sandboxId).andThen((file) => {
-        const tmp = `${file}.tmp-${process.pid}`;
         let made: string | undefined;
         try {
           made = mkdirSync(dir, { recursive: true, mode: 0o700 });
-          const fd = openSync(tmp, 'w', 0o600);
-          try {
-            writeSync(fd, `${JSON.stringify(state, null, 2)}\n`);
-            fsyncSync(fd);
-          } finally {
-            closeSync(fd);
-          }
-          renameSync(tmp, file);
-          return ok(state);
         } catch (e) {
-          rmSync(tmp, { force: true });
-          // A first write that failed (disk full) leaves no empty state dir behind.
-          if (made !== undefined) rmSync(dir, { recursive: true, force: true });
           return err(stateError(state.sandboxId, `cannot write ${file}: ${(e as Error).message}`));
         }
+        // A temp file with an unguessable name, created exclusively without following links
+        // (the dir may be shared with a rootless VMM user), fsync'ed and renamed over the file.
+        const written = replaceFile(file, `${JSON.stringify(state, null, 2)}\n`, 0o600);
+        if (written.isOk()) return ok(state);
+        // A first write that failed (disk full) leaves no empty state dir behind.
+        if (made !== undefined) rmSync(dir, { recursive: true, force: true });
+        return err(stateError(state.sandboxId, `${file}: ${written.error.what}`));
       }),
     );
   }

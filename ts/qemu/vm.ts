@@ -1,10 +1,49 @@
 // Starting and supervising one QEMU process (and its virtiofsd): stdout/stderr to a log file,
 // QMP connected before the VM is handed out, exit detected and reported with the log's tail.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  constants as fsConstants,
+  fstatSync,
+  openSync,
+  rmSync,
+} from 'node:fs';
 import { constants } from 'node:os';
 import { ResultAsync, errAsync, okAsync, type Result } from 'neverthrow';
+import { readLogTail } from '../input/read-log-tail.js';
 import { QmpClient, type QmpError } from './qmp-client.js';
+
+/**
+ * A log of ours, appended to (a relaunch in the same run dir keeps the earlier output). A planted
+ * symlink at its name is refused (ELOOP), a planted FIFO does not block the open (O_NONBLOCK, no
+ * effect on a regular file) and is refused by the fstat below.
+ */
+const LOG_FLAGS =
+  fsConstants.O_WRONLY |
+  fsConstants.O_CREAT |
+  fsConstants.O_APPEND |
+  fsConstants.O_NOFOLLOW |
+  fsConstants.O_NONBLOCK |
+  fsConstants.O_NOCTTY;
+
+/** Opens `logPath` for appending; throws (a named error) on a link or a non-regular file. */
+function openLog(logPath: string): number {
+  let fd: number;
+  try {
+    fd = openSync(logPath, LOG_FLAGS, 0o640);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? 'EIO';
+    throw new Error(
+      `log ${logPath}: ${code === 'ELOOP' ? 'is a symbolic link (not followed)' : code}`,
+    );
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new Error(`log ${logPath}: not a regular file`);
+  }
+  return fd;
+}
 
 export type VmError =
   | { readonly kind: 'vm-spawn'; readonly binary: string; readonly message: string }
@@ -67,14 +106,9 @@ export interface VirtiofsdOptions {
 /** The C virtiofsd that ships with QEMU 7.2. */
 export const DEFAULT_VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
-/** Last `bytes` of a log, for error messages. */
+/** Last `bytes` of a log, for error messages (a planted link or FIFO is not read). */
 export function logTail(logPath: string, bytes = 2000): string {
-  try {
-    const text = readFileSync(logPath, 'utf8');
-    return text.slice(-bytes).trim();
-  } catch {
-    return '';
-  }
+  return readLogTail(logPath, bytes);
 }
 
 /** A started process with its exit as a promise; killed only by its own pid. */
@@ -104,7 +138,7 @@ class ChildSupervised implements Supervised {
   spawnError: string | null = null;
 
   constructor(binary: string, args: readonly string[], logPath: string) {
-    const fd = openSync(logPath, 'a');
+    const fd = openLog(logPath);
     try {
       this.child = spawn(binary, [...args], { stdio: ['ignore', fd, fd] });
     } finally {

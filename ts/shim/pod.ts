@@ -34,7 +34,7 @@ import {
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { EventPublisher } from './events.js';
 import { execRequest } from './exec-spec.js';
-import { replaceFile } from './replace-file.js';
+import { replaceFile } from '../input/replace-file.js';
 import { rootfsMounts } from './rootfs.js';
 import { StdioBridge, type StdioPaths } from './stdio.js';
 import { unsupported, type TaskError } from './task-error.js';

@@ -10,7 +10,7 @@ import { errorLine } from '../input/escape-text.js';
 import { bundleAnnotations, sandboxIdOf, socketAddress } from './address.js';
 import { socketPathOf } from './events.js';
 import type { ShimFlags } from './flags.js';
-import { replaceFile } from './replace-file.js';
+import { replaceFile } from '../input/replace-file.js';
 
 /** True when something accepts connections on the unix socket. */
 export function reachable(socket: string): Promise<boolean> {
