@@ -5,7 +5,17 @@
 // as in Kata, with its socket given to the user. Cleanup (ts/lifecycle/cleanup.ts) removes the user
 // and /run/user/<uid> from the state.
 import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  fchownSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { KataConfig } from '../config/kata-config.js';
@@ -21,6 +31,7 @@ import {
   type RootlessUser,
 } from '../rootless/index.js';
 import { err, ok, type Result } from 'neverthrow';
+import { clipValue } from '../input/escape-text.js';
 import { applyConfigAnnotations } from '../spec/annotations.js';
 import { stepError, type LifecycleError } from './errors.js';
 import type { SandboxState } from './state-schema.js';
@@ -167,11 +178,142 @@ export function prepareVmmDirs(
     );
 }
 
+/** Why a bind target for a hot-plugged disk was refused or could not be made. */
+export interface BindTargetError {
+  readonly kind:
+    | 'bad-drive-id'
+    | 'symlink'
+    | 'not-regular-file'
+    | 'not-root-owned'
+    | 'not-empty'
+    | 'hard-linked'
+    | 'io';
+  readonly path: string;
+  readonly message: string;
+}
+
+const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+/** A name inside an open dir: the magic link resolves to that exact dir, like openat(2). */
+const at = (dirFd: number, name: string): string => `/proc/self/fd/${dirFd}/${name}`;
+
+function targetError(kind: BindTargetError['kind'], p: string, what: string): BindTargetError {
+  return { kind, path: p, message: `${p}: ${what}` };
+}
+
+function ioError(p: string, e: unknown): BindTargetError {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ELOOP' || code === 'ENOTDIR'
+    ? targetError('symlink', p, `a symlink or non-directory is in the way (${code})`)
+    : targetError('io', p, clipValue((e as Error).message));
+}
+
+/** Opens `dir` walking from `/` one component at a time, refusing a symlink at every step. */
+function openDirNoFollow(dir: string): number {
+  let fd = openSync('/', DIR_FLAGS);
+  try {
+    for (const comp of path
+      .resolve(dir)
+      .split('/')
+      .filter((c) => c !== '')) {
+      const next = openSync(at(fd, comp), DIR_FLAGS);
+      closeSync(fd);
+      fd = next;
+    }
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}
+
+/**
+ * The bind target `<vmDir>/disks/<id>` for a hot-plugged disk, as an open fd. The VM dir belongs to
+ * the VMM user, who can plant links anywhere below it, so nothing is done by name: every component is
+ * opened with O_NOFOLLOW, `disks` is made and chowned through its fd, and the target is created
+ * O_CREAT|O_EXCL|O_NOFOLLOW (0600, root's). One left by an earlier attempt is reused only if it is a
+ * regular, empty, root-owned file with a single link. The caller mounts onto the fd (bindOnto) and
+ * closes it.
+ */
+export function openBindTarget(
+  vmDir: string,
+  id: string,
+  owner: { readonly uid: number; readonly gid: number },
+): Result<number, BindTargetError> {
+  const disks = path.join(vmDir, 'disks');
+  const target = path.join(disks, id);
+  if (id === '' || id === '.' || id === '..' || id.includes('/') || id.includes('\0')) {
+    return err(targetError('bad-drive-id', target, 'the drive id is not a single file name'));
+  }
+  let vmFd = -1;
+  let disksFd = -1;
+  try {
+    vmFd = openDirNoFollow(vmDir);
+    try {
+      mkdirSync(at(vmFd, 'disks'), { mode: VMM_DIR_MODE });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return err(ioError(disks, e));
+    }
+    disksFd = openSync(at(vmFd, 'disks'), DIR_FLAGS);
+    fchownSync(disksFd, owner.uid, owner.gid);
+  } catch (e) {
+    return err(ioError(disks, e));
+  } finally {
+    if (vmFd >= 0) closeSync(vmFd);
+  }
+  try {
+    try {
+      const flags =
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+      return ok(openSync(at(disksFd, id), flags, 0o600));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return err(ioError(target, e));
+    }
+    const flags =
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
+    const fd = openSync(at(disksFd, id), flags);
+    const st = fstatSync(fd);
+    const refused = !st.isFile()
+      ? targetError('not-regular-file', target, 'exists and is not a regular file')
+      : st.uid !== 0
+        ? targetError('not-root-owned', target, `exists and is owned by uid ${st.uid}, not root`)
+        : st.size !== 0
+          ? targetError('not-empty', target, 'exists and is not empty')
+          : st.nlink !== 1
+            ? targetError('hard-linked', target, `exists with ${st.nlink} links`)
+            : null;
+    if (refused === null) return ok(fd);
+    closeSync(fd);
+    return err(refused);
+  } catch (e) {
+    return err(ioError(target, e));
+  } finally {
+    closeSync(disksFd);
+  }
+}
+
+/**
+ * Bind-mounts `source` onto the file open as `targetFd`. mount(8) gets our /proc/<pid>/fd/<fd> and
+ * must not canonicalize it (that would turn it back into a name): the kernel follows the magic link
+ * to the exact inode openBindTarget checked.
+ */
+export function bindOnto(source: string, targetFd: number): Result<void, BindTargetError> {
+  const onto = `/proc/${process.pid}/fd/${targetFd}`;
+  try {
+    execFileSync('mount', ['--no-canonicalize', '--bind', source, onto], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    return ok(undefined);
+  } catch (e) {
+    const x = e as { stderr?: Buffer; message: string };
+    return err(targetError('io', onto, clipValue(x.stderr?.toString().trim() || x.message)));
+  }
+}
+
 /**
  * A disk image QEMU (as the VMM user) must open for a hot-plug: bound into the user's VM dir (so
  * no ancestor of the original needs to be searchable by it) and chowned to the user, the previous
  * owner recorded first. Returns the path QEMU opens. Cleanup unmounts the bind and gives the file
- * back (restoreGrants).
+ * back (restoreGrants). The bind target is made and mounted onto through fds (openBindTarget).
  */
 export function grantDisk(
   rec: StateRecorder,
@@ -182,19 +324,14 @@ export function grantDisk(
 ): Result<HostPath, LifecycleError> {
   const sid = rec.state.sandboxId;
   const target = path.join(plan.hostDirs.vm, 'disks', d.id);
+  const failed = (what: string, message: string): LifecycleError =>
+    stepError(sid, 'hotplug', `giving ${d.pathOnHost} to ${user.name}: ${what}: ${message}`);
   const io = (what: string, act: () => void): Result<void, LifecycleError> => {
     try {
       act();
       return ok(undefined);
     } catch (e) {
-      const x = e as { stderr?: Buffer; message: string };
-      return err(
-        stepError(
-          sid,
-          'hotplug',
-          `giving ${d.pathOnHost} to ${user.name}: ${what}: ${x.stderr?.toString().trim() || x.message}`,
-        ),
-      );
+      return err(failed(what, clipValue((e as Error).message)));
     }
   };
   const grantDone = () =>
@@ -212,7 +349,8 @@ export function grantDisk(
       ),
     }));
   let owner = { uid: 0, gid: 0 };
-  return io('stat', () => {
+  let targetFd = -1;
+  const result = io('stat', () => {
     const st = statSync(d.pathOnHost);
     owner = { uid: st.uid, gid: st.gid };
   })
@@ -225,11 +363,11 @@ export function grantDisk(
     .andThen(() => io('chown', () => chownSync(d.pathOnHost, user.uid, user.gid)))
     .andThen(grantDone)
     .andThen(() =>
-      io('bind target', () => {
-        mkdirSync(path.dirname(target), { recursive: true, mode: VMM_DIR_MODE });
-        chownSync(path.dirname(target), user.uid, user.gid);
-        if (!existsSync(target)) writeFileSync(target, '', { mode: 0o600 });
-      }),
+      openBindTarget(plan.hostDirs.vm, d.id, user)
+        .map((fd) => {
+          targetFd = fd;
+        })
+        .mapErr((e) => failed('bind target', e.message)),
     )
     .andThen(() =>
       rec.tryUpdate((s) => ({
@@ -237,15 +375,11 @@ export function grantDisk(
         mounts: [...s.mounts, { target, containerId, phase: 'intent' }],
       })),
     )
-    .andThen(() =>
-      io('bind', () =>
-        execFileSync('mount', ['--bind', d.pathOnHost, target], {
-          stdio: ['ignore', 'ignore', 'pipe'],
-        }),
-      ),
-    )
+    .andThen(() => bindOnto(d.pathOnHost, targetFd).mapErr((e) => failed('bind', e.message)))
     .andThen(mountDone)
     .map(() => hostConst(target));
+  if (targetFd >= 0) closeSync(targetFd);
+  return result;
 }
 
 /** Gives every granted file back to its recorded owner (missing files count as done). */
