@@ -102,8 +102,14 @@ test.serial(
     t.true(details.memBlockSizeBytes > 0n, 'memory block size read from the guest kernel');
 
     // The relay ends a session when the host disconnects and opens a new agent connection for the next.
+    // Known limitation (see README "Guest images"): the relay learns of a disconnect from the port's
+    // POLLHUP inside the TCG guest; a host that reconnects before the guest has seen it can have its
+    // first bytes dropped with the old session (seen once in CI under load). Until the relay frames
+    // sessions, the host waits for the guest to see the hang-up before it reconnects.
+    const RELAY_HANGUP_GRACE_MS = 2_000;
     g.agent.close();
     for (let i = 0; i < 2; i++) {
+      await new Promise((r) => setTimeout(r, RELAY_HANGUP_GRACE_MS));
       const again = await connectAgent(
         { kind: 'unix', path: g.vm.agentSocket },
         { dialTimeoutMs: 10_000, healthTimeoutMs: 30_000 },
