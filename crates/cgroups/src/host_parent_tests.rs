@@ -4,39 +4,11 @@
 //! each test below its own `kata-ts-test-<random>` subtree, removed on drop even on failure.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 
 use crate::{CgroupManager, FsError, FsV1Manager, FsV2Manager};
 
-const ROOT: &str = "/sys/fs/cgroup";
-
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("kata-ts-test-{}-{nanos:x}", std::process::id())
-}
-
-/// Removes the test subtree from every hierarchy on drop.
-struct Subtree(String);
-impl Drop for Subtree {
-    fn drop(&mut self) {
-        for entry in std::fs::read_dir(ROOT).into_iter().flatten().flatten() {
-            let hier = entry.path();
-            let _ = crate::files::remove_tree(&hier.join(&self.0), &hier.join("cgroup.procs"));
-        }
-    }
-}
-
-/// Kills and reaps a child on drop.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use super::host_tests::{unique, Proc, Subtree, ROOT};
 
 /// Every v1 hierarchy (what a manager without a controller list spans).
 fn v1_all(rel: &str) -> FsV1Manager {

@@ -8,9 +8,9 @@ use std::process::{Child, Command};
 
 use crate::{CgroupManager, FsError, FsV1Manager, FsV2Manager, Resources};
 
-const ROOT: &str = "/sys/fs/cgroup";
+pub(super) const ROOT: &str = "/sys/fs/cgroup";
 
-fn unique() -> String {
+pub(super) fn unique() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -19,7 +19,7 @@ fn unique() -> String {
 }
 
 /// Removes the test subtree from every hierarchy on drop.
-struct Subtree(String);
+pub(super) struct Subtree(pub(super) String);
 impl Drop for Subtree {
     fn drop(&mut self) {
         for entry in std::fs::read_dir(ROOT).into_iter().flatten().flatten() {
@@ -30,7 +30,7 @@ impl Drop for Subtree {
 }
 
 /// Kills and reaps a child on drop.
-struct Proc(Child);
+pub(super) struct Proc(pub(super) Child);
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
