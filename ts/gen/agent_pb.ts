@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file agent.proto.
  */
 export const file_agent: GenFile = /*@__PURE__*/
-  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyK+AgoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIlCgtzdHJpbmdfdXNlchgDIAEoCzIQLmdycGMuU3RyaW5nVXNlchIdCgdkZXZpY2VzGAQgAygLMgwuZ3JwYy5EZXZpY2USHwoIc3RvcmFnZXMYBSADKAsyDS5ncnBjLlN0b3JhZ2USFwoDT0NJGAYgASgLMgouZ3JwYy5TcGVjEhUKDXNhbmRib3hfcGlkbnMYByABKAgSKAoNc2hhcmVkX21vdW50cxgIIAMoCzIRLmdycGMuU2hhcmVkTW91bnQSEgoKc3RkaW5fcG9ydBgJIAEoDRITCgtzdGRvdXRfcG9ydBgKIAEoDRITCgtzdGRlcnJfcG9ydBgLIAEoDSItChVTdGFydENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIj8KFlJlbW92ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB3RpbWVvdXQYAiABKA0iggEKEkV4ZWNQcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIlCgtzdHJpbmdfdXNlchgDIAEoCzIQLmdycGMuU3RyaW5nVXNlchIeCgdwcm9jZXNzGAQgASgLMg0uZ3JwYy5Qcm9jZXNzIk0KFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoDSI7ChJXYWl0UHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiJQoTV2FpdFByb2Nlc3NSZXNwb25zZRIOCgZzdGF0dXMYASABKAUiVwoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSJwoJcmVzb3VyY2VzGAIgASgLMhQuZ3JwYy5MaW51eFJlc291cmNlcyI/ChxVcGRhdGVFcGhlbWVyYWxNb3VudHNSZXF1ZXN0Eh8KCHN0b3JhZ2VzGAEgAygLMg0uZ3JwYy5TdG9yYWdlIkkKEldyaXRlU3RyZWFtUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIMCgRkYXRhGAMgASgMIiIKE1dyaXRlU3RyZWFtUmVzcG9uc2USCwoDbGVuGAEgASgNIkcKEVJlYWRTdHJlYW1SZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgsKA2xlbhgDIAEoDSIiChJSZWFkU3RyZWFtUmVzcG9uc2USDAoEZGF0YRgBIAEoDCI6ChFDbG9zZVN0ZGluUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCSJZChNUdHlXaW5SZXNpemVSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEgsKA3JvdxgDIAEoDRIOCgZjb2x1bW4YBCABKA0iMAoMS2VybmVsTW9kdWxlEgwKBG5hbWUYASABKAkSEgoKcGFyYW1ldGVycxgCIAMoCSLGAQoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkSCwoDZG5zGAIgAygJEh8KCHN0b3JhZ2VzGAMgAygLMg0uZ3JwYy5TdG9yYWdlEhUKDXNhbmRib3hfcGlkbnMYBCABKAgSEgoKc2FuZGJveF9pZBgFIAEoCRIXCg9ndWVzdF9ob29rX3BhdGgYBiABKAkSKgoOa2VybmVsX21vZHVsZXMYByADKAsyEi5ncnBjLktlcm5lbE1vZHVsZSIXChVEZXN0cm95U2FuZGJveFJlcXVlc3QiRgoTT25saW5lQ1BVTWVtUmVxdWVzdBIMCgR3YWl0GAEgASgIEg8KB25iX2NwdXMYAiABKA0SEAoIY3B1X29ubHkYAyABKAgigQEKDEFnZW50RGV0YWlscxIPCgd2ZXJzaW9uGAEgASgJEhMKC2luaXRfZGFlbW9uGAIgASgIEhcKD2RldmljZV9oYW5kbGVycxgDIAMoCRIYChBzdG9yYWdlX2hhbmRsZXJzGAQgAygJEhgKEHN1cHBvcnRzX3NlY2NvbXAYBSABKAgiSAoTR3Vlc3REZXRhaWxzUmVxdWVzdBIWCg5tZW1fYmxvY2tfc2l6ZRgBIAEoCBIZChFtZW1faG90cGx1Z19wcm9iZRgCIAEoCCKCAQoUR3Vlc3REZXRhaWxzUmVzcG9uc2USHAoUbWVtX2Jsb2NrX3NpemVfYnl0ZXMYASABKAQSKQoNYWdlbnRfZGV0YWlscxgCIAEoCzISLmdycGMuQWdlbnREZXRhaWxzEiEKGXN1cHBvcnRfbWVtX2hvdHBsdWdfcHJvYmUYAyABKAgiVAoHRlNHcm91cBIQCghncm91cF9pZBgCIAEoDRI3ChNncm91cF9jaGFuZ2VfcG9saWN5GAMgASgOMhoudHlwZXMuRlNHcm91cENoYW5nZVBvbGljeSJhCgtTaGFyZWRNb3VudBIMCgRuYW1lGAEgASgJEg8KB3NyY19jdHIYAiABKAkSEAoIc3JjX3BhdGgYAyABKAkSDwoHZHN0X2N0chgEIAEoCRIQCghkc3RfcGF0aBgFIAEoCSKoAQoHU3RvcmFnZRIOCgZkcml2ZXIYASABKAkSFgoOZHJpdmVyX29wdGlvbnMYAiADKAkSDgoGc291cmNlGAMgASgJEg4KBmZzdHlwZRgEIAEoCRIPCgdvcHRpb25zGAUgAygJEhMKC21vdW50X3BvaW50GAYgASgJEh8KCGZzX2dyb3VwGAcgASgLMg0uZ3JwYy5GU0dyb3VwEg4KBnNoYXJlZBgIIAEoCCJcCgZEZXZpY2USCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRIPCgd2bV9wYXRoGAMgASgJEhYKDmNvbnRhaW5lcl9wYXRoGAQgASgJEg8KB29wdGlvbnMYBSADKAkiPgoKU3RyaW5nVXNlchILCgN1aWQYASABKAkSCwoDZ2lkGAIgASgJEhYKDmFkZGl0aW9uYWxHaWRzGAMgAygJIo8BCg9Db3B5RmlsZVJlcXVlc3QSDAoEcGF0aBgBIAEoCRIRCglmaWxlX3NpemUYAiABKAMSEQoJZmlsZV9tb2RlGAMgASgNEhAKCGRpcl9tb2RlGAQgASgNEgsKA3VpZBgFIAEoBRILCgNnaWQYBiABKAUSDgoGb2Zmc2V0GAcgASgDEgwKBGRhdGEYCCABKAwiFAoSR2V0T09NRXZlbnRSZXF1ZXN0IiAKCE9PTUV2ZW50EhQKDGNvbnRhaW5lcl9pZBgBIAEoCSIiChBTZXRQb2xpY3lSZXF1ZXN0Eg4KBnBvbGljeRgBIAEoCTLgCgoMQWdlbnRTZXJ2aWNlEkcKD0NyZWF0ZUNvbnRhaW5lchIcLmdycGMuQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJFCg5TdGFydENvbnRhaW5lchIbLmdycGMuU3RhcnRDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkcKD1JlbW92ZUNvbnRhaW5lchIcLmdycGMuUmVtb3ZlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRI/CgtFeGVjUHJvY2VzcxIYLmdycGMuRXhlY1Byb2Nlc3NSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkMKDVNpZ25hbFByb2Nlc3MSGi5ncnBjLlNpZ25hbFByb2Nlc3NSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkIKC1dhaXRQcm9jZXNzEhguZ3JwYy5XYWl0UHJvY2Vzc1JlcXVlc3QaGS5ncnBjLldhaXRQcm9jZXNzUmVzcG9uc2USRwoPVXBkYXRlQ29udGFpbmVyEhwuZ3JwYy5VcGRhdGVDb250YWluZXJSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5ElMKFVVwZGF0ZUVwaGVtZXJhbE1vdW50cxIiLmdycGMuVXBkYXRlRXBoZW1lcmFsTW91bnRzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJBCgpXcml0ZVN0ZGluEhguZ3JwYy5Xcml0ZVN0cmVhbVJlcXVlc3QaGS5ncnBjLldyaXRlU3RyZWFtUmVzcG9uc2USPwoKUmVhZFN0ZG91dBIXLmdycGMuUmVhZFN0cmVhbVJlcXVlc3QaGC5ncnBjLlJlYWRTdHJlYW1SZXNwb25zZRI/CgpSZWFkU3RkZXJyEhcuZ3JwYy5SZWFkU3RyZWFtUmVxdWVzdBoYLmdycGMuUmVhZFN0cmVhbVJlc3BvbnNlEj0KCkNsb3NlU3RkaW4SFy5ncnBjLkNsb3NlU3RkaW5SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkEKDFR0eVdpblJlc2l6ZRIZLmdycGMuVHR5V2luUmVzaXplUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJDCg1DcmVhdGVTYW5kYm94EhouZ3JwYy5DcmVhdGVTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJFCg5EZXN0cm95U2FuZGJveBIbLmdycGMuRGVzdHJveVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkEKDE9ubGluZUNQVU1lbRIZLmdycGMuT25saW5lQ1BVTWVtUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJICg9HZXRHdWVzdERldGFpbHMSGS5ncnBjLkd1ZXN0RGV0YWlsc1JlcXVlc3QaGi5ncnBjLkd1ZXN0RGV0YWlsc1Jlc3BvbnNlEjkKCENvcHlGaWxlEhUuZ3JwYy5Db3B5RmlsZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSNwoLR2V0T09NRXZlbnQSGC5ncnBjLkdldE9PTUV2ZW50UmVxdWVzdBoOLmdycGMuT09NRXZlbnQSOwoJU2V0UG9saWN5EhYuZ3JwYy5TZXRQb2xpY3lSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5YgZwcm90bzM", [file_oci, file_types, file_google_protobuf_empty]);
+  fileDesc("CgthZ2VudC5wcm90bxIEZ3JwYyK+AgoWQ3JlYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIlCgtzdHJpbmdfdXNlchgDIAEoCzIQLmdycGMuU3RyaW5nVXNlchIdCgdkZXZpY2VzGAQgAygLMgwuZ3JwYy5EZXZpY2USHwoIc3RvcmFnZXMYBSADKAsyDS5ncnBjLlN0b3JhZ2USFwoDT0NJGAYgASgLMgouZ3JwYy5TcGVjEhUKDXNhbmRib3hfcGlkbnMYByABKAgSKAoNc2hhcmVkX21vdW50cxgIIAMoCzIRLmdycGMuU2hhcmVkTW91bnQSEgoKc3RkaW5fcG9ydBgJIAEoDRITCgtzdGRvdXRfcG9ydBgKIAEoDRITCgtzdGRlcnJfcG9ydBgLIAEoDSItChVTdGFydENvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIj8KFlJlbW92ZUNvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB3RpbWVvdXQYAiABKA0iggEKEkV4ZWNQcm9jZXNzUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRIlCgtzdHJpbmdfdXNlchgDIAEoCzIQLmdycGMuU3RyaW5nVXNlchIeCgdwcm9jZXNzGAQgASgLMg0uZ3JwYy5Qcm9jZXNzIk0KFFNpZ25hbFByb2Nlc3NSZXF1ZXN0EhQKDGNvbnRhaW5lcl9pZBgBIAEoCRIPCgdleGVjX2lkGAIgASgJEg4KBnNpZ25hbBgDIAEoDSI7ChJXYWl0UHJvY2Vzc1JlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiJQoTV2FpdFByb2Nlc3NSZXNwb25zZRIOCgZzdGF0dXMYASABKAUiVwoWVXBkYXRlQ29udGFpbmVyUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSJwoJcmVzb3VyY2VzGAIgASgLMhQuZ3JwYy5MaW51eFJlc291cmNlcyItChVTdGF0c0NvbnRhaW5lclJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJIm0KCENwdVVzYWdlEhMKC3RvdGFsX3VzYWdlGAEgASgEEhQKDHBlcmNwdV91c2FnZRgCIAMoBBIbChN1c2FnZV9pbl9rZXJuZWxtb2RlGAMgASgEEhkKEXVzYWdlX2luX3VzZXJtb2RlGAQgASgEIlQKDlRocm90dGxpbmdEYXRhEg8KB3BlcmlvZHMYASABKAQSGQoRdGhyb3R0bGVkX3BlcmlvZHMYAiABKAQSFgoOdGhyb3R0bGVkX3RpbWUYAyABKAQiXAoIQ3B1U3RhdHMSIQoJY3B1X3VzYWdlGAEgASgLMg4uZ3JwYy5DcHVVc2FnZRItCg90aHJvdHRsaW5nX2RhdGEYAiABKAsyFC5ncnBjLlRocm90dGxpbmdEYXRhIisKCVBpZHNTdGF0cxIPCgdjdXJyZW50GAEgASgEEg0KBWxpbWl0GAIgASgEIk4KCk1lbW9yeURhdGESDQoFdXNhZ2UYASABKAQSEQoJbWF4X3VzYWdlGAIgASgEEg8KB2ZhaWxjbnQYAyABKAQSDQoFbGltaXQYBCABKAQi/QEKC01lbW9yeVN0YXRzEg0KBWNhY2hlGAEgASgEEh8KBXVzYWdlGAIgASgLMhAuZ3JwYy5NZW1vcnlEYXRhEiQKCnN3YXBfdXNhZ2UYAyABKAsyEC5ncnBjLk1lbW9yeURhdGESJgoMa2VybmVsX3VzYWdlGAQgASgLMhAuZ3JwYy5NZW1vcnlEYXRhEhUKDXVzZV9oaWVyYXJjaHkYBSABKAgSKwoFc3RhdHMYBiADKAsyHC5ncnBjLk1lbW9yeVN0YXRzLlN0YXRzRW50cnkaLAoKU3RhdHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAQ6AjgBIkoKD0Jsa2lvU3RhdHNFbnRyeRINCgVtYWpvchgBIAEoBBINCgVtaW5vchgCIAEoBBIKCgJvcBgDIAEoCRINCgV2YWx1ZRgEIAEoBCK6AwoKQmxraW9TdGF0cxI5Chppb19zZXJ2aWNlX2J5dGVzX3JlY3Vyc2l2ZRgBIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjQKFWlvX3NlcnZpY2VkX3JlY3Vyc2l2ZRgCIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjIKE2lvX3F1ZXVlZF9yZWN1cnNpdmUYAyADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRI4Chlpb19zZXJ2aWNlX3RpbWVfcmVjdXJzaXZlGAQgAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkSNQoWaW9fd2FpdF90aW1lX3JlY3Vyc2l2ZRgFIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjIKE2lvX21lcmdlZF9yZWN1cnNpdmUYBiADKAsyFS5ncnBjLkJsa2lvU3RhdHNFbnRyeRIwChFpb190aW1lX3JlY3Vyc2l2ZRgHIAMoCzIVLmdycGMuQmxraW9TdGF0c0VudHJ5EjAKEXNlY3RvcnNfcmVjdXJzaXZlGAggAygLMhUuZ3JwYy5CbGtpb1N0YXRzRW50cnkiQQoMSHVnZXRsYlN0YXRzEg0KBXVzYWdlGAEgASgEEhEKCW1heF91c2FnZRgCIAEoBBIPCgdmYWlsY250GAMgASgEIqoCCgtDZ3JvdXBTdGF0cxIhCgljcHVfc3RhdHMYASABKAsyDi5ncnBjLkNwdVN0YXRzEicKDG1lbW9yeV9zdGF0cxgCIAEoCzIRLmdycGMuTWVtb3J5U3RhdHMSIwoKcGlkc19zdGF0cxgDIAEoCzIPLmdycGMuUGlkc1N0YXRzEiUKC2Jsa2lvX3N0YXRzGAQgASgLMhAuZ3JwYy5CbGtpb1N0YXRzEjoKDWh1Z2V0bGJfc3RhdHMYBSADKAsyIy5ncnBjLkNncm91cFN0YXRzLkh1Z2V0bGJTdGF0c0VudHJ5GkcKEUh1Z2V0bGJTdGF0c0VudHJ5EgsKA2tleRgBIAEoCRIhCgV2YWx1ZRgCIAEoCzISLmdycGMuSHVnZXRsYlN0YXRzOgI4ASK2AQoMTmV0d29ya1N0YXRzEgwKBG5hbWUYASABKAkSEAoIcnhfYnl0ZXMYAiABKAQSEgoKcnhfcGFja2V0cxgDIAEoBBIRCglyeF9lcnJvcnMYBCABKAQSEgoKcnhfZHJvcHBlZBgFIAEoBBIQCgh0eF9ieXRlcxgGIAEoBBISCgp0eF9wYWNrZXRzGAcgASgEEhEKCXR4X2Vycm9ycxgIIAEoBBISCgp0eF9kcm9wcGVkGAkgASgEImwKFlN0YXRzQ29udGFpbmVyUmVzcG9uc2USJwoMY2dyb3VwX3N0YXRzGAEgASgLMhEuZ3JwYy5DZ3JvdXBTdGF0cxIpCg1uZXR3b3JrX3N0YXRzGAIgAygLMhIuZ3JwYy5OZXR3b3JrU3RhdHMiPwocVXBkYXRlRXBoZW1lcmFsTW91bnRzUmVxdWVzdBIfCghzdG9yYWdlcxgBIAMoCzINLmdycGMuU3RvcmFnZSJJChJXcml0ZVN0cmVhbVJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkSDAoEZGF0YRgDIAEoDCIiChNXcml0ZVN0cmVhbVJlc3BvbnNlEgsKA2xlbhgBIAEoDSJHChFSZWFkU3RyZWFtUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRILCgNsZW4YAyABKA0iIgoSUmVhZFN0cmVhbVJlc3BvbnNlEgwKBGRhdGEYASABKAwiOgoRQ2xvc2VTdGRpblJlcXVlc3QSFAoMY29udGFpbmVyX2lkGAEgASgJEg8KB2V4ZWNfaWQYAiABKAkiWQoTVHR5V2luUmVzaXplUmVxdWVzdBIUCgxjb250YWluZXJfaWQYASABKAkSDwoHZXhlY19pZBgCIAEoCRILCgNyb3cYAyABKA0SDgoGY29sdW1uGAQgASgNIjAKDEtlcm5lbE1vZHVsZRIMCgRuYW1lGAEgASgJEhIKCnBhcmFtZXRlcnMYAiADKAkixgEKFENyZWF0ZVNhbmRib3hSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEgsKA2RucxgCIAMoCRIfCghzdG9yYWdlcxgDIAMoCzINLmdycGMuU3RvcmFnZRIVCg1zYW5kYm94X3BpZG5zGAQgASgIEhIKCnNhbmRib3hfaWQYBSABKAkSFwoPZ3Vlc3RfaG9va19wYXRoGAYgASgJEioKDmtlcm5lbF9tb2R1bGVzGAcgAygLMhIuZ3JwYy5LZXJuZWxNb2R1bGUiFwoVRGVzdHJveVNhbmRib3hSZXF1ZXN0IkYKE09ubGluZUNQVU1lbVJlcXVlc3QSDAoEd2FpdBgBIAEoCBIPCgduYl9jcHVzGAIgASgNEhAKCGNwdV9vbmx5GAMgASgIIoEBCgxBZ2VudERldGFpbHMSDwoHdmVyc2lvbhgBIAEoCRITCgtpbml0X2RhZW1vbhgCIAEoCBIXCg9kZXZpY2VfaGFuZGxlcnMYAyADKAkSGAoQc3RvcmFnZV9oYW5kbGVycxgEIAMoCRIYChBzdXBwb3J0c19zZWNjb21wGAUgASgIIkgKE0d1ZXN0RGV0YWlsc1JlcXVlc3QSFgoObWVtX2Jsb2NrX3NpemUYASABKAgSGQoRbWVtX2hvdHBsdWdfcHJvYmUYAiABKAgiggEKFEd1ZXN0RGV0YWlsc1Jlc3BvbnNlEhwKFG1lbV9ibG9ja19zaXplX2J5dGVzGAEgASgEEikKDWFnZW50X2RldGFpbHMYAiABKAsyEi5ncnBjLkFnZW50RGV0YWlscxIhChlzdXBwb3J0X21lbV9ob3RwbHVnX3Byb2JlGAMgASgIIlQKB0ZTR3JvdXASEAoIZ3JvdXBfaWQYAiABKA0SNwoTZ3JvdXBfY2hhbmdlX3BvbGljeRgDIAEoDjIaLnR5cGVzLkZTR3JvdXBDaGFuZ2VQb2xpY3kiYQoLU2hhcmVkTW91bnQSDAoEbmFtZRgBIAEoCRIPCgdzcmNfY3RyGAIgASgJEhAKCHNyY19wYXRoGAMgASgJEg8KB2RzdF9jdHIYBCABKAkSEAoIZHN0X3BhdGgYBSABKAkiqAEKB1N0b3JhZ2USDgoGZHJpdmVyGAEgASgJEhYKDmRyaXZlcl9vcHRpb25zGAIgAygJEg4KBnNvdXJjZRgDIAEoCRIOCgZmc3R5cGUYBCABKAkSDwoHb3B0aW9ucxgFIAMoCRITCgttb3VudF9wb2ludBgGIAEoCRIfCghmc19ncm91cBgHIAEoCzINLmdycGMuRlNHcm91cBIOCgZzaGFyZWQYCCABKAgiXAoGRGV2aWNlEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDwoHdm1fcGF0aBgDIAEoCRIWCg5jb250YWluZXJfcGF0aBgEIAEoCRIPCgdvcHRpb25zGAUgAygJIj4KClN0cmluZ1VzZXISCwoDdWlkGAEgASgJEgsKA2dpZBgCIAEoCRIWCg5hZGRpdGlvbmFsR2lkcxgDIAMoCSKPAQoPQ29weUZpbGVSZXF1ZXN0EgwKBHBhdGgYASABKAkSEQoJZmlsZV9zaXplGAIgASgDEhEKCWZpbGVfbW9kZRgDIAEoDRIQCghkaXJfbW9kZRgEIAEoDRILCgN1aWQYBSABKAUSCwoDZ2lkGAYgASgFEg4KBm9mZnNldBgHIAEoAxIMCgRkYXRhGAggASgMIhQKEkdldE9PTUV2ZW50UmVxdWVzdCIgCghPT01FdmVudBIUCgxjb250YWluZXJfaWQYASABKAkiIgoQU2V0UG9saWN5UmVxdWVzdBIOCgZwb2xpY3kYASABKAkyrQsKDEFnZW50U2VydmljZRJHCg9DcmVhdGVDb250YWluZXISHC5ncnBjLkNyZWF0ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSRQoOU3RhcnRDb250YWluZXISGy5ncnBjLlN0YXJ0Q29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJHCg9SZW1vdmVDb250YWluZXISHC5ncnBjLlJlbW92ZUNvbnRhaW5lclJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSPwoLRXhlY1Byb2Nlc3MSGC5ncnBjLkV4ZWNQcm9jZXNzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJDCg1TaWduYWxQcm9jZXNzEhouZ3JwYy5TaWduYWxQcm9jZXNzUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJCCgtXYWl0UHJvY2VzcxIYLmdycGMuV2FpdFByb2Nlc3NSZXF1ZXN0GhkuZ3JwYy5XYWl0UHJvY2Vzc1Jlc3BvbnNlEkcKD1VwZGF0ZUNvbnRhaW5lchIcLmdycGMuVXBkYXRlQ29udGFpbmVyUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJTChVVcGRhdGVFcGhlbWVyYWxNb3VudHMSIi5ncnBjLlVwZGF0ZUVwaGVtZXJhbE1vdW50c1JlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSSwoOU3RhdHNDb250YWluZXISGy5ncnBjLlN0YXRzQ29udGFpbmVyUmVxdWVzdBocLmdycGMuU3RhdHNDb250YWluZXJSZXNwb25zZRJBCgpXcml0ZVN0ZGluEhguZ3JwYy5Xcml0ZVN0cmVhbVJlcXVlc3QaGS5ncnBjLldyaXRlU3RyZWFtUmVzcG9uc2USPwoKUmVhZFN0ZG91dBIXLmdycGMuUmVhZFN0cmVhbVJlcXVlc3QaGC5ncnBjLlJlYWRTdHJlYW1SZXNwb25zZRI/CgpSZWFkU3RkZXJyEhcuZ3JwYy5SZWFkU3RyZWFtUmVxdWVzdBoYLmdycGMuUmVhZFN0cmVhbVJlc3BvbnNlEj0KCkNsb3NlU3RkaW4SFy5ncnBjLkNsb3NlU3RkaW5SZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkEKDFR0eVdpblJlc2l6ZRIZLmdycGMuVHR5V2luUmVzaXplUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJDCg1DcmVhdGVTYW5kYm94EhouZ3JwYy5DcmVhdGVTYW5kYm94UmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJFCg5EZXN0cm95U2FuZGJveBIbLmdycGMuRGVzdHJveVNhbmRib3hSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5EkEKDE9ubGluZUNQVU1lbRIZLmdycGMuT25saW5lQ1BVTWVtUmVxdWVzdBoWLmdvb2dsZS5wcm90b2J1Zi5FbXB0eRJICg9HZXRHdWVzdERldGFpbHMSGS5ncnBjLkd1ZXN0RGV0YWlsc1JlcXVlc3QaGi5ncnBjLkd1ZXN0RGV0YWlsc1Jlc3BvbnNlEjkKCENvcHlGaWxlEhUuZ3JwYy5Db3B5RmlsZVJlcXVlc3QaFi5nb29nbGUucHJvdG9idWYuRW1wdHkSNwoLR2V0T09NRXZlbnQSGC5ncnBjLkdldE9PTUV2ZW50UmVxdWVzdBoOLmdycGMuT09NRXZlbnQSOwoJU2V0UG9saWN5EhYuZ3JwYy5TZXRQb2xpY3lSZXF1ZXN0GhYuZ29vZ2xlLnByb3RvYnVmLkVtcHR5YgZwcm90bzM", [file_oci, file_types, file_google_protobuf_empty]);
 
 /**
  * @generated from message grpc.CreateContainerRequest
@@ -249,6 +249,427 @@ export const UpdateContainerRequestSchema: GenMessage<UpdateContainerRequest> = 
   messageDesc(file_agent, 7);
 
 /**
+ * @generated from message grpc.StatsContainerRequest
+ */
+export type StatsContainerRequest = Message<"grpc.StatsContainerRequest"> & {
+  /**
+   * @generated from field: string container_id = 1;
+   */
+  containerId: string;
+};
+
+/**
+ * Describes the message grpc.StatsContainerRequest.
+ * Use `create(StatsContainerRequestSchema)` to create a new message.
+ */
+export const StatsContainerRequestSchema: GenMessage<StatsContainerRequest> = /*@__PURE__*/
+  messageDesc(file_agent, 8);
+
+/**
+ * @generated from message grpc.CpuUsage
+ */
+export type CpuUsage = Message<"grpc.CpuUsage"> & {
+  /**
+   * @generated from field: uint64 total_usage = 1;
+   */
+  totalUsage: bigint;
+
+  /**
+   * @generated from field: repeated uint64 percpu_usage = 2;
+   */
+  percpuUsage: bigint[];
+
+  /**
+   * @generated from field: uint64 usage_in_kernelmode = 3;
+   */
+  usageInKernelmode: bigint;
+
+  /**
+   * @generated from field: uint64 usage_in_usermode = 4;
+   */
+  usageInUsermode: bigint;
+};
+
+/**
+ * Describes the message grpc.CpuUsage.
+ * Use `create(CpuUsageSchema)` to create a new message.
+ */
+export const CpuUsageSchema: GenMessage<CpuUsage> = /*@__PURE__*/
+  messageDesc(file_agent, 9);
+
+/**
+ * @generated from message grpc.ThrottlingData
+ */
+export type ThrottlingData = Message<"grpc.ThrottlingData"> & {
+  /**
+   * @generated from field: uint64 periods = 1;
+   */
+  periods: bigint;
+
+  /**
+   * @generated from field: uint64 throttled_periods = 2;
+   */
+  throttledPeriods: bigint;
+
+  /**
+   * @generated from field: uint64 throttled_time = 3;
+   */
+  throttledTime: bigint;
+};
+
+/**
+ * Describes the message grpc.ThrottlingData.
+ * Use `create(ThrottlingDataSchema)` to create a new message.
+ */
+export const ThrottlingDataSchema: GenMessage<ThrottlingData> = /*@__PURE__*/
+  messageDesc(file_agent, 10);
+
+/**
+ * @generated from message grpc.CpuStats
+ */
+export type CpuStats = Message<"grpc.CpuStats"> & {
+  /**
+   * @generated from field: grpc.CpuUsage cpu_usage = 1;
+   */
+  cpuUsage?: CpuUsage | undefined;
+
+  /**
+   * @generated from field: grpc.ThrottlingData throttling_data = 2;
+   */
+  throttlingData?: ThrottlingData | undefined;
+};
+
+/**
+ * Describes the message grpc.CpuStats.
+ * Use `create(CpuStatsSchema)` to create a new message.
+ */
+export const CpuStatsSchema: GenMessage<CpuStats> = /*@__PURE__*/
+  messageDesc(file_agent, 11);
+
+/**
+ * @generated from message grpc.PidsStats
+ */
+export type PidsStats = Message<"grpc.PidsStats"> & {
+  /**
+   * @generated from field: uint64 current = 1;
+   */
+  current: bigint;
+
+  /**
+   * @generated from field: uint64 limit = 2;
+   */
+  limit: bigint;
+};
+
+/**
+ * Describes the message grpc.PidsStats.
+ * Use `create(PidsStatsSchema)` to create a new message.
+ */
+export const PidsStatsSchema: GenMessage<PidsStats> = /*@__PURE__*/
+  messageDesc(file_agent, 12);
+
+/**
+ * @generated from message grpc.MemoryData
+ */
+export type MemoryData = Message<"grpc.MemoryData"> & {
+  /**
+   * @generated from field: uint64 usage = 1;
+   */
+  usage: bigint;
+
+  /**
+   * @generated from field: uint64 max_usage = 2;
+   */
+  maxUsage: bigint;
+
+  /**
+   * @generated from field: uint64 failcnt = 3;
+   */
+  failcnt: bigint;
+
+  /**
+   * @generated from field: uint64 limit = 4;
+   */
+  limit: bigint;
+};
+
+/**
+ * Describes the message grpc.MemoryData.
+ * Use `create(MemoryDataSchema)` to create a new message.
+ */
+export const MemoryDataSchema: GenMessage<MemoryData> = /*@__PURE__*/
+  messageDesc(file_agent, 13);
+
+/**
+ * @generated from message grpc.MemoryStats
+ */
+export type MemoryStats = Message<"grpc.MemoryStats"> & {
+  /**
+   * @generated from field: uint64 cache = 1;
+   */
+  cache: bigint;
+
+  /**
+   * @generated from field: grpc.MemoryData usage = 2;
+   */
+  usage?: MemoryData | undefined;
+
+  /**
+   * @generated from field: grpc.MemoryData swap_usage = 3;
+   */
+  swapUsage?: MemoryData | undefined;
+
+  /**
+   * @generated from field: grpc.MemoryData kernel_usage = 4;
+   */
+  kernelUsage?: MemoryData | undefined;
+
+  /**
+   * @generated from field: bool use_hierarchy = 5;
+   */
+  useHierarchy: boolean;
+
+  /**
+   * @generated from field: map<string, uint64> stats = 6;
+   */
+  stats: { [key: string]: bigint };
+};
+
+/**
+ * Describes the message grpc.MemoryStats.
+ * Use `create(MemoryStatsSchema)` to create a new message.
+ */
+export const MemoryStatsSchema: GenMessage<MemoryStats> = /*@__PURE__*/
+  messageDesc(file_agent, 14);
+
+/**
+ * @generated from message grpc.BlkioStatsEntry
+ */
+export type BlkioStatsEntry = Message<"grpc.BlkioStatsEntry"> & {
+  /**
+   * @generated from field: uint64 major = 1;
+   */
+  major: bigint;
+
+  /**
+   * @generated from field: uint64 minor = 2;
+   */
+  minor: bigint;
+
+  /**
+   * @generated from field: string op = 3;
+   */
+  op: string;
+
+  /**
+   * @generated from field: uint64 value = 4;
+   */
+  value: bigint;
+};
+
+/**
+ * Describes the message grpc.BlkioStatsEntry.
+ * Use `create(BlkioStatsEntrySchema)` to create a new message.
+ */
+export const BlkioStatsEntrySchema: GenMessage<BlkioStatsEntry> = /*@__PURE__*/
+  messageDesc(file_agent, 15);
+
+/**
+ * @generated from message grpc.BlkioStats
+ */
+export type BlkioStats = Message<"grpc.BlkioStats"> & {
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry io_service_bytes_recursive = 1;
+   */
+  ioServiceBytesRecursive: BlkioStatsEntry[];
+
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry io_serviced_recursive = 2;
+   */
+  ioServicedRecursive: BlkioStatsEntry[];
+
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry io_queued_recursive = 3;
+   */
+  ioQueuedRecursive: BlkioStatsEntry[];
+
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry io_service_time_recursive = 4;
+   */
+  ioServiceTimeRecursive: BlkioStatsEntry[];
+
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry io_wait_time_recursive = 5;
+   */
+  ioWaitTimeRecursive: BlkioStatsEntry[];
+
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry io_merged_recursive = 6;
+   */
+  ioMergedRecursive: BlkioStatsEntry[];
+
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry io_time_recursive = 7;
+   */
+  ioTimeRecursive: BlkioStatsEntry[];
+
+  /**
+   * @generated from field: repeated grpc.BlkioStatsEntry sectors_recursive = 8;
+   */
+  sectorsRecursive: BlkioStatsEntry[];
+};
+
+/**
+ * Describes the message grpc.BlkioStats.
+ * Use `create(BlkioStatsSchema)` to create a new message.
+ */
+export const BlkioStatsSchema: GenMessage<BlkioStats> = /*@__PURE__*/
+  messageDesc(file_agent, 16);
+
+/**
+ * @generated from message grpc.HugetlbStats
+ */
+export type HugetlbStats = Message<"grpc.HugetlbStats"> & {
+  /**
+   * @generated from field: uint64 usage = 1;
+   */
+  usage: bigint;
+
+  /**
+   * @generated from field: uint64 max_usage = 2;
+   */
+  maxUsage: bigint;
+
+  /**
+   * @generated from field: uint64 failcnt = 3;
+   */
+  failcnt: bigint;
+};
+
+/**
+ * Describes the message grpc.HugetlbStats.
+ * Use `create(HugetlbStatsSchema)` to create a new message.
+ */
+export const HugetlbStatsSchema: GenMessage<HugetlbStats> = /*@__PURE__*/
+  messageDesc(file_agent, 17);
+
+/**
+ * @generated from message grpc.CgroupStats
+ */
+export type CgroupStats = Message<"grpc.CgroupStats"> & {
+  /**
+   * @generated from field: grpc.CpuStats cpu_stats = 1;
+   */
+  cpuStats?: CpuStats | undefined;
+
+  /**
+   * @generated from field: grpc.MemoryStats memory_stats = 2;
+   */
+  memoryStats?: MemoryStats | undefined;
+
+  /**
+   * @generated from field: grpc.PidsStats pids_stats = 3;
+   */
+  pidsStats?: PidsStats | undefined;
+
+  /**
+   * @generated from field: grpc.BlkioStats blkio_stats = 4;
+   */
+  blkioStats?: BlkioStats | undefined;
+
+  /**
+   * @generated from field: map<string, grpc.HugetlbStats> hugetlb_stats = 5;
+   */
+  hugetlbStats: { [key: string]: HugetlbStats };
+};
+
+/**
+ * Describes the message grpc.CgroupStats.
+ * Use `create(CgroupStatsSchema)` to create a new message.
+ */
+export const CgroupStatsSchema: GenMessage<CgroupStats> = /*@__PURE__*/
+  messageDesc(file_agent, 18);
+
+/**
+ * @generated from message grpc.NetworkStats
+ */
+export type NetworkStats = Message<"grpc.NetworkStats"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: uint64 rx_bytes = 2;
+   */
+  rxBytes: bigint;
+
+  /**
+   * @generated from field: uint64 rx_packets = 3;
+   */
+  rxPackets: bigint;
+
+  /**
+   * @generated from field: uint64 rx_errors = 4;
+   */
+  rxErrors: bigint;
+
+  /**
+   * @generated from field: uint64 rx_dropped = 5;
+   */
+  rxDropped: bigint;
+
+  /**
+   * @generated from field: uint64 tx_bytes = 6;
+   */
+  txBytes: bigint;
+
+  /**
+   * @generated from field: uint64 tx_packets = 7;
+   */
+  txPackets: bigint;
+
+  /**
+   * @generated from field: uint64 tx_errors = 8;
+   */
+  txErrors: bigint;
+
+  /**
+   * @generated from field: uint64 tx_dropped = 9;
+   */
+  txDropped: bigint;
+};
+
+/**
+ * Describes the message grpc.NetworkStats.
+ * Use `create(NetworkStatsSchema)` to create a new message.
+ */
+export const NetworkStatsSchema: GenMessage<NetworkStats> = /*@__PURE__*/
+  messageDesc(file_agent, 19);
+
+/**
+ * @generated from message grpc.StatsContainerResponse
+ */
+export type StatsContainerResponse = Message<"grpc.StatsContainerResponse"> & {
+  /**
+   * @generated from field: grpc.CgroupStats cgroup_stats = 1;
+   */
+  cgroupStats?: CgroupStats | undefined;
+
+  /**
+   * @generated from field: repeated grpc.NetworkStats network_stats = 2;
+   */
+  networkStats: NetworkStats[];
+};
+
+/**
+ * Describes the message grpc.StatsContainerResponse.
+ * Use `create(StatsContainerResponseSchema)` to create a new message.
+ */
+export const StatsContainerResponseSchema: GenMessage<StatsContainerResponse> = /*@__PURE__*/
+  messageDesc(file_agent, 20);
+
+/**
  * @generated from message grpc.UpdateEphemeralMountsRequest
  */
 export type UpdateEphemeralMountsRequest = Message<"grpc.UpdateEphemeralMountsRequest"> & {
@@ -263,7 +684,7 @@ export type UpdateEphemeralMountsRequest = Message<"grpc.UpdateEphemeralMountsRe
  * Use `create(UpdateEphemeralMountsRequestSchema)` to create a new message.
  */
 export const UpdateEphemeralMountsRequestSchema: GenMessage<UpdateEphemeralMountsRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 8);
+  messageDesc(file_agent, 21);
 
 /**
  * @generated from message grpc.WriteStreamRequest
@@ -290,7 +711,7 @@ export type WriteStreamRequest = Message<"grpc.WriteStreamRequest"> & {
  * Use `create(WriteStreamRequestSchema)` to create a new message.
  */
 export const WriteStreamRequestSchema: GenMessage<WriteStreamRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 9);
+  messageDesc(file_agent, 22);
 
 /**
  * @generated from message grpc.WriteStreamResponse
@@ -307,7 +728,7 @@ export type WriteStreamResponse = Message<"grpc.WriteStreamResponse"> & {
  * Use `create(WriteStreamResponseSchema)` to create a new message.
  */
 export const WriteStreamResponseSchema: GenMessage<WriteStreamResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 10);
+  messageDesc(file_agent, 23);
 
 /**
  * @generated from message grpc.ReadStreamRequest
@@ -334,7 +755,7 @@ export type ReadStreamRequest = Message<"grpc.ReadStreamRequest"> & {
  * Use `create(ReadStreamRequestSchema)` to create a new message.
  */
 export const ReadStreamRequestSchema: GenMessage<ReadStreamRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 11);
+  messageDesc(file_agent, 24);
 
 /**
  * @generated from message grpc.ReadStreamResponse
@@ -351,7 +772,7 @@ export type ReadStreamResponse = Message<"grpc.ReadStreamResponse"> & {
  * Use `create(ReadStreamResponseSchema)` to create a new message.
  */
 export const ReadStreamResponseSchema: GenMessage<ReadStreamResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 12);
+  messageDesc(file_agent, 25);
 
 /**
  * @generated from message grpc.CloseStdinRequest
@@ -373,7 +794,7 @@ export type CloseStdinRequest = Message<"grpc.CloseStdinRequest"> & {
  * Use `create(CloseStdinRequestSchema)` to create a new message.
  */
 export const CloseStdinRequestSchema: GenMessage<CloseStdinRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 13);
+  messageDesc(file_agent, 26);
 
 /**
  * @generated from message grpc.TtyWinResizeRequest
@@ -405,7 +826,7 @@ export type TtyWinResizeRequest = Message<"grpc.TtyWinResizeRequest"> & {
  * Use `create(TtyWinResizeRequestSchema)` to create a new message.
  */
 export const TtyWinResizeRequestSchema: GenMessage<TtyWinResizeRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 14);
+  messageDesc(file_agent, 27);
 
 /**
  * @generated from message grpc.KernelModule
@@ -427,7 +848,7 @@ export type KernelModule = Message<"grpc.KernelModule"> & {
  * Use `create(KernelModuleSchema)` to create a new message.
  */
 export const KernelModuleSchema: GenMessage<KernelModule> = /*@__PURE__*/
-  messageDesc(file_agent, 15);
+  messageDesc(file_agent, 28);
 
 /**
  * @generated from message grpc.CreateSandboxRequest
@@ -474,7 +895,7 @@ export type CreateSandboxRequest = Message<"grpc.CreateSandboxRequest"> & {
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 16);
+  messageDesc(file_agent, 29);
 
 /**
  * @generated from message grpc.DestroySandboxRequest
@@ -487,7 +908,7 @@ export type DestroySandboxRequest = Message<"grpc.DestroySandboxRequest"> & {
  * Use `create(DestroySandboxRequestSchema)` to create a new message.
  */
 export const DestroySandboxRequestSchema: GenMessage<DestroySandboxRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 17);
+  messageDesc(file_agent, 30);
 
 /**
  * @generated from message grpc.OnlineCPUMemRequest
@@ -514,7 +935,7 @@ export type OnlineCPUMemRequest = Message<"grpc.OnlineCPUMemRequest"> & {
  * Use `create(OnlineCPUMemRequestSchema)` to create a new message.
  */
 export const OnlineCPUMemRequestSchema: GenMessage<OnlineCPUMemRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 18);
+  messageDesc(file_agent, 31);
 
 /**
  * @generated from message grpc.AgentDetails
@@ -551,7 +972,7 @@ export type AgentDetails = Message<"grpc.AgentDetails"> & {
  * Use `create(AgentDetailsSchema)` to create a new message.
  */
 export const AgentDetailsSchema: GenMessage<AgentDetails> = /*@__PURE__*/
-  messageDesc(file_agent, 19);
+  messageDesc(file_agent, 32);
 
 /**
  * @generated from message grpc.GuestDetailsRequest
@@ -573,7 +994,7 @@ export type GuestDetailsRequest = Message<"grpc.GuestDetailsRequest"> & {
  * Use `create(GuestDetailsRequestSchema)` to create a new message.
  */
 export const GuestDetailsRequestSchema: GenMessage<GuestDetailsRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 20);
+  messageDesc(file_agent, 33);
 
 /**
  * @generated from message grpc.GuestDetailsResponse
@@ -600,7 +1021,7 @@ export type GuestDetailsResponse = Message<"grpc.GuestDetailsResponse"> & {
  * Use `create(GuestDetailsResponseSchema)` to create a new message.
  */
 export const GuestDetailsResponseSchema: GenMessage<GuestDetailsResponse> = /*@__PURE__*/
-  messageDesc(file_agent, 21);
+  messageDesc(file_agent, 34);
 
 /**
  * @generated from message grpc.FSGroup
@@ -622,7 +1043,7 @@ export type FSGroup = Message<"grpc.FSGroup"> & {
  * Use `create(FSGroupSchema)` to create a new message.
  */
 export const FSGroupSchema: GenMessage<FSGroup> = /*@__PURE__*/
-  messageDesc(file_agent, 22);
+  messageDesc(file_agent, 35);
 
 /**
  * @generated from message grpc.SharedMount
@@ -659,7 +1080,7 @@ export type SharedMount = Message<"grpc.SharedMount"> & {
  * Use `create(SharedMountSchema)` to create a new message.
  */
 export const SharedMountSchema: GenMessage<SharedMount> = /*@__PURE__*/
-  messageDesc(file_agent, 23);
+  messageDesc(file_agent, 36);
 
 /**
  * @generated from message grpc.Storage
@@ -711,7 +1132,7 @@ export type Storage = Message<"grpc.Storage"> & {
  * Use `create(StorageSchema)` to create a new message.
  */
 export const StorageSchema: GenMessage<Storage> = /*@__PURE__*/
-  messageDesc(file_agent, 24);
+  messageDesc(file_agent, 37);
 
 /**
  * @generated from message grpc.Device
@@ -748,7 +1169,7 @@ export type Device = Message<"grpc.Device"> & {
  * Use `create(DeviceSchema)` to create a new message.
  */
 export const DeviceSchema: GenMessage<Device> = /*@__PURE__*/
-  messageDesc(file_agent, 25);
+  messageDesc(file_agent, 38);
 
 /**
  * @generated from message grpc.StringUser
@@ -775,7 +1196,7 @@ export type StringUser = Message<"grpc.StringUser"> & {
  * Use `create(StringUserSchema)` to create a new message.
  */
 export const StringUserSchema: GenMessage<StringUser> = /*@__PURE__*/
-  messageDesc(file_agent, 26);
+  messageDesc(file_agent, 39);
 
 /**
  * @generated from message grpc.CopyFileRequest
@@ -829,7 +1250,7 @@ export type CopyFileRequest = Message<"grpc.CopyFileRequest"> & {
  * Use `create(CopyFileRequestSchema)` to create a new message.
  */
 export const CopyFileRequestSchema: GenMessage<CopyFileRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 27);
+  messageDesc(file_agent, 40);
 
 /**
  * @generated from message grpc.GetOOMEventRequest
@@ -842,7 +1263,7 @@ export type GetOOMEventRequest = Message<"grpc.GetOOMEventRequest"> & {
  * Use `create(GetOOMEventRequestSchema)` to create a new message.
  */
 export const GetOOMEventRequestSchema: GenMessage<GetOOMEventRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 28);
+  messageDesc(file_agent, 41);
 
 /**
  * @generated from message grpc.OOMEvent
@@ -859,7 +1280,7 @@ export type OOMEvent = Message<"grpc.OOMEvent"> & {
  * Use `create(OOMEventSchema)` to create a new message.
  */
 export const OOMEventSchema: GenMessage<OOMEvent> = /*@__PURE__*/
-  messageDesc(file_agent, 29);
+  messageDesc(file_agent, 42);
 
 /**
  * @generated from message grpc.SetPolicyRequest
@@ -876,7 +1297,7 @@ export type SetPolicyRequest = Message<"grpc.SetPolicyRequest"> & {
  * Use `create(SetPolicyRequestSchema)` to create a new message.
  */
 export const SetPolicyRequestSchema: GenMessage<SetPolicyRequest> = /*@__PURE__*/
-  messageDesc(file_agent, 30);
+  messageDesc(file_agent, 43);
 
 /**
  * @generated from service grpc.AgentService
@@ -947,6 +1368,14 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof UpdateEphemeralMountsRequestSchema;
     output: typeof EmptySchema;
+  },
+  /**
+   * @generated from rpc grpc.AgentService.StatsContainer
+   */
+  statsContainer: {
+    methodKind: "unary";
+    input: typeof StatsContainerRequestSchema;
+    output: typeof StatsContainerResponseSchema;
   },
   /**
    * stdio
