@@ -57,7 +57,12 @@ test('the example configuration-qemu.toml parses to the defaults, with the templ
   const d = defaultKataConfig();
   t.deepEqual(config, {
     ...d,
-    hypervisor: { ...d.hypervisor, enableAnnotations: [...TEMPLATE_ENABLE_ANNOTATIONS] },
+    // The template sets default_bridges = 1 (@DEFBRIDGES@); absent, kata-types reads 0.
+    hypervisor: {
+      ...d.hypervisor,
+      enableAnnotations: [...TEMPLATE_ENABLE_ANNOTATIONS],
+      defaultBridges: 1,
+    },
   });
 });
 

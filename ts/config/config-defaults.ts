@@ -66,6 +66,8 @@ function defaultHypervisor(): HypervisorConfig {
     virtioFsCacheSizeMiB: 0, // template @DEFVIRTIOFSCACHESIZE@ = 0 (no DAX)
     pcieRootPort: 0, // template: commented out, "Default 0"
     pcieSwitchPort: 0, // template: commented out, "Default 0"
+    // kata-types DeviceInfo `#[serde(default)]`: absent → 0. The template sets @DEFBRIDGES@ = 1.
+    defaultBridges: 0,
     hotplugVfio: 'no-port', // template comment: "The default setting is no-port"
     coldplugVfio: 'no-port', // template comment: "The default setting is no-port"
     rootless: false, // template: commented out

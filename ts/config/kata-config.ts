@@ -1,6 +1,9 @@
 // Typed view of Kata's configuration.toml after parsing and defaulting (see config/parse-config.ts).
 // Field names are camelCase forms of Kata's keys; units are in the names.
 
+/** kata-types `MAX_BRIDGE_SIZE`: `default_bridges` above it is cut to it. */
+export const MAX_BRIDGES = 5;
+
 export const BLOCK_DRIVERS = [
   'virtio-blk-pci',
   'virtio-blk-mmio',
@@ -52,6 +55,8 @@ export interface HypervisorConfig {
   readonly virtioFsCacheSizeMiB: number;
   readonly pcieRootPort: number;
   readonly pcieSwitchPort: number;
+  /** `default_bridges`: cold-plugged `pci-bridge-N` devices taking hot-plugged PCI devices when no PCIe port is configured (at most 5, as kata-types). */
+  readonly defaultBridges: number;
   readonly hotplugVfio: string;
   readonly coldplugVfio: string;
   readonly rootless: boolean;

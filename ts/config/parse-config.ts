@@ -23,7 +23,13 @@ import {
   RuntimeSection,
   SecurityInfoSection,
 } from './config-schema.js';
-import type { AgentConfig, HypervisorConfig, KataConfig, RuntimeConfig } from './kata-config.js';
+import {
+  MAX_BRIDGES,
+  type AgentConfig,
+  type HypervisorConfig,
+  type KataConfig,
+  type RuntimeConfig,
+} from './kata-config.js';
 
 export { defaultKataConfig } from './config-defaults.js';
 
@@ -182,6 +188,7 @@ function readHypervisor(r: Reader, { name, table }: NamedSection): HypervisorCon
     ...readSharedFs(r, prefix, h, d),
     pcieRootPort,
     pcieSwitchPort,
+    defaultBridges: readDefaultBridges(r, prefix, h.default_bridges ?? d.defaultBridges),
     hotplugVfio: take('hot_plug_vfio', h.hot_plug_vfio, d.hotplugVfio, rules.vfioPort, 'no-port'),
     coldplugVfio: take(
       'cold_plug_vfio',
@@ -216,6 +223,15 @@ function readHypervisor(r: Reader, { name, table }: NamedSection): HypervisorCon
     enableDebug: h.enable_debug ?? d.enableDebug,
     guestHookPath: h.guest_hook_path ?? d.guestHookPath,
   };
+}
+
+/** kata-types `DeviceInfo::adjust_config`: more than MAX_BRIDGE_SIZE bridges are cut to it (we also say so). */
+function readDefaultBridges(r: Reader, prefix: string, bridges: number): number {
+  if (bridges <= MAX_BRIDGES) return bridges;
+  r.warn(
+    `${prefix}.default_bridges: ${bridges} PCI bridges are too many; using ${MAX_BRIDGES} (kata-types MAX_BRIDGE_SIZE)`,
+  );
+  return MAX_BRIDGES;
 }
 
 function readAgent(r: Reader, { name, table }: NamedSection): AgentConfig {

@@ -7,7 +7,8 @@ import type { BlockAio, BlockDriver, HypervisorConfig } from '../config/kata-con
 import type { HostPath } from '../paths.js';
 import { IndexAllocator } from './device-index.js';
 import { ccwAddress, pmemVirtPath, scsiAddress, virtDriveName } from './device-names.js';
-import { formatPciSlot, pciSlot } from './pci-path.js';
+import { formatPciPath, formatPciSlot, pciPathOf, pciSlot } from './pci-path.js';
+import { PCI_BRIDGE_SLOTS } from './pcie-topology.js';
 import { PCIE0_SLOTS, qemuAddr, type HotplugTarget, type PortPlan } from './ports.js';
 
 /** Agent `driver` / Storage.driver values (`KATA_*_DEV_TYPE`). */
@@ -82,6 +83,14 @@ interface Placement {
   >;
   readonly coldSlot?: number;
   readonly port?: string;
+}
+
+/** Where a hot-plugged PCI device goes: QEMU `bus=`/`addr=`, its PCI path, and the key it holds. */
+interface PlugTarget {
+  readonly port: string;
+  readonly bus: string;
+  readonly addr: string;
+  readonly pciPath: string;
 }
 
 interface Held {
@@ -212,15 +221,19 @@ export class BlockDevicePlanner {
     }
   }
 
-  /** Cold-plugged: the next free pcie.0 disk slot. Hot-plugged: the next free port, never pcie.0. */
+  /**
+   * Cold-plugged: the next free pcie.0 disk slot. Hot-plugged: the next free PCIe port, else the
+   * first free slot of a `default_bridges` bridge (runtime-rs `find_free_slot`: bridges in id
+   * order, slots 1..30); never pcie.0.
+   */
   #pciPlace(hotplug: boolean): Result<PciPlace, Problem> {
     if (hotplug) {
-      const target = this.#freeHotplugTarget();
+      const target = this.#freeHotplugTarget() ?? this.#freeBridgeSlot();
       if (target === undefined) return err(this.#noFreePort());
       this.#portsInUse.add(target.port);
       return ok({
-        bus: target.port,
-        addr: qemuAddr(0),
+        bus: target.bus,
+        addr: target.addr,
         pciPath: target.pciPath,
         port: target.port,
       });
@@ -245,22 +258,40 @@ export class BlockDevicePlanner {
     );
   }
 
-  #freeHotplugTarget(): HotplugTarget | undefined {
-    return this.#ports.hotplugTargets.find((t) => !this.#portsInUse.has(t.port));
+  #freeHotplugTarget(): PlugTarget | undefined {
+    const t = this.#ports.hotplugTargets.find((h: HotplugTarget) => !this.#portsInUse.has(h.port));
+    return t === undefined ? undefined : { ...t, bus: t.port, addr: qemuAddr(0) };
+  }
+
+  /** `<bridge slot>/<device slot>`; the held key is `<bridge id>/<slot>`. */
+  #freeBridgeSlot(): PlugTarget | undefined {
+    for (const bridge of this.#ports.ports) {
+      if (bridge.type !== 'pci-bridge' || bridge.addr === undefined) continue;
+      const rootSlot = Number.parseInt(bridge.addr, 16);
+      for (let slot = PCI_BRIDGE_SLOTS.first; slot <= PCI_BRIDGE_SLOTS.last; slot++) {
+        const key = `${bridge.id}/${slot}`;
+        if (this.#portsInUse.has(key)) continue;
+        const pciPath = formatPciPath(pciPathOf([rootSlot, slot])._unsafeUnwrap());
+        return { port: key, bus: bridge.id, addr: qemuAddr(slot), pciPath };
+      }
+    }
+    return undefined;
   }
 
   #noFreePort(): Problem {
     const total = this.#ports.hotplugTargets.length;
+    const bridges = this.#ports.ports.filter((p) => p.type === 'pci-bridge').length;
+    const slots = bridges * (PCI_BRIDGE_SLOTS.last - PCI_BRIDGE_SLOTS.first + 1);
     const why =
-      total === 0
-        ? 'no PCIe ports are configured for hot-plugged block devices'
-        : `all ${total} PCIe ports are in use by hot-plugged devices`;
+      total + slots === 0
+        ? 'no PCIe ports or PCI bridges are configured for hot-plugged block devices'
+        : `all ${total} PCIe ports and ${slots} PCI bridge slots are in use by hot-plugged devices`;
     return problem(
       'plan',
       this.#source,
       'hypervisor.qemu.pcie_root_port',
       total,
-      `${why}; set hypervisor.qemu.pcie_root_port or hypervisor.qemu.pcie_switch_port (machine type q35) to have more`,
+      `${why}; set hypervisor.qemu.pcie_root_port, hypervisor.qemu.pcie_switch_port or hypervisor.qemu.default_bridges (machine type q35) to have more`,
     );
   }
 }

@@ -194,3 +194,46 @@ export class PcieTopology {
 export function newPcieTopology(rootPorts: number, switchPorts: number): PcieTopology {
   return new PcieTopology(rootPorts, switchPorts);
 }
+
+/** Cold-plugged PCI-PCI bridges (`default_bridges`), runtime-rs/runtime-go's `pci-bridge-<N>` ids. */
+export const pciBridgeName = (id: number): string => `pci-bridge-${id}`;
+
+/**
+ * Slots of a bridge's secondary bus that take hot-plugged devices: 1..30, runtime-rs
+ * `PCI_BRIDGE_FIRST_HOTPLUG_SLOT..=PCI_BRIDGE_MAX_CAPACITY` (runtime-go `types/bridges.go`:
+ * slot 0 is left to the bridge's SHPC controller, 31 unused).
+ */
+export const PCI_BRIDGE_SLOTS = { first: 1, last: 30 } as const;
+
+/** A bridge on the root bus and the root-bus slot it sits in. */
+export interface PciBridgePlace {
+  readonly id: string;
+  readonly rootSlot: number;
+}
+
+/**
+ * Places `count` bridges on the root bus from slot `highestSlot` downwards (kata-ts's pcie.0 map
+ * keeps root ports growing upwards from 0x10, bridges downwards from 0x1e), refusing to go below
+ * `lowestFreeSlot`. runtime-go puts `pci-bridge-0` at addr 2; kata-ts fixes every address itself.
+ */
+export function placePciBridges(
+  count: number,
+  highestSlot: number,
+  lowestFreeSlot: number,
+): Result<PciBridgePlace[], Problem> {
+  const bridges: PciBridgePlace[] = [];
+  for (let id = 0; id < count; id++) {
+    const rootSlot = highestSlot - id;
+    if (rootSlot < lowestFreeSlot) {
+      const free = Math.max(0, highestSlot - lowestFreeSlot + 1);
+      return err(
+        topologyProblem(
+          count,
+          `${count} PCI bridges do not fit next to the PCIe ports: ${free} pcie.0 slots left`,
+        ),
+      );
+    }
+    bridges.push({ id: pciBridgeName(id), rootSlot });
+  }
+  return ok(bridges);
+}

@@ -8,6 +8,7 @@ import { formatPciPath, pciPathOf } from './pci-path.js';
 import {
   newPcieTopology,
   PCIE_ROOT_BUS,
+  placePciBridges,
   rootPortName,
   switchDownstreamName,
   switchUpstreamName,
@@ -52,10 +53,10 @@ export const MAX_SWITCH_PORTS = 31;
 /** Machine types with a PCIe root bus that take ports (as the reference's `add_pcie_*_ports`). */
 export const PCIE_MACHINE_TYPES: readonly string[] = ['q35', 'virt'];
 
-/** One port device on the QEMU command line (`pcie-root-port`, `x3130-upstream`, `xio3130-downstream`). */
+/** One port device on the QEMU command line (`pcie-root-port`, `x3130-upstream`, `xio3130-downstream`, `pci-bridge`). */
 export interface Port {
   readonly id: string;
-  readonly type: 'root-port' | 'switch-upstream' | 'switch-downstream';
+  readonly type: 'root-port' | 'switch-upstream' | 'switch-downstream' | 'pci-bridge';
   /** Parent bus: `pcie.0`, the root port (`rp<N>`) or the upstream port (`swup<N>`). */
   readonly bus: string;
   /** PCIe slot-capability chassis and slot; unique pairs (QEMU requires it), null on upstream ports. */
@@ -80,7 +81,8 @@ export interface PortPlan {
   readonly warnings: readonly string[];
 }
 
-export type PortConfig = Pick<HypervisorConfig, 'machineType' | 'pcieRootPort' | 'pcieSwitchPort'>;
+export type PortConfig = Pick<HypervisorConfig, 'machineType' | 'pcieRootPort' | 'pcieSwitchPort'> &
+  Partial<Pick<HypervisorConfig, 'defaultBridges'>>;
 
 const ROOT_PORT_KEY = 'hypervisor.qemu.pcie_root_port';
 const SWITCH_PORT_KEY = 'hypervisor.qemu.pcie_switch_port';
@@ -207,5 +209,46 @@ export function planPorts(
   }
   const topology = buildTopology(rp, sw);
   if (topology.isErr()) return err(planError(topology.error));
-  return ok({ rootBus: PCIE_ROOT_BUS, ...renderTopology(topology.value), warnings: [] });
+  const rendered = renderTopology(topology.value);
+  const bridges = renderBridges(config.defaultBridges ?? 0, rendered.ports, source);
+  if (bridges.isErr()) return err(planError(bridges.error));
+  const ports = [...rendered.ports, ...bridges.value];
+  return ok({
+    rootBus: PCIE_ROOT_BUS,
+    ports,
+    hotplugTargets: rendered.hotplugTargets,
+    warnings: [],
+  });
+}
+
+/**
+ * `default_bridges` `pci-bridge-<N>` devices on pcie.0 (runtime-rs/runtime-go: `pci-bridge` with
+ * SHPC, chassis_nr N+1), from slot 0x1e downwards; chassis numbers after the ports' ones.
+ */
+function renderBridges(
+  count: number,
+  ports: readonly Port[],
+  source: string,
+): Result<Port[], Problem> {
+  const rootPortsUsed = ports.filter((p) => p.bus === PCIE_ROOT_BUS).length;
+  const placed = placePciBridges(
+    count,
+    PCIE0_SLOTS.ports.last,
+    PCIE0_SLOTS.ports.first + rootPortsUsed,
+  );
+  if (placed.isErr())
+    return err(
+      problem('config', source, 'hypervisor.qemu.default_bridges', count, placed.error.message),
+    );
+  const chassisBase = Math.max(0, ...ports.map((p) => p.chassis ?? 0));
+  return ok(
+    placed.value.map((b, i) => ({
+      id: b.id,
+      type: 'pci-bridge' as const,
+      bus: PCIE_ROOT_BUS,
+      chassis: chassisBase + 1 + i,
+      slot: null,
+      addr: qemuAddr(b.rootSlot),
+    })),
+  );
 }

@@ -140,6 +140,15 @@ function portArgs(port: Port): string {
         slot: port.slot ?? undefined,
         addr: port.addr,
       });
+    case 'pci-bridge':
+      // runtime-go/runtime-rs: a conventional PCI bridge with its SHPC hot-plug controller.
+      return qemuOpts('pci-bridge', {
+        id: port.id,
+        bus: port.bus,
+        chassis_nr: port.chassis ?? undefined,
+        shpc: true,
+        addr: port.addr,
+      });
   }
 }
 
