@@ -175,6 +175,15 @@ impl agent_ttrpc::AgentService for Agent {
         self.backend.update_container(&req).await
     }
 
+    async fn stats_container(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::StatsContainerRequest,
+    ) -> ttrpc::Result<agent::StatsContainerResponse> {
+        self.enter(ctx, "StatsContainer", &req).await;
+        self.backend.stats_container(&req).await
+    }
+
     async fn update_ephemeral_mounts(
         &self,
         ctx: &TtrpcContext,
@@ -329,8 +338,12 @@ impl agent_ttrpc::AgentService for Agent {
         req: agent::GetOOMEventRequest,
     ) -> ttrpc::Result<agent::OOMEvent> {
         self.enter(ctx, "GetOOMEvent", &req).await;
-        // No OOM is watched for: like the real agent while no OOM happens, never answer.
-        std::future::pending().await
+        // Pends until a container is OOM-killed, as the Kata agent does.
+        let container_id = self.backend.oom_event().await?;
+        Ok(agent::OOMEvent {
+            container_id,
+            ..Default::default()
+        })
     }
 }
 

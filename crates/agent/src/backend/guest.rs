@@ -36,16 +36,23 @@ async fn blocking<T: Send + 'static>(
 pub struct GuestBackend {
     sandbox: Arc<Mutex<Sandbox>>,
     guest: Arc<GuestSandbox>,
+    /// Container ids from the OOM watchers, one per GetOOMEvent answer.
+    ooms: Mutex<tokio::sync::mpsc::UnboundedReceiver<String>>,
 }
 
 impl GuestBackend {
     /// Starts the child reaper and the exit recorder (needs the tokio runtime).
     pub fn start(sandbox: Arc<Mutex<Sandbox>>, cfg: GuestConfig) -> std::io::Result<Self> {
-        let guest = Arc::new(GuestSandbox::new(cfg));
+        let (oom_tx, ooms) = tokio::sync::mpsc::unbounded_channel();
+        let guest = Arc::new(GuestSandbox::new(cfg, oom_tx));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         reaper::start(guest.table(), tx)?;
         process_io::record_exits(sandbox.clone(), rx);
-        Ok(GuestBackend { sandbox, guest })
+        Ok(GuestBackend {
+            sandbox,
+            guest,
+            ooms: Mutex::new(ooms),
+        })
     }
 
     /// Wires a spawn's pipes up, or ends the process's streams when it did not start.
@@ -188,9 +195,39 @@ impl Backend for GuestBackend {
         Ok(Empty::new())
     }
 
-    async fn update_container(&self, _req: &agent::UpdateContainerRequest) -> ttrpc::Result<Empty> {
-        // Containers get no cgroup of their own in this guest, so there is nothing to update.
-        Err(unimplemented("UpdateContainer", "guest"))
+    async fn update_container(&self, req: &agent::UpdateContainerRequest) -> ttrpc::Result<Empty> {
+        self.sandbox
+            .lock()
+            .await
+            .container(&req.container_id)
+            .map_err(state_err)?;
+        let Some(resources) = req.resources.as_ref().cloned() else {
+            // Nothing asked for (the Kata agent answers OK too).
+            return Ok(Empty::new());
+        };
+        let (g, cid) = (self.guest.clone(), req.container_id.clone());
+        blocking(move || g.update_container(&cid, &resources)).await?;
+        Ok(Empty::new())
+    }
+
+    async fn stats_container(
+        &self,
+        req: &agent::StatsContainerRequest,
+    ) -> ttrpc::Result<agent::StatsContainerResponse> {
+        self.sandbox
+            .lock()
+            .await
+            .container(&req.container_id)
+            .map_err(state_err)?;
+        let (g, cid) = (self.guest.clone(), req.container_id.clone());
+        blocking(move || g.stats_container(&cid)).await
+    }
+
+    async fn oom_event(&self) -> ttrpc::Result<String> {
+        match self.ooms.lock().await.recv().await {
+            Some(cid) => Ok(cid),
+            None => Err(status(Code::UNAVAILABLE, "agent shutting down")),
+        }
     }
 
     async fn update_ephemeral_mounts(
@@ -241,9 +278,10 @@ impl Backend for GuestBackend {
         Ok(Empty::new())
     }
 
-    async fn tty_win_resize(&self, _req: &agent::TtyWinResizeRequest) -> ttrpc::Result<Empty> {
-        // Processes run on pipes, never on a pty: there is no window to resize.
-        Err(unimplemented("TtyWinResize", "guest"))
+    async fn tty_win_resize(&self, req: &agent::TtyWinResizeRequest) -> ttrpc::Result<Empty> {
+        crate::guest::tty::resize(&req.container_id, &req.exec_id, req.row, req.column)
+            .map_err(guest_err)?;
+        Ok(Empty::new())
     }
 
     async fn online_cpu_mem(&self, req: &agent::OnlineCPUMemRequest) -> ttrpc::Result<Empty> {

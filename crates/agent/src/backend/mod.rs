@@ -24,6 +24,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn exec_process(&self, req: agent::ExecProcessRequest) -> ttrpc::Result<Empty>;
     async fn signal_process(&self, req: &agent::SignalProcessRequest) -> ttrpc::Result<Empty>;
     async fn update_container(&self, req: &agent::UpdateContainerRequest) -> ttrpc::Result<Empty>;
+    async fn stats_container(
+        &self,
+        req: &agent::StatsContainerRequest,
+    ) -> ttrpc::Result<agent::StatsContainerResponse>;
+    /// The next container OOM-killed; pends while there is none (as the Kata agent does).
+    async fn oom_event(&self) -> ttrpc::Result<String>;
     async fn update_ephemeral_mounts(
         &self,
         req: agent::UpdateEphemeralMountsRequest,

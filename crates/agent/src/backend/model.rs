@@ -74,10 +74,25 @@ impl Backend for ModelBackend {
     }
 
     async fn update_container(&self, req: &agent::UpdateContainerRequest) -> ttrpc::Result<Empty> {
-        // The model has no cgroups: the call is checked against the container and recorded.
+        // The model has no cgroups: an unknown container is still named, but nothing is
+        // applied, so the answer is UNIMPLEMENTED rather than a false OK.
         let mut sb = self.sandbox.lock().await;
         sb.container(&req.container_id).map_err(state_err)?;
-        Ok(Empty::new())
+        Err(unimplemented("UpdateContainer", "modelled"))
+    }
+
+    async fn stats_container(
+        &self,
+        req: &agent::StatsContainerRequest,
+    ) -> ttrpc::Result<agent::StatsContainerResponse> {
+        let mut sb = self.sandbox.lock().await;
+        sb.container(&req.container_id).map_err(state_err)?;
+        Err(unimplemented("StatsContainer", "modelled"))
+    }
+
+    async fn oom_event(&self) -> ttrpc::Result<String> {
+        // Nothing runs, so nothing is OOM-killed: never answer, as the Kata agent without OOMs.
+        std::future::pending().await
     }
 
     async fn update_ephemeral_mounts(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nix::unistd::Pid;
 
+use super::cgroup::{for_container, ContainerCgroup};
 use super::container_init::{EXE, INIT_PID, MODE};
 use super::error::GuestError;
 use super::exec_path::find_executable;
@@ -37,11 +38,13 @@ pub struct GuestContainer {
     pub init_spec: Spec,
     pub rootfs: PathBuf,
     pub processes: HashMap<String, GuestProcess>,
+    /// Its guest cgroup (none without a cgroup2 mount, see [`for_container`]).
+    pub cgroup: Option<ContainerCgroup>,
 }
 
 impl GuestContainer {
-    /// Mounts the storages (the rootfs storage first), checks the rootfs and the executable.
-    /// On failure whatever was mounted is undone.
+    /// Mounts the storages (the rootfs storage first), checks the rootfs and the executable,
+    /// makes the cgroup with the spec's resources. On failure whatever was done is undone.
     pub fn create(
         root: &GuestRoot,
         req: &CreateContainerRequest,
@@ -76,12 +79,15 @@ impl GuestContainer {
                 }
             }
         }
-        match init_spec(root, spec, &rootfs) {
-            Ok(init_spec) => Ok(GuestContainer {
+        let made = init_spec(root, spec, &rootfs)
+            .and_then(|s| Ok((s, for_container(root, &req.container_id, spec)?)));
+        match made {
+            Ok((init_spec, cgroup)) => Ok(GuestContainer {
                 storages,
                 init_spec,
                 rootfs,
                 processes: HashMap::new(),
+                cgroup,
             }),
             Err(e) => {
                 let _ = undo_records(&storages);
@@ -95,6 +101,10 @@ impl GuestContainer {
         let exe = resolve_exe(&self.rootfs, process)?;
         let mut spec = Spec::new();
         spec.Process = protobuf::MessageField::some(process.clone());
+        // runc and the Kata agent give exec'd processes the container's seccomp profile.
+        if let Some(l) = self.init_spec.Linux.as_ref() {
+            spec.Linux.mut_or_insert_default().Seccomp = l.Seccomp.clone();
+        }
         spec.Annotations.insert(MODE.into(), "exec".into());
         spec.Annotations.insert(EXE.into(), exe);
         spec.Annotations
@@ -109,12 +119,6 @@ impl GuestContainer {
 }
 
 fn resolve_exe(rootfs: &std::path::Path, process: &Process) -> Result<String, GuestError> {
-    if process.Terminal {
-        // Processes run on pipes; answering OK would leave the caller waiting for a pty.
-        return Err(GuestError::Unsupported {
-            what: "a terminal (Process.Terminal)".into(),
-        });
-    }
     let argv0 = process.Args.first().map(String::as_str).unwrap_or_default();
     find_executable(rootfs, argv0, &process.Env, &process.Cwd)
 }
@@ -130,11 +134,12 @@ fn init_spec(root: &GuestRoot, spec: &Spec, rootfs: &std::path::Path) -> Result<
         field: "OCI.Process",
     })?;
     let exe = resolve_exe(rootfs, process)?;
+    super::security::validate(spec)?;
     let mut out = spec.clone();
     out.Root.mut_or_insert_default().Path = rootfs.to_string_lossy().into_owned();
     for m in &mut out.Mounts {
         if m.type_.starts_with("cgroup") {
-            eprintln!("kata-ts-agent: container mount {:?}: cgroup mounts are skipped (no cgroup management)", m.destination);
+            eprintln!("kata-ts-agent: container mount {:?}: cgroup mounts are skipped (no cgroup namespace)", m.destination);
         }
         let bind = m.type_ == "bind"
             || parse_mount_options(&m.options)

@@ -112,6 +112,13 @@ pub enum GuestError {
     /// The container or process is not in a state that allows the call.
     #[error("{0}")]
     Precondition(String),
+    /// The container's guest cgroup could not be made, joined, updated or removed.
+    #[error("cgroup of container {container_id}: {source}")]
+    Cgroup {
+        container_id: String,
+        #[source]
+        source: Box<cgroups::CgroupError>,
+    },
 }
 
 impl GuestError {
@@ -132,6 +139,12 @@ impl GuestError {
             GuestError::DeviceTimeout { .. } => Code::NOT_FOUND,
             GuestError::Storage { source, .. } => source.code(),
             GuestError::Precondition(_) => Code::FAILED_PRECONDITION,
+            GuestError::Cgroup { source, .. } => match **source {
+                cgroups::CgroupError::Fs(cgroups::FsError::InvalidPath { .. }) => {
+                    Code::INVALID_ARGUMENT
+                }
+                _ => Code::INTERNAL,
+            },
             GuestError::Mount { .. }
             | GuestError::Io { .. }
             | GuestError::Start { .. }

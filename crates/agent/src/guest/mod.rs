@@ -3,6 +3,7 @@
 //! output buffers) stays in [`crate::state::Sandbox`]; this module owns what exists outside
 //! it: mounts, pids, stdin pipes.
 
+pub mod cgroup;
 pub mod container;
 pub mod container_init;
 pub mod cpu_mem;
@@ -12,11 +13,16 @@ pub mod exec_path;
 pub mod guest_root;
 pub mod mount;
 pub mod mount_options;
+pub mod oom;
+pub mod pidns;
 pub mod process_io;
 pub mod process_limits;
 pub mod reaper;
+pub mod security;
 pub mod spawn;
+pub mod stats;
 pub mod storage;
+pub mod tty;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -61,6 +67,8 @@ pub struct GuestSandbox {
     cfg: GuestConfig,
     table: ProcTable,
     state: Mutex<GuestState>,
+    /// Where the containers' OOM watchers report (GetOOMEvent).
+    oom: oom::OomSender,
 }
 
 fn no_container(cid: &str) -> GuestError {
@@ -78,11 +86,12 @@ fn encode_err(cid: &str, e: &protobuf::Error) -> GuestError {
 }
 
 impl GuestSandbox {
-    pub fn new(cfg: GuestConfig) -> Self {
+    pub fn new(cfg: GuestConfig, oom: oom::OomSender) -> Self {
         GuestSandbox {
             cfg,
             table: ProcTable::default(),
             state: Mutex::new(GuestState::default()),
+            oom,
         }
     }
 
@@ -125,14 +134,23 @@ impl GuestSandbox {
     }
 
     pub fn create_container(&self, req: &CreateContainerRequest) -> Result<(), GuestError> {
+        let cid = &req.container_id;
         let c = GuestContainer::create(&self.cfg.root, req, self.cfg.device_timeout)?;
-        self.lock().containers.insert(req.container_id.clone(), c);
+        pidns::note_container(cid, req.sandbox_pidns);
+        if let Some(cg) = &c.cgroup {
+            if let Err(e) = oom::watch(cid, &cg.dir(), self.oom.clone()) {
+                let _ = cg.delete(cid);
+                let _ = undo_records(&c.storages);
+                return Err(e);
+            }
+        }
+        self.lock().containers.insert(cid.clone(), c);
         Ok(())
     }
 
     /// Starts the container's init in new namespaces.
     pub fn start_container(&self, cid: &str) -> Result<Spawned, GuestError> {
-        let config = {
+        let (config, cgroup) = {
             let st = self.lock();
             let c = st.containers.get(cid).ok_or_else(|| no_container(cid))?;
             if c.processes.contains_key("") {
@@ -140,13 +158,23 @@ impl GuestSandbox {
                     "container {cid} already started"
                 )));
             }
-            protobuf::Message::write_to_bytes(&c.init_spec).map_err(|e| encode_err(cid, &e))?
+            (
+                protobuf::Message::write_to_bytes(&c.init_spec)
+                    .map_err(|e| encode_err(cid, &e))?,
+                c.cgroup.as_ref().map(cgroup::ContainerCgroup::dir),
+            )
         };
         let key = ProcKey {
             container_id: cid.into(),
             exec_id: String::new(),
         };
-        let spawned = spawn(&config, Namespaces::New, &self.table, key)
+        let spawned = spawn(
+            &config,
+            Namespaces::New,
+            &self.table,
+            key,
+            cgroup.as_deref(),
+        )
             .map_err(|e| named(e, cid, &self.argv0(cid, None)))?;
         self.add_process(cid, "", spawned.pid);
         Ok(spawned)
@@ -159,7 +187,7 @@ impl GuestSandbox {
         eid: &str,
         process: &Process,
     ) -> Result<Spawned, GuestError> {
-        let (config, init) = {
+        let (config, init, cgroup) = {
             let st = self.lock();
             let c = st.containers.get(cid).ok_or_else(|| no_container(cid))?;
             let init = c
@@ -174,13 +202,20 @@ impl GuestSandbox {
             (
                 protobuf::Message::write_to_bytes(&spec).map_err(|e| encode_err(cid, &e))?,
                 init,
+                c.cgroup.as_ref().map(cgroup::ContainerCgroup::dir),
             )
         };
         let key = ProcKey {
             container_id: cid.into(),
             exec_id: eid.into(),
         };
-        let spawned = spawn(&config, Namespaces::JoinPidOf(init), &self.table, key)
+        let spawned = spawn(
+            &config,
+            Namespaces::JoinPidOf(init),
+            &self.table,
+            key,
+            cgroup.as_deref(),
+        )
             .map_err(|e| named(e, cid, &self.argv0(cid, Some(process))))?;
         self.add_process(cid, eid, spawned.pid);
         Ok(spawned)
@@ -306,8 +341,12 @@ impl GuestSandbox {
         };
         self.kill_and_wait(&pids, wait);
         let c = self.lock().containers.remove(cid);
+        pidns::forget(cid);
         match c {
-            Some(c) => undo_records(&c.storages),
+            Some(c) => {
+                let cg = c.cgroup.as_ref().map_or(Ok(()), |g| g.delete(cid));
+                undo_records(&c.storages).and(cg)
+            }
             None => Ok(()),
         }
     }
@@ -322,8 +361,12 @@ impl GuestSandbox {
             .collect();
         self.kill_and_wait(&pids, KILL_WAIT);
         let st = std::mem::take(&mut *self.lock());
+        pidns::reset();
         let mut first = None;
-        for c in st.containers.into_values() {
+        for (cid, c) in st.containers {
+            if let Some(Err(e)) = c.cgroup.as_ref().map(|g| g.delete(&cid)) {
+                first.get_or_insert(e);
+            }
             if let Err(e) = undo_records(&c.storages) {
                 first.get_or_insert(e);
             }
@@ -342,6 +385,37 @@ impl GuestSandbox {
         storages
             .iter()
             .try_for_each(|s| storage::remount_ephemeral(&self.cfg.root, s))
+    }
+
+    /// UpdateContainer: applies `resources` to the container's cgroup.
+    pub fn update_container(
+        &self,
+        cid: &str,
+        resources: &crate::protocols::oci::LinuxResources,
+    ) -> Result<(), GuestError> {
+        let st = self.lock();
+        let c = st.containers.get(cid).ok_or_else(|| no_container(cid))?;
+        let cg = c.cgroup.as_ref().ok_or_else(|| GuestError::Unsupported {
+            what: format!("UpdateContainer of {cid}: it has no guest cgroup (no cgroup2 mount)"),
+        })?;
+        cg.apply(cid, resources)
+    }
+
+    /// StatsContainer: the container's cgroup figures and the guest's interfaces.
+    pub fn stats_container(
+        &self,
+        cid: &str,
+    ) -> Result<crate::protocols::agent::StatsContainerResponse, GuestError> {
+        let dir = {
+            let st = self.lock();
+            let c = st.containers.get(cid).ok_or_else(|| no_container(cid))?;
+            let cg = c.cgroup.as_ref().ok_or_else(|| GuestError::Unsupported {
+                what: format!("StatsContainer of {cid}: it has no guest cgroup (no cgroup2 mount)"),
+            })?;
+            cg.dir()
+        };
+        // The agent's network namespace is the guest's, where the pod's interfaces are.
+        stats::container_stats(&dir, std::path::Path::new("/proc/net/dev"))
     }
 
     pub fn online_cpu_mem(
