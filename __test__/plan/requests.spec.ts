@@ -108,6 +108,7 @@ test('CreateContainerRequest: id, root path, annotations, resources as the agent
   t.deepEqual(req.OCI.Linux.Resources, {
     Memory: { Limit: '1048576' },
     CPU: { Quota: '50000', Period: '100000', Mems: '0' },
+    Pids: { Limit: '10' },
   });
   t.deepEqual(req.OCI.Process.User, { UID: 1000, GID: 1000, AdditionalGids: [1, 2] });
   t.deepEqual(req.OCI.Linux.Seccomp.Syscalls, [

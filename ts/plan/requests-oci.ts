@@ -83,6 +83,7 @@ function resources(r: Json | undefined) {
   if (r === undefined) return undefined;
   const mem = obj(r.memory);
   const cpu = obj(r.cpu);
+  const pids = obj(r.pids);
   return {
     ...(mem
       ? {
@@ -110,6 +111,7 @@ function resources(r: Json | undefined) {
           },
         }
       : {}),
+    ...(pids ? { Pids: { Limit: i64(pids.limit) } } : {}),
     HugepageLimits: arr(r.hugepageLimits)
       .map(obj)
       .filter((x) => x !== undefined)
@@ -195,8 +197,9 @@ export interface AgentSpecOverrides {
 
 /**
  * The agent's Spec for a container: root.path, mounts and annotations replaced; resources keep
- * only memory, CPU (without cpus: the sandbox cgroup owns the cpuset) and hugepage limits — the
- * reference clears devices, pids, blockIO and network before sending (reference §16/17).
+ * only memory, CPU (without cpus: the sandbox cgroup owns the cpuset), pids and hugepage limits —
+ * the reference clears devices, pids, blockIO and network before sending (reference §16/17); pids
+ * are kept on purpose so the guest enforces a pod's pids limit (#20).
  */
 export function toAgentSpec(spec: OciSpec, o: AgentSpecOverrides): Spec {
   const raw = spec as unknown as Json;
@@ -220,4 +223,14 @@ export function toAgentSpec(spec: OciSpec, o: AgentSpecOverrides): Spec {
     Annotations: { ...o.annotations },
     ...(l ? { Linux: l } : {}),
   });
+}
+
+/**
+ * The agent's LinuxResources for containerd's Task Update (OCI `linux.resources` JSON): what a
+ * create sends, the same way (CPU without cpus, no devices/blockIO/network).
+ */
+export function toAgentResources(r: unknown): NonNullable<SpecInit['Linux']>['Resources'] {
+  const res: NonNullable<SpecInit['Linux']>['Resources'] = resources(obj(r)) ?? {};
+  if (res?.CPU) res.CPU.Cpus = '';
+  return res;
 }

@@ -37,13 +37,15 @@ import { execRequest } from './exec-spec.js';
 import { replaceFile } from '../input/replace-file.js';
 import { rootfsMounts } from './rootfs.js';
 import { StdioBridge, type StdioPaths } from './stdio.js';
-import { unsupported, type TaskError } from './task-error.js';
+import { watchOom } from './oom-watch.js';
+import type { TaskError } from './task-error.js';
 
 export interface ShimProcess {
   readonly containerId: string;
   readonly execId: string;
-  /** No terminal: Create and Exec refuse `terminal: true` until the guest has a pty. */
   readonly stdio: StdioPaths;
+  /** A pty in the guest: output comes on stdout alone (containerd gives no stderr FIFO). Absent: none. */
+  readonly terminal?: boolean;
   status: Status;
   /** The host pid standing for the process (the VM's), fixed when it is created. */
   pid: number;
@@ -52,8 +54,8 @@ export interface ShimProcess {
   bridge: StdioBridge | null;
   exited: Promise<void>;
   markExited: () => void;
-  /** Exec only: the OCI process JSON from containerd. */
-  readonly spec?: unknown;
+  /** Exec only: the OCI process JSON from containerd (ResizePty before start sets its size). */
+  spec?: unknown;
 }
 
 export interface ShimTask {
@@ -72,6 +74,7 @@ function newProcess(
   containerId: string,
   execId: string,
   stdio: ShimProcess['stdio'],
+  terminal: boolean,
   spec?: unknown,
 ): ShimProcess {
   let markExited!: () => void;
@@ -80,6 +83,7 @@ function newProcess(
     containerId,
     execId,
     stdio,
+    terminal,
     status: Status.CREATED,
     pid: 0,
     exitStatus: 0,
@@ -127,7 +131,12 @@ export class Pod {
     });
   }
 
-  private requireSandbox(): Result<Sandbox, TaskError> {
+  /** Whether `id` is one of this pod's tasks (the OOM watch asks). */
+  hasContainer(id: string): boolean {
+    return this.tasks.has(id);
+  }
+
+  requireSandbox(): Result<Sandbox, TaskError> {
     return this.sandbox === null
       ? err(precondition(`sandbox ${this.sandboxId} is not running`))
       : ok(this.sandbox);
@@ -144,13 +153,13 @@ export class Pod {
     const created = await createSandbox(input, this.options.sandbox);
     if (created.isErr()) return err(lifecycle(created.error));
     this.sandbox = created.value;
+    void watchOom(created.value.agent, this, this.events, this.log);
     return ok(created.value);
   }
 
   async create(req: CreateTaskRequest): Promise<Result<number, TaskError>> {
     if (this.tasks.has(req.id))
       return err({ kind: 'already-exists', message: `task ${req.id} already exists` });
-    if (req.terminal) return err(unsupported('terminal', req.id));
     // The lifecycle mounts these at <bundle>/rootfs and binds them into the shared dir, recording
     // both in the sandbox state, so a crashed shim's mounts are found by cleanup.
     // A planted rootfs-mounts.json symlink or FIFO is replaced, never followed or opened.
@@ -182,14 +191,14 @@ export class Pod {
       return err(lifecycle(added.error));
     }
     const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr };
-    const init = newProcess(req.id, '', stdio);
+    const init = newProcess(req.id, '', stdio, req.terminal);
     init.pid = this.pid;
     this.tasks.set(req.id, { id: req.id, bundle: req.bundle, init, execs: new Map() });
     void this.events.publish('/tasks/create', TaskCreateSchema, {
       containerId: req.id,
       bundle: req.bundle,
       rootfs: req.rootfs,
-      io: { ...stdio, terminal: false },
+      io: { ...stdio, terminal: req.terminal },
       pid: this.pid,
     });
     return ok(this.pid);
@@ -211,7 +220,7 @@ export class Pod {
             .mapErr(agentError(`exec ${execId} of ${id}`));
     if (started.isErr()) return err(started.error);
     p.status = Status.RUNNING;
-    p.bridge = new StdioBridge(sb.agent, id, execId, p.stdio, this.log);
+    p.bridge = new StdioBridge(sb.agent, id, execId, p.stdio, this.log, p.terminal);
     void this.watchExit(sb, p);
     if (execId === '')
       void this.events.publish('/tasks/start', TaskStartSchema, { containerId: id, pid: p.pid });
@@ -255,7 +264,6 @@ export class Pod {
     const t = found.value;
     if (t.execs.has(req.execId))
       return err({ kind: 'already-exists', message: `exec ${req.execId} already exists` });
-    if (req.terminal) return err(unsupported('terminal', `${req.id} exec ${req.execId}`));
     let spec: unknown;
     try {
       spec = JSON.parse(Buffer.from(req.spec?.value ?? new Uint8Array()).toString('utf8') || '{}');
@@ -269,6 +277,7 @@ export class Pod {
       req.id,
       req.execId,
       { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr },
+      req.terminal,
       spec,
     );
     p.pid = this.pid;

@@ -30,10 +30,14 @@ export class StdioBridge {
     private readonly execId: string,
     paths: StdioPaths,
     private readonly log: Logger,
+    terminal = false,
   ) {
+    // A pty has one output stream, read as stdout; containerd gives no stderr FIFO then.
     this.done = Promise.all([
       this.pump(paths.stdout, (n) => agent.readStdout(containerId, execId, n)),
-      this.pump(paths.stderr, (n) => agent.readStderr(containerId, execId, n)),
+      ...(terminal
+        ? []
+        : [this.pump(paths.stderr, (n) => agent.readStderr(containerId, execId, n))]),
     ]).then(() => undefined);
     if (paths.stdin !== '') this.copyStdin(paths.stdin);
   }

@@ -4,8 +4,8 @@
 import { formatLifecycleError, type LifecycleError } from '../lifecycle/errors.js';
 import { Code, type RpcStatus } from './ttrpc-server.js';
 
-/** A Task API feature the shim does not provide (yet); answered UNIMPLEMENTED, never OK. */
-export type Unsupported = 'terminal' | 'update' | 'stats' | 'resize-pty';
+/** A Task API feature the shim (or the guest's agent) does not provide; answered UNIMPLEMENTED, never OK. */
+export type Unsupported = 'update' | 'stats';
 
 export type TaskError =
   | { readonly kind: 'not-found'; readonly message: string }
@@ -19,10 +19,8 @@ export type TaskError =
   | { readonly kind: 'agent'; readonly message: string };
 
 const UNSUPPORTED_WHY: Record<Unsupported, string> = {
-  terminal: 'terminal: a tty is not supported yet (no guest pty, no ResizePty)',
-  update: 'Update: resources are sized at create; changing them is not implemented',
-  stats: 'Stats: metrics are not implemented',
-  'resize-pty': 'ResizePty: a tty is not supported yet',
+  update: 'Update: the guest agent does not implement UpdateContainer',
+  stats: 'Stats: the guest agent does not implement StatsContainer',
 };
 
 /** The `unsupported` error for `feature`, naming the task. */

@@ -1,8 +1,8 @@
 // `containerd.task.v2.Task` over ttrpc: each method decodes its request, asks the Pod, encodes
 // the response; a TaskError becomes its ttrpc status here and nowhere else. No method answers OK
-// for work it did not do: Pause, Resume and Checkpoint are absent and Update, Stats and
-// ResizePty refuse (UNIMPLEMENTED), so containerd reports an error instead of believing them.
-// (An empty Stats answer is worse than none: containerd 1.6's CRI dereferences its nil Any.)
+// for work it did not do: Pause, Resume and Checkpoint are absent (UNIMPLEMENTED), and Stats
+// never answers an empty Any (containerd 1.6's CRI dereferences a nil one and dies): real
+// metrics, or an error naming why there are none.
 import {
   create,
   fromBinary,
@@ -38,7 +38,10 @@ import {
   WaitResponseSchema,
 } from '../gen/containerd/task/v2/shim_pb.js';
 import type { Pod, ShimProcess } from './pod.js';
-import { rpcStatus, unsupported, type TaskError } from './task-error.js';
+import { containerStats } from './stats.js';
+import { rpcStatus, type TaskError } from './task-error.js';
+import { updateTask } from './task-update.js';
+import { resizePty } from './tty.js';
 import { Code, type MethodHandler } from './ttrpc-server.js';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
@@ -100,7 +103,7 @@ export function taskMethods(pod: Pod, shutdown: () => void): Map<string, MethodH
           stdin: p.stdio.stdin,
           stdout: p.stdio.stdout,
           stderr: p.stdio.stderr,
-          terminal: false,
+          terminal: p.terminal ?? false,
           exitStatus: p.exitStatus,
           exitedAt: exitedAt(p),
           execId: r.execId,
@@ -144,9 +147,14 @@ export function taskMethods(pod: Pod, shutdown: () => void): Map<string, MethodH
   );
   add(
     'ResizePty',
-    method(ResizePtyRequestSchema, EmptySchema, (r) =>
-      pod.process(r.id, r.execId).andThen(() => err(unsupported('resize-pty', r.id))),
-    ),
+    method(ResizePtyRequestSchema, EmptySchema, async (r) => {
+      const found = pod
+        .requireSandbox()
+        .andThen((sb) => pod.process(r.id, r.execId).map((p) => [sb, p] as const));
+      if (found.isErr()) return err(found.error);
+      const [sb, p] = found.value;
+      return (await resizePty(sb.agent, p, { width: r.width, height: r.height })).map(() => ({}));
+    }),
   );
   add(
     'CloseIO',
@@ -156,15 +164,19 @@ export function taskMethods(pod: Pod, shutdown: () => void): Map<string, MethodH
   );
   add(
     'Update',
-    method(UpdateTaskRequestSchema, EmptySchema, (r) =>
-      pod.task(r.id).andThen(() => err(unsupported('update', r.id))),
-    ),
+    method(UpdateTaskRequestSchema, EmptySchema, async (r) => {
+      const sb = pod.task(r.id).andThen(() => pod.requireSandbox());
+      if (sb.isErr()) return err(sb.error);
+      return (await updateTask(sb.value.agent, r)).map(() => ({}));
+    }),
   );
   add(
     'Stats',
-    method(StatsRequestSchema, StatsResponseSchema, (r) =>
-      pod.task(r.id).andThen(() => err(unsupported('stats', r.id))),
-    ),
+    method(StatsRequestSchema, StatsResponseSchema, async (r) => {
+      const sb = pod.task(r.id).andThen(() => pod.requireSandbox());
+      if (sb.isErr()) return err(sb.error);
+      return (await containerStats(sb.value.agent, r.id)).map((stats) => ({ stats }));
+    }),
   );
   add(
     'Connect',

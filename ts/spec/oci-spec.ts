@@ -7,6 +7,7 @@ import { planError, problem, type PlanError, type Problem } from '../errors.js';
 import { issueMessage, jsonErrorField, parseJsonText } from '../input/json-text.js';
 import { MAX_SPEC_FILE_BYTES } from '../input/limits.js';
 import { readInputFile } from '../input/read-input-file.js';
+import { vmRefusals } from './vm-refusals.js';
 
 const BEYOND_2_53 = 'is beyond ±2^53 and cannot be represented exactly';
 
@@ -144,7 +145,10 @@ export function parseOciSpec(text: string, source: string): Result<OciSpec, Plan
       return err(planError(problem('spec', source, '(root)', '', 'expected a JSON object')));
     }
     const parsed = OciSpecSchema.safeParse(json);
-    if (parsed.success) return ok(parsed.data);
+    if (parsed.success) {
+      const refused = vmRefusals(parsed.data, source);
+      return refused.length === 0 ? ok(parsed.data) : err(planError(...refused));
+    }
     const problems: Problem[] = parsed.error.issues.map((issue) => {
       const field = fieldPath(issue.path) || '(root)';
       const value = valueAt(json, issue.path);
@@ -186,4 +190,34 @@ export function readOciBundle(
       read.andThen((text) => parseOciSpec(text, file).map((spec) => ({ spec, bundleDir }))),
     ),
   );
+}
+
+/** `linux.resources` of a spec, typed; other fields kept as they are. */
+export type OciLinuxResources = OciSpec['linux']['resources'];
+
+/**
+ * The OCI LinuxResources JSON containerd's Task Update carries (its Any
+ * `types.containerd.io/opencontainers/runtime-spec/1/LinuxResources`); `source` names it in problems.
+ */
+export function parseLinuxResources(
+  text: string,
+  source: string,
+): Result<OciLinuxResources, PlanError> {
+  return parseJson(text, source).andThen((json) => {
+    const parsed = Resources.safeParse(json);
+    if (parsed.success) return ok(parsed.data);
+    return err(
+      planError(
+        ...parsed.error.issues.map((issue) =>
+          problem(
+            'spec',
+            source,
+            fieldPath(['resources', ...issue.path]),
+            valueAt(json, issue.path) ?? '',
+            issueMessage(issue),
+          ),
+        ),
+      ),
+    );
+  });
 }
