@@ -62,3 +62,40 @@ export function sandboxIdOf(id: string, annotations: Readonly<Record<string, str
   const sandbox = annotations[CRI_SANDBOX_ID];
   return annotations[CRI_CONTAINER_TYPE] === 'container' && sandbox ? sandbox : id;
 }
+
+/** The host-wide shim's files, in the state root (KATA_TS_STATE_ROOT, else /run/kata-ts). */
+export interface DaemonPaths {
+  /** What containerd dials for every pod: the front (`kata-ts-shim-front`). */
+  readonly socket: string;
+  /** flock'ed by the one front of the host. */
+  readonly lock: string;
+  /** The node daemon's private socket; only the front and `start`/`delete` use it. */
+  readonly daemonSocket: string;
+}
+
+/** The shim files under `root`. Files, not dirs: the state root's dirs are sandboxes. */
+export function daemonPaths(root: string): DaemonPaths {
+  return {
+    socket: path.join(root, 'shim.sock'),
+    lock: path.join(root, 'shim.lock'),
+    daemonSocket: path.join(root, 'shim-daemon.sock'),
+  };
+}
+
+/** The private service the daemon serves besides containerd's Task service. */
+export const DAEMON_SERVICE = 'kata-ts.shim.v1.Daemon';
+
+/** What `start` tells the daemon about a container before containerd dials (JSON payload). */
+export const RegisterSchema = z.strictObject({
+  id: z.string().min(1).max(1024),
+  sandboxId: z.string().min(1).max(1024),
+  namespace: z.string().min(1).max(1024),
+  ttrpcAddress: z.string().max(4096),
+  bundle: z.string().min(1).max(4096),
+  debug: z.boolean(),
+});
+export type Register = z.infer<typeof RegisterSchema>;
+
+/** `delete` asks the daemon to let go of a sandbox it may still hold (JSON payload). */
+export const ReleaseSchema = z.strictObject({ sandboxId: z.string().min(1).max(1024) });
+export type Release = z.infer<typeof ReleaseSchema>;

@@ -1,4 +1,5 @@
-// `delete`: containerd runs it after every task and after a shim died. It removes what a dead
+// `delete`: containerd runs it after every task and after it lost the shim. A sandbox the
+// daemon still holds is released there (the daemon deletes it); otherwise it removes what a dead
 // shim left for the id — the sandbox (VM, cgroups, user, dirs, state: the lifecycle's cleanup)
 // when the id is a sandbox, and the rootfs the shim mounted — then prints a DeleteResponse with
 // exit status 137 (128 + SIGKILL), as containerd's own shims do.
@@ -9,7 +10,8 @@ import path from 'node:path';
 import { safeLine } from '../input/escape-text.js';
 import { DeleteResponseSchema } from '../gen/containerd/task/v2/shim_pb.js';
 import { StateStore, stateRoot } from '../lifecycle/state-store.js';
-import { bundleAnnotations, sandboxIdOf } from './address.js';
+import { bundleAnnotations, daemonPaths, sandboxIdOf } from './address.js';
+import { callDaemon } from './daemon-client.js';
 import type { ShimFlags } from './flags.js';
 import { sharedRootfsBinds, unmountRootfs } from './rootfs.js';
 
@@ -28,6 +30,19 @@ export async function shimDelete(flags: ShimFlags): Promise<number> {
     if (unmounted.isErr()) problems.push(unmounted.error);
   }
   const root = stateRoot();
+  // containerd runs delete when it lost the shim's connection (the front died): the daemon may
+  // still hold the sandbox and takes it down itself. A cleanup here would kill the daemon as the
+  // sandbox's recorded owner, and every other pod with it.
+  if (sandboxId === flags.id && root.isOk() && existsSync(path.join(root.value, sandboxId))) {
+    const released = await callDaemon(
+      daemonPaths(root.value).daemonSocket,
+      'Release',
+      { sandboxId },
+      4_000,
+    );
+    if (released.isErr() && !released.error.startsWith('cannot reach'))
+      problems.push(released.error);
+  }
   // containerd kills `delete` after 5 s: load the cleanup (slow to import) only when a sandbox
   // state is there to clean, and only the cleanup, not the whole lifecycle (half the load time).
   if (sandboxId === flags.id && root.isOk() && existsSync(path.join(root.value, sandboxId))) {

@@ -1,6 +1,6 @@
 // The shim's command line as containerd 1.6 passes it (Go `flag` syntax: `-name value`,
-// `-name=value`, `--name value`, bool `-debug`), then the action: `start`, `delete`, or our
-// `serve` (the long-running process `start` spawns).
+// `-name=value`, `--name value`, bool `-debug`), then the action: `start` or `delete`. (The
+// host-wide daemon is started as `containerd-shim-kata-ts-v2 daemon`, without flags: main.ts.)
 import { err, ok, type Result } from 'neverthrow';
 
 export interface ShimFlags {
@@ -12,7 +12,7 @@ export interface ShimFlags {
   readonly debug: boolean;
   /** containerd's ttrpc address (TTRPC_ADDRESS), for events. */
   readonly ttrpcAddress: string;
-  readonly action: 'start' | 'delete' | 'serve';
+  readonly action: 'start' | 'delete';
 }
 
 const STRING_FLAGS = {
@@ -52,7 +52,7 @@ export function parseShimFlags(
     values[key] = value;
   }
   const action = rest[0];
-  if (action !== 'start' && action !== 'delete' && action !== 'serve')
+  if (action !== 'start' && action !== 'delete')
     return err(`unknown action ${JSON.stringify(action ?? '')}: want start or delete`);
   for (const needed of ['namespace', 'id'] as const)
     if (!values[needed]) return err(`-${needed} is required`);

@@ -35,8 +35,11 @@ export type MethodHandler = (
   timeoutNano: number,
 ) => Promise<Result<Uint8Array, RpcStatus>>;
 
-/** `service/method` → handler. */
-export type Methods = ReadonlyMap<string, MethodHandler>;
+/** `service/method` → handler: a Map, or a router that finds the handler per request. */
+export interface MethodTable {
+  get(key: string): MethodHandler | undefined;
+}
+export type Methods = MethodTable;
 
 /** Who may connect: uids besides which every peer is disconnected (default root and our euid). */
 export interface ListenOptions {
