@@ -232,8 +232,10 @@ export interface VmmThreads {
 
 /**
  * Moves the VMM into the sandbox cgroup as recorded from the plan: each vCPU thread
- * (`threads`, v1 + cgroupfs), the whole process (`process`), or nothing (`none`: the VMM started
- * inside). With `threads` and no vCPU thread the VMM cannot be placed (reference error text).
+ * (`threads`, v1 + cgroupfs) or the whole process (`process`, and `none`: the VMM started inside
+ * the runtime's cgroup, which is this sandbox's only while no other sandbox of the same process
+ * was created since, so it is added explicitly; adding a process already there is a no-op).
+ * With `threads` and no vCPU thread the VMM cannot be placed (reference error text).
  */
 export function placeVmm(
   record: CgroupRecord,
@@ -242,7 +244,6 @@ export function placeVmm(
 ): ResultAsync<void, CgroupApplyError> {
   switch (record.vcpuPlacement) {
     case 'none':
-      return okAsync(undefined);
     case 'process':
       return withCgroup(
         'place-vmm',
