@@ -108,6 +108,20 @@ fuzz:
 demo: build guest
 	bash examples/demo/run-demo.sh
 
+# Kubernetes CRI validation (critest v1.37.0) through containerd 1.6's CRI, runc then kata-ts
+# (root; README "Kubernetes"). The harness is the shared one (CRITEST_HARNESS); results and the
+# spec x handler table (compare.md, printed at the end) go to OUT. `conformance` runs the whole
+# suite (kata-ts 25-40 min on 2 cores under TCG); `conformance-ci` a focused subset that fits CI:
+# pod/container lifecycle, exec/attach/tty, stats, OOM (the host-namespace specs are refused by design).
+CRITEST_HARNESS ?= ../shared/conformance/critest
+CONFORMANCE_OUT ?= build/conformance
+CONFORMANCE_CI_FOCUS := basic operations on PodSandbox|should support creating container \[|should support starting container|should support removing running container|should support execSync \[|listing container stats|exec with tty=true|should support attach|OOMKilled|multiple containers in a pod should support container exec
+.PHONY: conformance conformance-ci
+conformance: build guest
+	OUT=$(CURDIR)/$(CONFORMANCE_OUT)/full bash $(CRITEST_HARNESS)/run.sh $(CURDIR) runc kata-ts
+conformance-ci: build guest
+	OUT=$(CURDIR)/$(CONFORMANCE_OUT)/ci FOCUS='$(CONFORMANCE_CI_FOCUS)' bash $(CRITEST_HARNESS)/run.sh $(CURDIR) runc kata-ts
+
 # Main package + linux-x64-gnu platform package (prebuilt .node) as tarballs in build/pack.
 pack: build
 	bash scripts/pack.sh build/pack
