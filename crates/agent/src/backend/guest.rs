@@ -201,12 +201,10 @@ impl Backend for GuestBackend {
             .await
             .container(&req.container_id)
             .map_err(state_err)?;
-        let Some(resources) = req.resources.as_ref().cloned() else {
-            // Nothing asked for (the Kata agent answers OK too).
-            return Ok(Empty::new());
-        };
+        // No resources: nothing to change (the Kata agent answers OK too), if there is a cgroup.
+        let resources = req.resources.as_ref().cloned();
         let (g, cid) = (self.guest.clone(), req.container_id.clone());
-        blocking(move || g.update_container(&cid, &resources)).await?;
+        blocking(move || g.update_container(&cid, resources.as_ref())).await?;
         Ok(Empty::new())
     }
 
@@ -295,6 +293,23 @@ impl Backend for GuestBackend {
         Err(unimplemented("SetPolicy", "guest"))
     }
 
+    async fn update_interface(
+        &self,
+        req: &agent::UpdateInterfaceRequest,
+    ) -> ttrpc::Result<crate::protocols::types::Interface> {
+        crate::guest::network::update_interface(&req.interface).await.map_err(network_err)
+    }
+
+    async fn update_routes(&self, req: &agent::UpdateRoutesRequest) -> ttrpc::Result<agent::Routes> {
+        let routes = crate::guest::network::update_routes(&req.routes.Routes).await.map_err(network_err)?;
+        Ok(agent::Routes { Routes: routes, ..Default::default() })
+    }
+
+    async fn add_arp_neighbors(&self, req: &agent::AddARPNeighborsRequest) -> ttrpc::Result<Empty> {
+        crate::guest::network::add_arp_neighbors(&req.neighbors.ARPNeighbors).await.map_err(network_err)?;
+        Ok(Empty::new())
+    }
+
     async fn shutdown(&self) {
         // Kill the containers and unmount, as DestroySandbox would (without powering off).
         let g = self.guest.clone();
@@ -302,4 +317,15 @@ impl Backend for GuestBackend {
             eprintln!("kata-ts-agent: cleanup on shutdown: {e}");
         }
     }
+}
+
+/// Pod networking errors: a bad request is INVALID_ARGUMENT, a missing NIC NOT_FOUND, else INTERNAL.
+fn network_err(e: crate::guest::network::NetworkError) -> ttrpc::Error {
+    use crate::guest::network::NetworkError as E;
+    let code = match &e {
+        E::Invalid { .. } => ttrpc::Code::INVALID_ARGUMENT,
+        E::NoSuchInterface { .. } | E::NoSuchDevice { .. } => ttrpc::Code::NOT_FOUND,
+        E::Netlink { .. } | E::Socket(_) => ttrpc::Code::INTERNAL,
+    };
+    crate::rpc_status::status(code, e.to_string())
 }

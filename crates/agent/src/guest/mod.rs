@@ -13,6 +13,7 @@ pub mod exec_path;
 pub mod guest_root;
 pub mod mount;
 pub mod mount_options;
+pub mod network;
 pub mod oom;
 pub mod pidns;
 pub mod process_io;
@@ -159,8 +160,7 @@ impl GuestSandbox {
                 )));
             }
             (
-                protobuf::Message::write_to_bytes(&c.init_spec)
-                    .map_err(|e| encode_err(cid, &e))?,
+                protobuf::Message::write_to_bytes(&c.init_spec).map_err(|e| encode_err(cid, &e))?,
                 c.cgroup.as_ref().map(cgroup::ContainerCgroup::dir),
             )
         };
@@ -175,7 +175,7 @@ impl GuestSandbox {
             key,
             cgroup.as_deref(),
         )
-            .map_err(|e| named(e, cid, &self.argv0(cid, None)))?;
+        .map_err(|e| named(e, cid, &self.argv0(cid, None)))?;
         self.add_process(cid, "", spawned.pid);
         Ok(spawned)
     }
@@ -216,7 +216,7 @@ impl GuestSandbox {
             key,
             cgroup.as_deref(),
         )
-            .map_err(|e| named(e, cid, &self.argv0(cid, Some(process))))?;
+        .map_err(|e| named(e, cid, &self.argv0(cid, Some(process))))?;
         self.add_process(cid, eid, spawned.pid);
         Ok(spawned)
     }
@@ -387,18 +387,18 @@ impl GuestSandbox {
             .try_for_each(|s| storage::remount_ephemeral(&self.cfg.root, s))
     }
 
-    /// UpdateContainer: applies `resources` to the container's cgroup.
+    /// UpdateContainer: applies `resources` (none: nothing to change) to the container's cgroup.
     pub fn update_container(
         &self,
         cid: &str,
-        resources: &crate::protocols::oci::LinuxResources,
+        resources: Option<&crate::protocols::oci::LinuxResources>,
     ) -> Result<(), GuestError> {
         let st = self.lock();
         let c = st.containers.get(cid).ok_or_else(|| no_container(cid))?;
         let cg = c.cgroup.as_ref().ok_or_else(|| GuestError::Unsupported {
             what: format!("UpdateContainer of {cid}: it has no guest cgroup (no cgroup2 mount)"),
         })?;
-        cg.apply(cid, resources)
+        resources.map_or(Ok(()), |r| cg.apply(cid, r))
     }
 
     /// StatsContainer: the container's cgroup figures and the guest's interfaces.
