@@ -104,9 +104,10 @@ fuzz:
 	bash scripts/fuzz.sh
 
 # The main job: a busybox container in a sandbox VM (block rootfs, live-synced configmap, shm,
-# cgroups), then a timing table. See examples/demo/run-demo.sh.
+# cgroups), then a timing table. See examples/demo/run-demo.sh. GUEST=kata boots upstream
+# kata-agent's image, CONFIG=stock Kata's stock runtime-rs configuration (only paths changed).
 demo: build guest
-	bash examples/demo/run-demo.sh
+	DEMO_GUEST='$(GUEST)' DEMO_CONFIG='$(CONFIG)' bash examples/demo/run-demo.sh
 
 # Kubernetes CRI validation (critest v1.37.0) through containerd 1.6's CRI, runc then kata-ts
 # (root; README "Kubernetes"). The harness is the shared one (CRITEST_HARNESS); results and the

@@ -71,7 +71,11 @@ test('the bundled example plans with the documented top-level shape', async (t) 
     overheadPath: null,
     vcpuPlacement: 'none',
   });
-  t.deepEqual(p.ports, []);
+  // The example's default_bridges = 1 (Kata's template value) cold-plugs one PCI bridge.
+  t.deepEqual(
+    p.ports.map((x: any) => x.id),
+    ['pci-bridge-0'],
+  );
   t.deepEqual(p.coldplugDevices, []);
   t.is(p.initdata, null);
   t.is(p.containers.length, 1);
@@ -128,7 +132,10 @@ test('a systemd cgroupsPath selects the systemd driver', async (t) => {
 
 test('pcie_root_port creates root ports on pcie.0 with explicit addresses', async (t) => {
   const s = scratch(t);
-  const config = s.config([['hypervisor.qemu', 'pcie_root_port', '2']]);
+  const config = s.config([
+    ['hypervisor.qemu', 'pcie_root_port', '2'],
+    ['hypervisor.qemu', 'default_bridges', '0'],
+  ]);
   const p = await planJson(t, ['--config', config, '--sandbox', `sb=${exampleBundle}`]);
   t.deepEqual(
     p.ports.map((x: any) => `${x.id}:${x.type}:${x.bus}`),
@@ -139,7 +146,10 @@ test('pcie_root_port creates root ports on pcie.0 with explicit addresses', asyn
 
 test('pcie_switch_port creates a switch with downstream ports (the reference cannot)', async (t) => {
   const s = scratch(t);
-  const config = s.config([['hypervisor.qemu', 'pcie_switch_port', '2']]);
+  const config = s.config([
+    ['hypervisor.qemu', 'pcie_switch_port', '2'],
+    ['hypervisor.qemu', 'default_bridges', '0'],
+  ]);
   const p = await planJson(t, ['--config', config, '--sandbox', `sb=${exampleBundle}`]);
   t.deepEqual(
     p.ports.map((x: any) => `${x.id}:${x.type}:${x.bus}`),
@@ -352,7 +362,10 @@ test('a missing required option exits 2 in the kata-ts: shape', async (t) => {
 
 test('hot-plugging a virtio-blk-pci device with no ports configured is refused naming pcie_root_port', async (t) => {
   const s = scratch(t);
-  const config = s.config([['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"']]);
+  const config = s.config([
+    ['hypervisor.qemu', 'block_device_driver', '"virtio-blk-pci"'],
+    ['hypervisor.qemu', 'default_bridges', '0'], // no bridge either (the example has 1)
+  ]);
   const sandbox = s.bundle(
     'sb',
     (spec) => (spec.linux.devices = [{ path: '/dev/xvda', type: 'b', major: 8, minor: 0 }]),

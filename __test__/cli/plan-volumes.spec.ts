@@ -193,7 +193,7 @@ test('a blockfile rootfs (regular file, loop) from rootfs-mounts.json is hot-plu
   const c = JSON.parse(r.stdout).containers[1];
   t.like(c.rootfs, {
     kind: 'block',
-    guestPath: '/run/kata-containers/shared/containers/c1/rootfs',
+    guestPath: '/run/kata-containers/shared/containers/passthrough/c1/rootfs',
   });
   t.is(c.blockDevices[0].pathOnHost, image);
   t.like(c.createContainer.storages[0], {

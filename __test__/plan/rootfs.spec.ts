@@ -55,12 +55,12 @@ const request = (r: ReturnType<typeof rootfsOf>) =>
   r._unsafeUnwrap().containers[1]!.createContainer as any;
 
 // §4.1 is_block_rootfs
-test('a block-device rootfs is attached by major:minor and mounted at <share>/<cid>/rootfs', (t) => {
+test('a block-device rootfs is attached by major:minor and mounted at <share>/passthrough/<cid>/rootfs (runtime-rs do_get_guest_path)', (t) => {
   const r = rootfsOf([{ type: 'ext4', source: DM, options: ['rw'] }]);
   const c = r._unsafeUnwrap().containers[1]!;
   t.like(c.rootfs, {
     kind: 'block',
-    guestPath: '/run/kata-containers/shared/containers/c1/rootfs',
+    guestPath: '/run/kata-containers/shared/containers/passthrough/c1/rootfs',
   });
   t.like(c.blockDevices[0], { pathOnHost: '/dev/dm-3', hotplug: true, readOnly: false });
   t.deepEqual(request(r).storages[0], {
@@ -68,9 +68,23 @@ test('a block-device rootfs is attached by major:minor and mounted at <share>/<c
     source: '0:0',
     fstype: 'ext4',
     options: ['rw'],
-    mountPoint: '/run/kata-containers/shared/containers/c1/rootfs',
+    mountPoint: '/run/kata-containers/shared/containers/passthrough/c1/rootfs',
   });
-  t.is(request(r).OCI.Root.Path, '/run/kata-containers/shared/containers/c1/rootfs');
+  t.is(request(r).OCI.Root.Path, '/run/kata-containers/shared/containers/passthrough/c1/rootfs');
+});
+
+test('with a shared fs, a block rootfs has its mount point made on the host in rw/passthrough/<cid>/rootfs', (t) => {
+  const shared = rootfsOf(
+    [{ type: 'ext4', source: DM, options: ['rw'] }],
+    kataConfig({ sharedFs: 'virtio-fs', blockDeviceDriver: 'virtio-scsi' }),
+  )._unsafeUnwrap().containers[1]!;
+  t.deepEqual(
+    shared.sharedMountPoints
+      .filter((p) => p.path.endsWith('/passthrough/c1/rootfs'))
+      .map((p) => p.kind),
+    ['dir'],
+  );
+  t.regex(shared.sharedMountPoints[0]!.path, /\/rw\/passthrough\/c1\/rootfs$/);
 });
 
 test('a blockfile snapshot (regular file with loop) attaches the file itself, loop removed', (t) => {
@@ -145,7 +159,7 @@ test('(unlike the reference) a virtio-pmem block rootfs works: nvdimm, source /d
     driver: 'nvdimm',
     source: '/dev/pmem0',
     fstype: 'ext4',
-    mountPoint: '/run/kata-containers/shared/containers/c1/rootfs',
+    mountPoint: '/run/kata-containers/shared/containers/passthrough/c1/rootfs',
   });
 });
 

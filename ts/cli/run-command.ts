@@ -20,6 +20,17 @@ interface RunFlags extends LifecycleFlags {
   readonly config: string;
   readonly id?: string;
   readonly timings?: boolean;
+  readonly agentDetails?: boolean;
+}
+
+/** One stderr line from the agent's own GetGuestDetails answer: which agent ran, as it says. */
+async function describeAgent(sb: Sandbox): Promise<string> {
+  const r = await sb.agent.getGuestDetails({ memBlockSize: true });
+  if (r.isErr()) return `agent: GetGuestDetails failed: ${r.error.message}\n`;
+  const a = r.value.agentDetails;
+  if (a === undefined) return 'agent: GetGuestDetails gave no agent details\n';
+  const pid1 = a.initDaemon ? 'runs as PID 1' : 'not PID 1';
+  return `agent: version ${a.version}, ${pid1}, storage handlers ${a.storageHandlers.join(',')}\n`;
 }
 
 /**
@@ -72,6 +83,10 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
         '--timings',
         'print a timing table (plan, boot, hot-plug, container start, teardown) on stderr',
       )
+      .option(
+        '--agent-details',
+        "print the guest agent's GetGuestDetails self-description on stderr",
+      )
       .argument('<bundle>', 'OCI bundle directory')
       .argument('[cmd...]', 'replaces the bundle process args (after --)'),
   ).action(async (bundle: string, cmd: string[], flags: RunFlags) => {
@@ -83,6 +98,7 @@ export function registerRunCommand(program: Command, ctx: CommandContext): void 
     );
     if (created.isErr()) return reportError(ctx, created.error);
     const sb = created.value;
+    if (flags.agentDetails) ctx.io.err(await describeAgent(sb));
     const result = await runContainer(sb, ctx);
     const deleted = await deleteSandbox(sb);
     if (typeof result !== 'number') reportError(ctx, result);

@@ -158,7 +158,10 @@ function planContainer(
     volumes: b.spec.mounts.map((m, i) => ({ destination: m.destination, kind: v.kinds[i]! })),
     copies: v.copies,
     sharedFsBinds: v.sharedFsBinds,
-    sharedMountPoints: v.sharedMountPoints,
+    sharedMountPoints: [
+      ...(r.sharedMountPoint ? [r.sharedMountPoint] : []),
+      ...v.sharedMountPoints,
+    ],
     createContainer: containerRequestJson(request),
   });
 }

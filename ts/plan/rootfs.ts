@@ -13,6 +13,7 @@ import { problem, type Problem } from '../errors.js';
 import { hostPath, joinGuest, joinHost, type GuestPath, type HostPath } from '../paths.js';
 import { storageSource, type BlockDevice, type BlockDevicePlanner } from './devices.js';
 import { pathFact, type HostFacts } from './host-facts.js';
+import type { SharedMountPoint } from './host-dirs.js';
 import {
   decodeVirtualVolume,
   FORCE_GUEST_PULL_OPTION,
@@ -50,6 +51,8 @@ export interface RootfsPlan {
     readonly options: readonly string[];
     readonly target: HostPath;
   };
+  /** Block rootfs with a shared fs: the host dir that makes its mount point exist in the guest. */
+  readonly sharedMountPoint?: SharedMountPoint;
   /** Shared-fs: host directory bound into the shared dir, and where. */
   readonly sharedBind?: {
     readonly source: HostPath;
@@ -126,14 +129,25 @@ function blockRootfs(
     );
   const source = storageSource(dev.value.agentDriver, dev.value);
   if (source.isErr()) return fail(m.source, source.error.message);
-  const mountPoint = joinGuest(GUEST_SHARE_DIR, ctx.containerId, ROOTFS);
+  // runtime-rs block_rootfs.rs: `do_get_guest_path(ROOTFS, cid, false, false)`, i.e.
+  // `<share>/passthrough/<cid>/rootfs`, and the host dir `rw/passthrough/<cid>/rootfs` is made so
+  // the mount point exists in the guest's read-only view of a shared fs (the guest cannot create
+  // it there). Without a shared fs the agent creates it on its own tmpfs.
+  const mountPoint = joinGuest(GUEST_SHARE_DIR, PASSTHROUGH, ctx.containerId, ROOTFS);
   if (mountPoint.isErr()) return fail(ctx.containerId, mountPoint.error.message);
+  const onHost = joinHost(ctx.sharedRw, PASSTHROUGH, ctx.containerId, ROOTFS);
+  if (onHost.isErr()) return fail(ctx.containerId, onHost.error.message);
+  const sharedMountPoint =
+    ctx.sharedFs === 'none'
+      ? {}
+      : { sharedMountPoint: { path: onHost.value, kind: 'dir' as const } };
   const storageOptions =
     m.type === XFS && !options.includes('nouuid') ? [...options, 'nouuid'] : options;
   return ok({
     kind: 'block',
     guestPath: mountPoint.value,
     blockDevice: dev.value,
+    ...sharedMountPoint,
     storages: [
       {
         driver: dev.value.agentDriver,

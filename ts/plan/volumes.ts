@@ -13,10 +13,12 @@ import { pathFact, type HostFacts } from './host-facts.js';
 import { isEphemeralMount, isShmMount, planEphemeralVolume, shmMount } from './shm.js';
 import type { VolumeManager } from './volume-manager.js';
 import { isBlockVolume, planBlockVolume } from './volumes-block.js';
-import { mountProblem, type RandomHex } from './volumes-paths.js';
+import { mountProblem, PASSTHROUGH, type RandomHex } from './volumes-paths.js';
 import type { SharedFsBind, SharedFsVolumes } from './volumes-shared-fs.js';
 import type { StorageInit } from './volumes-storage.js';
-import { isWatchableMount, watchableStorage } from './volumes-watchable.js';
+import { isWatchableMount, watchableStorage, WATCHABLE_DIR } from './volumes-watchable.js';
+import { joinHost } from '../paths.js';
+import { basename } from 'node:path/posix';
 
 export type VolumeKind = 'shm' | 'ephemeral' | 'block' | 'shared-fs' | 'copy' | 'default';
 
@@ -107,6 +109,11 @@ function planSharedFsVolume(
       return mountProblem(ctx.specSource, `mounts[${index}]`, source, watchable.error);
     acc.storages.push(watchable.value.storage);
     guestPath = watchable.value.guestPath;
+    // The mount point lies in the guest's read-only view of the share: made on the host in rw.
+    const onHost = joinHost(ctx.hostDirs.sharedRw, PASSTHROUGH, WATCHABLE_DIR, basename(guestPath));
+    if (onHost.isErr())
+      return mountProblem(ctx.specSource, `mounts[${index}]`, source, onHost.error.message);
+    acc.sharedMountPoints.push({ path: onHost.value, kind: fact.kind === 'dir' ? 'dir' : 'file' });
   }
   acc.mounts.push({ ...m, type: 'bind', source: guestPath, options: [...(m.options ?? [])] });
   acc.kinds.push('shared-fs');
