@@ -149,3 +149,27 @@ test('the printed requests parse back into our schemas and encode', (t) => {
   t.is(container.OCI?.Root?.Path, '/run/kata-containers/shared/containers/passthrough/c1/rootfs');
   t.true(toBinary(CreateContainerRequestSchema, container).length > 0);
 });
+
+test('CreateContainerRequest: namespaces as the guest can have them (no network/cgroup, no host paths)', (t) => {
+  const spec = ociSpec((s) => {
+    s.annotations = {
+      'io.kubernetes.cri.container-type': 'container',
+      'io.kubernetes.cri.sandbox-id': 'sb',
+    };
+    s.linux.namespaces = [
+      { type: 'pid', path: '/proc/42/ns/pid' },
+      { type: 'ipc', path: '/proc/42/ns/ipc' },
+      { type: 'uts', path: '/proc/42/ns/uts' },
+      { type: 'mount' },
+      { type: 'network', path: '/var/run/netns/cni-1' },
+      { type: 'cgroup' },
+    ];
+  });
+  const c = planOf({ containers: [{ id: 'c1', spec }] })._unsafeUnwrap().containers[1]!;
+  t.deepEqual((c.createContainer as any).OCI.Linux.Namespaces, [
+    { Type: 'pid' },
+    { Type: 'ipc' },
+    { Type: 'uts' },
+    { Type: 'mount' },
+  ]);
+});

@@ -10,6 +10,7 @@ import {
   type CreateSandboxRequest,
 } from '../gen/agent_pb.js';
 import type { SharedFs } from '../config/kata-config.js';
+import type { Spec } from '../gen/oci_pb.js';
 import { STRIPPED_ANNOTATIONS } from '../spec/annotations.js';
 import type { ContainerType } from '../spec/container-type.js';
 import type { OciMount, OciSpec } from '../spec/oci-spec.js';
@@ -92,17 +93,34 @@ export function agentAnnotations(
   return out;
 }
 
+/**
+ * Namespaces as the guest can have them (runtime-go `constraintGRPCSpec`): the network namespace
+ * is the VM's own (the host's netns is wired to the guest's interfaces, never joined) and the
+ * cgroup namespace is the agent's to make, so both go; every other namespace keeps its type with
+ * the path cleared, since a host path such as CNI's /var/run/netns/… or containerd's
+ * /proc/<pause pid>/ns/ipc names nothing in the guest (kata-agent fails CreateContainer on it).
+ */
+function guestNamespaces(spec: Spec): void {
+  const linux = spec.Linux;
+  if (linux === undefined) return;
+  linux.Namespaces = linux.Namespaces.filter(
+    (n) => n.Type !== 'network' && n.Type !== 'cgroup',
+  ).map((n) => ({ ...n, Path: '' }));
+}
+
 export function createContainerRequest(i: ContainerRequestInput): CreateContainerRequest {
+  const OCI = toAgentSpec(i.spec, {
+    rootPath: i.rootfsGuestPath,
+    mounts: i.mounts,
+    annotations: agentAnnotations(i.spec.annotations, i.type, i.bundlePath),
+  });
+  guestNamespaces(OCI);
   return create(CreateContainerRequestSchema, {
     containerId: i.containerId,
     execId: '',
     devices: i.devices.map((d) => ({ ...d })),
     storages: [...i.rootfsStorages, ...i.volumeStorages].map(storage),
-    OCI: toAgentSpec(i.spec, {
-      rootPath: i.rootfsGuestPath,
-      mounts: i.mounts,
-      annotations: agentAnnotations(i.spec.annotations, i.type, i.bundlePath),
-    }),
+    OCI,
     sandboxPidns: false,
   });
 }
