@@ -1,15 +1,15 @@
-// End to end through the lifecycle's production path, in the guest booted under TCG with our
-// agent as PID 1: createSandbox (plan → cgroups → QEMU → agent → CreateSandbox with the shm
+// End to end through the lifecycle's production path, in the guest booted under TCG, once per
+// agent image (forEachGuestImage: our agent as PID 1, upstream kata-agent): createSandbox (plan → cgroups → QEMU → agent → CreateSandbox with the shm
 // storage), addContainer (rootfs image hot-plugged as virtio-blk, then as virtio-scsi; the
 // kubelet configmap copied by the native copy engine and live-synced by its watcher),
 // startContainer, output streamed, wait. Inside the container: the configmap's first value, the
 // value after the kubelet's atomic `..data` swap on the host, a directory created on the host
 // and then a file written into it. A second container, added by re-planning the sandbox, reads
 // /dev/shm's planned size. Then remove both, deleteSandbox, and nothing is left on the host.
-// Skipped when `make guest` has not built build/guest and build/rootfs.
+// A missing image or rootfs is a loud skip (with CI=true, a failure of the promised suite).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import test, { type ExecutionContext } from 'ava';
+import type { ExecutionContext } from 'ava';
 import type { BlockDriver } from '../../ts/config/kata-config.js';
 import {
   addContainer,
@@ -21,15 +21,16 @@ import {
 import { formatLifecycleError, type LifecycleError } from '../../ts/lifecycle/errors.js';
 import { createSandbox, deleteSandbox, type Sandbox } from '../../ts/lifecycle/sandbox.js';
 import { logTail } from '../../ts/qemu/vm.js';
+import { needs } from '../harness/prereq.js';
 import {
   leftovers,
-  missingGuestParts,
   podFixture,
+  ROOTFS_IMAGE,
   SHM_SIZE_MIB,
   type PodFixture,
 } from './guest-fixture.js';
+import { forEachGuestImage, type NamedGuestImage } from './guest-images.js';
 
-const missing = missingGuestParts();
 /** Budget for the container to see one host change (debounce 100 ms; TCG on a loaded machine). */
 const CHANGE_TIMEOUT_MS = 60_000;
 
@@ -92,8 +93,8 @@ function started(sb: Sandbox, id: string): { out: Output; done: Promise<void> } 
   return { out, done: pumpOutput(sb, id, out.push, err.push) };
 }
 
-async function pod(t: ExecutionContext, driver: BlockDriver): Promise<void> {
-  const f = podFixture(driver, ['sh', '-c', SANDBOX_SCRIPT], ['df', '-k', '/dev/shm']);
+async function pod(t: ExecutionContext, driver: BlockDriver, img: NamedGuestImage): Promise<void> {
+  const f = podFixture(driver, ['sh', '-c', SANDBOX_SCRIPT], ['df', '-k', '/dev/shm'], img.image);
   t.teardown(() => f.cleanup());
   const sb = ok(
     await createSandbox(
@@ -150,7 +151,10 @@ async function pod(t: ExecutionContext, driver: BlockDriver): Promise<void> {
   // busybox `df -k`: Filesystem 1K-blocks Used Available Use% Mounted on
   const row = df.out.text.split('\n').find((l) => /\s\/dev\/shm$/.test(l));
   t.truthy(row, `df output: ${df.out.text}`);
-  t.is(Number(row!.trim().split(/\s+/)[1]), SHM_SIZE_MIB * 1024, 'planned shm size in 1K blocks');
+  const kib = Number(row!.trim().split(/\s+/)[1]);
+  // kata-agent 4.1.0 ignores `size=` of the sandbox shm storage (README "Guest images").
+  if (img.name === 'ours') t.is(kib, SHM_SIZE_MIB * 1024, 'planned shm size in 1K blocks');
+  else t.true(kib > SHM_SIZE_MIB * 1024, `kata-agent: default-size shm tmpfs (${kib} KiB)`);
 
   for (const id of [f.appId, f.sandboxId]) ok(await removeContainer(sb, id), f);
   t.deepEqual(sb.syncs?.sources(), [], 'the last release stopped the sync');
@@ -159,19 +163,12 @@ async function pod(t: ExecutionContext, driver: BlockDriver): Promise<void> {
   t.deepEqual(leftovers(f, recorded), []);
 }
 
-function podTest(driver: BlockDriver) {
-  test.serial(
+for (const driver of ['virtio-blk-pci', 'virtio-scsi'] as const)
+  forEachGuestImage(
     `${driver}: configmap copied, live-updated (..data swap, new directory) and read in the container; planned /dev/shm size; nothing left`,
-    async (t) => {
-      t.timeout(300_000);
-      await pod(t, driver);
+    (t, img) => pod(t, driver, img),
+    {
+      timeout: 300_000,
+      needs: [needs.file(ROOTFS_IMAGE, 'busybox rootfs image (make guest)')],
     },
   );
-}
-
-if (missing === null) {
-  podTest('virtio-blk-pci');
-  podTest('virtio-scsi');
-} else {
-  test.skip(`guest end-to-end: ${missing}`, () => undefined);
-}

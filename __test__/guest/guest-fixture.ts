@@ -23,6 +23,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BlockDriver } from '../../ts/config/kata-config.js';
+import type { GuestImage } from '../../ts/guest/guest-shell.js';
 import { cleanup, type SandboxOptions } from '../../ts/lifecycle/sandbox.js';
 import { isAlive, processesWithArg } from '../../ts/lifecycle/process-ref.js';
 import type { ProcessRef } from '../../ts/lifecycle/state-schema.js';
@@ -79,12 +80,12 @@ export interface PodFixture {
   cleanup(): Promise<void>;
 }
 
-function writeConfig(dir: string, driver: BlockDriver, kubelet: string): string {
+function writeConfig(dir: string, driver: BlockDriver, kubelet: string, image: GuestImage): string {
   const text = [
     '[hypervisor.qemu]',
     'path = "/usr/bin/qemu-system-x86_64"',
-    `kernel = "${GUEST_DIR}/vmlinux"`,
-    `initrd = "${GUEST_DIR}/initramfs.cpio.gz"`,
+    `kernel = "${image.kernel}"`,
+    `initrd = "${image.initrd}"`,
     'machine_type = "q35"',
     `kernel_params = "${KERNEL_PARAMS}"`,
     'default_vcpus = 1',
@@ -105,11 +106,20 @@ function writeConfig(dir: string, driver: BlockDriver, kubelet: string): string 
   return file;
 }
 
+const RUNC_DEFAULT_CAPS = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+
 /** A bundle dir from examples/bundle/config.json, patched, with its own copy of the rootfs image. */
 function writeBundle(dir: string, name: string, patch: (s: Record<string, any>) => void): string {
   const bundle = path.join(dir, name);
   mkdirSync(bundle);
   const spec = JSON.parse(readFileSync(path.join(repoRoot, 'examples/bundle/config.json'), 'utf8'));
+  // runc's default capabilities, as every containerd and `runc spec` bundle carries them:
+  // kata-agent refuses a process without `process.capabilities`.
+  spec.process.capabilities ??= {
+    bounding: RUNC_DEFAULT_CAPS,
+    effective: RUNC_DEFAULT_CAPS,
+    permitted: RUNC_DEFAULT_CAPS,
+  };
   patch(spec);
   writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
   const image = path.join(dir, `${name}-rootfs.ext4`);
@@ -140,13 +150,17 @@ const mountsWith = (shm: string, extra: object[] = []) => [
 ];
 
 /**
- * The sandbox `e2e-<hex>` runs `sandboxArgs` with the configmap at /etc/config; container
+ * The sandbox `e2e-<hex>` runs (on `image`, default build/guest's our-agent image) `sandboxArgs` with the configmap at /etc/config; container
  * `app-<hex>` runs `appArgs`. Both rootfs images are hot-plugged with `driver`.
  */
 export function podFixture(
   driver: BlockDriver,
   sandboxArgs: string[],
   appArgs: string[],
+  image: GuestImage = {
+    kernel: path.join(GUEST_DIR, 'vmlinux'),
+    initrd: path.join(GUEST_DIR, 'initramfs.cpio.gz'),
+  },
 ): PodFixture {
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-e2e-'));
   const sandboxId = `e2e-${randomBytes(3).toString('hex')}`;
@@ -213,7 +227,7 @@ export function podFixture(
         'io.kubernetes.cri.sandbox-id': sandboxId,
       };
     });
-    const config = writeConfig(dir, driver, kubelet);
+    const config = writeConfig(dir, driver, kubelet, image);
     const options: SandboxOptions = {
       stateRoot,
       accel: 'tcg',

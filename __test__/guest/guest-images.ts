@@ -15,7 +15,8 @@
 // a pass; root and QEMU are always required. scripts/run-tests.sh lists every skip and, with
 // CI=true, fails a promised suite (guest, kata-agent, …) that skipped any test, so CI runs both.
 // KATA_TS_GUEST_IMAGES=ours (comma-separated names) restricts a local run to some images; the
-// others are skipped, loudly. For a one-off, `guestTest(img)` is the gated `test` of one image.
+// others are skipped, loudly. KATA_TS_GUEST_KERNEL=debian|minimal boots them on
+// build/guest/vmlinux-<kernel> instead of the default kernel (build/guest/vmlinux), to compare. For a one-off, `guestTest(img)` is the gated `test` of one image.
 //
 // What differs between the agents is decided by kata-agent (the judge of what a request means);
 // each known difference is named where a test allows for it, and listed in the README.
@@ -83,9 +84,15 @@ export interface NamedGuestImage {
   readonly missing: () => string | null;
 }
 
-/** Our agent's initramfs on the default kernel (build/guest/vmlinux). */
+/** The kernel the per-agent images boot: build/guest/vmlinux, or vmlinux-$KATA_TS_GUEST_KERNEL. */
+const suiteKernel = (): string => {
+  const k = process.env['KATA_TS_GUEST_KERNEL'];
+  return k === undefined || k === '' ? file('vmlinux') : file(`vmlinux-${k}`);
+};
+
+/** Our agent's initramfs on the suites' kernel (build/guest/vmlinux by default). */
 export const OURS_IMAGE: GuestImage = {
-  kernel: file('vmlinux'),
+  kernel: suiteKernel(),
   initrd: file('initramfs.cpio.gz'),
 };
 /** Why our agent's image cannot boot, or null. */
@@ -102,7 +109,9 @@ const named = (name: AgentName, image: GuestImage, why: () => string | null): Na
 /** Every agent the guest suites run against, on the default kernel. */
 export const GUEST_IMAGES: readonly NamedGuestImage[] = [
   named('ours', OURS_IMAGE, missingOursImage),
-  named('kata-agent', KATA_IMAGE, missingKataImage),
+  named('kata-agent', { ...KATA_IMAGE, kernel: suiteKernel() }, () =>
+    missing({ ...KATA_IMAGE, kernel: suiteKernel() }, 'kata-agent', 'make kata-agent guest'),
+  ),
 ];
 
 /** Why `img` is not selected by KATA_TS_GUEST_IMAGES, or null. */

@@ -76,8 +76,21 @@ export interface PodFixture {
   cleanup(): void;
 }
 
+/** `runc spec`'s default capability set (the same list in every set but ambient and inheritable). */
+const RUNC_DEFAULT_CAPS = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+
+/**
+ * examples/bundle/config.json patched. The process gets runc's default capabilities, as every
+ * containerd and `runc spec` bundle has: kata-agent refuses a process without
+ * `process.capabilities` ("missing process capabilities").
+ */
 function spec(patch: (s: Record<string, any>) => void): OciSpec {
   const json = JSON.parse(readFileSync(path.join(repoRoot, 'examples/bundle/config.json'), 'utf8'));
+  json.process.capabilities ??= {
+    bounding: RUNC_DEFAULT_CAPS,
+    effective: RUNC_DEFAULT_CAPS,
+    permitted: RUNC_DEFAULT_CAPS,
+  };
   patch(json);
   return parseOciSpec(JSON.stringify(json), 'config.json')._unsafeUnwrap();
 }
@@ -113,15 +126,32 @@ function configmapVolume(kubelet: string): string {
   return dir;
 }
 
+/** What a suite changes in the planned pod (the defaults are the benchmark's pod). */
+export interface PodOptions {
+  /** The sandbox's `hostname` (the app container then has none of its own). */
+  readonly hostname?: string;
+  /** The sandbox container's args (default `cat /etc/config/key`). */
+  readonly sandboxArgs?: readonly string[];
+  /** The app container's args (default `df -k /dev/shm`). */
+  readonly appArgs?: readonly string[];
+  /** More mounts for the app container, made on the host in `dir` first. */
+  readonly appMounts?: (dir: string) => object[];
+  /** `default_maxvcpus` (vCPU hot-add); default the example config's. */
+  readonly maxVcpus?: number;
+  /** More cleanup, run before the temp dir is removed (e.g. detach a loop device). */
+  readonly onCleanup?: () => void;
+}
+
 /**
  * Plans sandbox `sb` (`cat /etc/config/key` with the configmap at /etc/config) and container
  * `app` (`df -k /dev/shm`), each on its own copy of the busybox image, hot-plugged with `driver`.
  */
-export function podFixture(driver: BlockDriver): PodFixture {
+export function podFixture(driver: BlockDriver, o: PodOptions = {}): PodFixture {
   const dir = mkdtempSync(path.join(tmpdir(), 'kata-ts-guest-'));
   const shm = path.join(dir, 'shm');
   let mounted = false;
   const cleanup = () => {
+    o.onCleanup?.();
     if (mounted) {
       execFileSync('umount', [shm]);
       mounted = false;
@@ -142,7 +172,8 @@ export function podFixture(driver: BlockDriver): PodFixture {
       return [{ type: 'ext4', source: image, options: ['loop', 'rw'] }];
     });
     const sbSpec = spec((s) => {
-      s.process.args = ['cat', '/etc/config/key'];
+      s.process.args = [...(o.sandboxArgs ?? ['cat', '/etc/config/key'])];
+      if (o.hostname !== undefined) s.hostname = o.hostname;
       s.mounts = [
         ...baseMounts(shm),
         { destination: '/etc/config', type: 'bind', source: configmap, options: ['rbind', 'ro'] },
@@ -153,8 +184,10 @@ export function podFixture(driver: BlockDriver): PodFixture {
       };
     });
     const appSpec = spec((s) => {
-      s.process.args = ['df', '-k', '/dev/shm'];
-      s.mounts = baseMounts(shm);
+      s.process.args = [...(o.appArgs ?? ['df', '-k', '/dev/shm'])];
+      s.mounts = [...baseMounts(shm), ...(o.appMounts?.(dir) ?? [])];
+      // Like a pod's app container: no hostname of its own, the sandbox's (CreateSandbox's).
+      if (o.hostname !== undefined) delete s.hostname;
       s.annotations = {
         'io.kubernetes.cri.container-type': 'container',
         'io.kubernetes.cri.sandbox-id': 'sb',
@@ -168,7 +201,8 @@ export function podFixture(driver: BlockDriver): PodFixture {
       ...parsed.hypervisor,
       sharedFs: 'none',
       blockDeviceDriver: driver,
-      pcieRootPort: 2,
+      pcieRootPort: 3,
+      ...(o.maxVcpus !== undefined ? { defaultMaxVcpus: o.maxVcpus } : {}),
       defaultMemoryMiB: 512,
       defaultMaxMemoryMiB: 0,
       initdata: '',
