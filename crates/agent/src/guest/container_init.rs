@@ -3,6 +3,11 @@
 //! the container's view and execs the process; any failure is written to fd 4, which the
 //! agent reads as the start error.
 //!
+//! Order, as runc's init: mounts, sysctls, masked and read-only paths, chroot; the terminal;
+//! rlimits and oom_score_adj; seccomp now if there is no no_new_privs (loading needs
+//! CAP_SYS_ADMIN); the bounding set, PR_SET_KEEPCAPS, the uid/gid change, the other capability
+//! sets; cwd; no_new_privs; seccomp (with no_new_privs) last, right before execve.
+//!
 //! chroot, not pivot_root: in our guest the agent's root is the initramfs `rootfs`, which
 //! pivot_root refuses to move (EINVAL); the Kata agent runs on a disk image and can pivot.
 //! The container's mounts live in its private mount namespace (`/` made rprivate first), so
@@ -30,6 +35,10 @@ use super::guest_root::join_inside;
 use super::mount::{create_dirs, create_target, mount_with_options};
 use super::mount_options::{parse_mount_options, MountOptions};
 use super::process_limits::{apply_oom_score_adj, apply_rlimits};
+use super::security::caps::CapSets;
+use super::security::{self, seccomp, sysctl, SecurityError};
+use super::spawn::TTY_FD;
+use super::tty::setup_console;
 use crate::protocols::oci::{Mount, Spec};
 
 /// Annotation: `init` (new container) or `exec` (join the init's namespaces).
@@ -44,11 +53,14 @@ const ERROR_FD: i32 = 4;
 
 /// Entry point of `--container-init`; never returns.
 pub fn run() -> ! {
-    // The agent reads fd 4 until EOF: it must close on the final exec.
-    let _ = nix::fcntl::fcntl(
-        ERROR_FD,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
+    // The agent reads fd 4 until EOF: it must close on the final exec; fd 5 too (the
+    // terminal socket), so the container never holds it.
+    for fd in [ERROR_FD, TTY_FD] {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
     let Err(e) = setup_and_exec();
     let msg = e.to_string();
     // SAFETY: fd 4 is the error pipe the agent gave us; nothing else owns it in this process.
@@ -85,8 +97,31 @@ fn setup_and_exec() -> Result<Infallible, GuestError> {
     let process = spec.Process.as_ref().ok_or(GuestError::Missing {
         field: "OCI.Process",
     })?;
+    if process.Terminal {
+        let size = process.ConsoleSize.as_ref();
+        setup_console(
+            TTY_FD,
+            size.map_or(0, |b| b.Height),
+            size.map_or(0, |b| b.Width),
+        )?;
+    }
+    let linux = spec.Linux.as_ref();
+    let seccomp = linux
+        .and_then(|l| l.Seccomp.as_ref())
+        .map(seccomp::compile)
+        .transpose()
+        .map_err(SecurityError::from)?;
     apply_rlimits(&process.Rlimits)?;
     apply_oom_score_adj(process.OOMScoreAdj)?;
+    // runc: without no_new_privs the filter needs CAP_SYS_ADMIN, so it goes in before the
+    // capabilities are dropped; with it, last, right before exec.
+    if let (Some(f), false) = (&seccomp, process.NoNewPrivileges) {
+        seccomp::load(f).map_err(SecurityError::from)?;
+    }
+    let caps = process.Capabilities.as_ref().map(CapSets::from_oci);
+    if let Some(c) = &caps {
+        security::caps::before_setuid(c).map_err(SecurityError::from)?;
+    }
     let user = process.User.as_ref().cloned().unwrap_or_default();
     let groups: Vec<Gid> = user
         .AdditionalGids
@@ -96,6 +131,9 @@ fn setup_and_exec() -> Result<Infallible, GuestError> {
     setgroups(&groups).map_err(fail("setgroups".into()))?;
     setgid(Gid::from_raw(user.GID)).map_err(fail(format!("setgid {}", user.GID)))?;
     setuid(Uid::from_raw(user.UID)).map_err(fail(format!("setuid {}", user.UID)))?;
+    if let Some(c) = &caps {
+        security::caps::after_setuid(c).map_err(SecurityError::from)?;
+    }
     let cwd = if process.Cwd.is_empty() {
         "/"
     } else {
@@ -112,6 +150,7 @@ fn setup_and_exec() -> Result<Infallible, GuestError> {
         .map_err(fail("sigprocmask".into()))?;
 
     let exe = spec.Annotations.get(EXE).cloned().unwrap_or_default();
+    let exe_name = exe.clone();
     let cstr = |s: &str| {
         CString::new(s).map_err(|_| GuestError::BadValue {
             what: "process string",
@@ -129,7 +168,11 @@ fn setup_and_exec() -> Result<Infallible, GuestError> {
         .iter()
         .map(|e| cstr(e))
         .collect::<Result<Vec<_>, _>>()?;
-    execve(&cstr(&exe)?, &args, &env).map_err(fail(format!("exec {exe:?}")))
+    let exe = cstr(&exe)?;
+    if let (Some(f), true) = (&seccomp, process.NoNewPrivileges) {
+        seccomp::load(f).map_err(SecurityError::from)?;
+    }
+    execve(&exe, &args, &env).map_err(fail(format!("exec {exe_name:?}")))
 }
 
 fn read_config() -> Result<Spec, GuestError> {
@@ -176,6 +219,9 @@ fn enter_new_container(spec: &Spec) -> Result<(), GuestError> {
         has_proc |= m.type_ == "proc";
     }
     if let Some(linux) = spec.Linux.as_ref() {
+        // Through the guest's /proc (same net and ipc namespaces as the container), before
+        // the container's /proc/sys is made read-only.
+        sysctl::apply(&linux.Sysctl, &linux.Namespaces).map_err(SecurityError::from)?;
         mask_and_protect(rootfs, &linux.MaskedPaths, &linux.ReadonlyPaths)?;
     }
     let proc_dir = rootfs.join("proc");

@@ -14,7 +14,11 @@
 //! the helper joins the mount and uts namespaces itself.
 //!
 //! Helper fds: 0/1/2 the stdio pipes, 3 the config (an `oci::Spec`, read to EOF), 4 an error
-//! pipe closed on the final exec (empty = started; else the helper's error message).
+//! pipe closed on the final exec (empty = started; else the helper's error message), 5 a unix
+//! socket over which a helper with `process.terminal` sends the pty master (see [`super::tty`]).
+//!
+//! A container init joins the sandbox pid namespace instead of a new one when
+//! [`super::pidns`] says so (CreateContainerRequest.sandbox_pidns, Kata's convention).
 
 use std::ffi::CString;
 use std::fs::File;
@@ -27,12 +31,17 @@ use nix::sched::CloneFlags;
 use nix::unistd::{pipe2, Pid};
 
 use super::error::GuestError;
+use super::pidns;
 use super::reaper::{ProcKey, ProcTable};
+use super::tty::receive_master;
+use crate::protocols::oci::Spec;
 
 /// The helper's argv[1].
 pub const HELPER_FLAG: &str = "--container-init";
 const HELPER_EXE: &str = "/proc/self/exe";
-/// Lowest fd number for the child's ends, above the 0..=4 they are moved to.
+/// The helper's end of the terminal socket.
+pub const TTY_FD: RawFd = 5;
+/// Lowest fd number for the child's ends, above the 0..=5 they are moved to.
 const HIGH_FD: RawFd = 10;
 
 /// Namespaces of a new process.
@@ -51,6 +60,8 @@ pub struct Spawned {
     pub stdin: OwnedFd,
     pub stdout: OwnedFd,
     pub stderr: OwnedFd,
+    /// The pty master when `process.terminal` (then stdout/stderr carry nothing).
+    pub tty: Option<OwnedFd>,
 }
 
 fn os_err(op: &'static str) -> impl FnOnce(nix::errno::Errno) -> GuestError {
@@ -67,6 +78,19 @@ fn high_pipe() -> Result<(OwnedFd, OwnedFd), GuestError> {
     Ok((high(&r)?, high(&w)?))
 }
 
+/// A CLOEXEC unix socketpair (the helper sends the pty master over it), both ends high.
+fn high_socketpair() -> Result<(OwnedFd, OwnedFd), GuestError> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(os_err("socketpair"))?;
+    Ok((high(&a)?, high(&b)?))
+}
+
 fn high(fd: &OwnedFd) -> Result<OwnedFd, GuestError> {
     let n = fcntl(fd.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(HIGH_FD)).map_err(os_err("dup fd"))?;
     // SAFETY: `n` is a new descriptor just returned by fcntl and owned by nobody else.
@@ -74,35 +98,79 @@ fn high(fd: &OwnedFd) -> Result<OwnedFd, GuestError> {
 }
 
 /// Starts the helper with `config` in the given namespaces. `table` is locked from before the
-/// clone until the pid is registered under `key`, so the reaper cannot miss its exit.
+/// clone until the pid is registered under `key`, so the reaper cannot miss its exit. With
+/// `cgroup` (a cgroup directory) the process joins it before the helper reads its config.
 pub fn spawn(
     config: &[u8],
     ns: Namespaces,
     table: &ProcTable,
     key: ProcKey,
+    cgroup: Option<&std::path::Path>,
 ) -> Result<Spawned, GuestError> {
+    let terminal = protobuf::Message::parse_from_bytes(config)
+        .ok()
+        .and_then(|s: Spec| s.Process.into_option())
+        .is_some_and(|p| p.Terminal);
+    let how = Start {
+        table,
+        key: &key,
+        cgroup,
+        terminal,
+    };
     match ns {
-        Namespaces::New => spawn_here(
-            config,
-            CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS,
-            table,
-            key,
-        ),
-        Namespaces::JoinPidOf(pid) => {
-            let config = config.to_vec();
-            let table = table.clone();
-            std::thread::scope(|s| {
-                s.spawn(move || {
-                    let path = format!("/proc/{pid}/ns/pid");
-                    let ns = File::open(&path).map_err(super::error::io_err("open", &path))?;
-                    nix::sched::setns(&ns, CloneFlags::CLONE_NEWPID)
-                        .map_err(os_err("setns pid"))?;
-                    spawn_here(&config, CloneFlags::empty(), &table, key)
-                })
-                .join()
-                .unwrap_or_else(|_| Err(GuestError::Precondition("spawn thread panicked".into())))
-            })
+        Namespaces::New => {
+            let started = match pidns::target(&key.container_id)? {
+                None => how.here(
+                    config,
+                    CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUTS,
+                ),
+                Some(sandbox) => how.in_pidns(
+                    &sandbox,
+                    config,
+                    CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS,
+                ),
+            }?;
+            pidns::started(started.pid);
+            Ok(started)
         }
+        Namespaces::JoinPidOf(pid) => {
+            let path = format!("/proc/{pid}/ns/pid");
+            let ns = File::open(&path).map_err(super::error::io_err("open", &path))?;
+            how.in_pidns(&ns, config, CloneFlags::empty())
+        }
+    }
+}
+
+/// How to start one helper.
+struct Start<'a> {
+    table: &'a ProcTable,
+    key: &'a ProcKey,
+    cgroup: Option<&'a std::path::Path>,
+    terminal: bool,
+}
+
+impl Start<'_> {
+    fn here(&self, config: &[u8], flags: CloneFlags) -> Result<Spawned, GuestError> {
+        spawn_here(
+            config,
+            flags,
+            self.table,
+            self.key.clone(),
+            self.cgroup,
+            self.terminal,
+        )
+    }
+
+    /// From a fresh thread whose pid-namespace-for-children is `ns` (the change dies with it).
+    fn in_pidns(&self, ns: &File, config: &[u8], flags: CloneFlags) -> Result<Spawned, GuestError> {
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                nix::sched::setns(ns, CloneFlags::CLONE_NEWPID).map_err(os_err("setns pid"))?;
+                self.here(config, flags)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(GuestError::Precondition("spawn thread panicked".into())))
+        })
     }
 }
 
@@ -111,12 +179,15 @@ fn spawn_here(
     flags: CloneFlags,
     table: &ProcTable,
     key: ProcKey,
+    cgroup: Option<&std::path::Path>,
+    terminal: bool,
 ) -> Result<Spawned, GuestError> {
     let (stdin_r, stdin_w) = high_pipe()?;
     let (stdout_r, stdout_w) = high_pipe()?;
     let (stderr_r, stderr_w) = high_pipe()?;
     let (cfg_r, cfg_w) = high_pipe()?;
     let (err_r, err_w) = high_pipe()?;
+    let (tty_agent, tty_helper) = high_socketpair()?;
     let exe = CString::new(HELPER_EXE).map_err(|_| GuestError::Precondition("exe path".into()))?;
     let arg0 =
         CString::new("kata-ts-agent").map_err(|_| GuestError::Precondition("argv".into()))?;
@@ -129,6 +200,7 @@ fn spawn_here(
         (stderr_w.as_raw_fd(), 2),
         (cfg_r.as_raw_fd(), 3),
         (err_w.as_raw_fd(), 4),
+        (tty_helper.as_raw_fd(), TTY_FD),
     ];
     const FAILED: &[u8] = b"cannot exec the agent's helper (/proc/self/exe)";
 
@@ -161,7 +233,9 @@ fn spawn_here(
     );
     procs.insert(pid.as_raw(), key.clone());
     drop(procs);
-    drop((stdin_r, stdout_w, stderr_w, cfg_r, err_w));
+    drop((stdin_r, stdout_w, stderr_w, cfg_r, err_w, tty_helper));
+    // The helper waits for its config: no user code has run outside the container's cgroup.
+    super::cgroup::place(cgroup, pid)?;
 
     let mut cfg = File::from(cfg_w);
     // A helper that died early closes its end; its error pipe says why.
@@ -176,10 +250,23 @@ fn spawn_here(
             message,
         });
     }
+    // The helper sent the pty master (if any) before its final exec.
+    let tty = if terminal {
+        Some(
+            receive_master(&tty_agent)?.ok_or_else(|| GuestError::Start {
+                container_id: key.container_id.clone(),
+                argv0: String::new(),
+                message: "the helper sent no terminal".into(),
+            })?,
+        )
+    } else {
+        None
+    };
     Ok(Spawned {
         pid,
         stdin: stdin_w,
         stdout: stdout_r,
         stderr: stderr_r,
+        tty,
     })
 }
