@@ -8,6 +8,7 @@ import { hostConst } from '../../ts/paths.js';
 import { BlockDevicePlanner, type BlockDeviceRequest } from '../../ts/plan/devices.js';
 import { planPorts, type PortPlan } from '../../ts/plan/ports.js';
 import { AGENT_PORT_NAME, qemuCommandLine, type VmLaunch } from '../../ts/qemu/cmdline.js';
+import { deviceAddArgs } from '../../ts/qemu/hotplug.js';
 import { configWith, smallPlan } from '../qemu/qemu-harness.js';
 
 const blk = {
@@ -128,4 +129,16 @@ test('the command line carries pci-bridge with SHPC, its chassis and address', (
     launch,
   )._unsafeUnwrap();
   t.true(args.includes('pci-bridge,id=pci-bridge-0,bus=pcie.0,chassis_nr=1,shpc=on,addr=0x1e'));
+});
+
+test('QMP device_add for a bridge slot names the bridge as bus and the slot as addr', (t) => {
+  const d = new BlockDevicePlanner(blk, ports(1)).allocate(disk('a'))._unsafeUnwrap();
+  t.deepEqual(deviceAddArgs(d), {
+    driver: 'virtio-blk-pci',
+    id: 'drive-0',
+    drive: 'drive-0',
+    bus: 'pci-bridge-0',
+    addr: '0x01',
+    'share-rw': true,
+  });
 });
