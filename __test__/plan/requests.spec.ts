@@ -150,7 +150,7 @@ test('the printed requests parse back into our schemas and encode', (t) => {
   t.true(toBinary(CreateContainerRequestSchema, container).length > 0);
 });
 
-test('CreateContainerRequest: namespaces as the guest can have them (no network/cgroup, no host paths)', (t) => {
+test('CreateContainerRequest: namespaces as the guest can have them (no network/cgroup/pid, no host paths)', (t) => {
   const spec = ociSpec((s) => {
     s.annotations = {
       'io.kubernetes.cri.container-type': 'container',
@@ -167,7 +167,6 @@ test('CreateContainerRequest: namespaces as the guest can have them (no network/
   });
   const c = planOf({ containers: [{ id: 'c1', spec }] })._unsafeUnwrap().containers[1]!;
   t.deepEqual((c.createContainer as any).OCI.Linux.Namespaces, [
-    { Type: 'pid' },
     { Type: 'ipc' },
     { Type: 'uts' },
     { Type: 'mount' },

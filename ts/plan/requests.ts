@@ -93,19 +93,27 @@ export function agentAnnotations(
   return out;
 }
 
+/** Namespace types the guest's agent decides itself, dropped from the spec it gets. */
+const AGENT_NAMESPACES = new Set(['network', 'cgroup', 'pid']);
+
 /**
- * Namespaces as the guest can have them (runtime-go `constraintGRPCSpec`): the network namespace
- * is the VM's own (the host's netns is wired to the guest's interfaces, never joined) and the
- * cgroup namespace is the agent's to make, so both go; every other namespace keeps its type with
- * the path cleared, since a host path such as CNI's /var/run/netns/… or containerd's
- * /proc/<pause pid>/ns/ipc names nothing in the guest (kata-agent fails CreateContainer on it).
+ * Namespaces as the guest can have them (runtime-go `constraintGRPCSpec` and
+ * `handlePidNamespace`): the network namespace is the VM's own (the host's netns is wired to the
+ * guest's interfaces, never joined), the cgroup namespace is the agent's to make, and the pid
+ * namespace the agent adds itself (kata-agent appends its own entry: a second one made its exec
+ * fail with `failed to join pidns: EINVAL`), so those go; every other namespace keeps its type
+ * with the path cleared, since a host path such as containerd's /proc/<pause pid>/ns/ipc names
+ * nothing in the guest (kata-agent failed CreateContainer with ENOENT on CNI's netns path).
+ * A pod sharing one pid namespace (CreateSandbox/CreateContainer `sandbox_pidns`) is not wired
+ * yet: each container gets its own.
  */
 function guestNamespaces(spec: Spec): void {
   const linux = spec.Linux;
   if (linux === undefined) return;
-  linux.Namespaces = linux.Namespaces.filter(
-    (n) => n.Type !== 'network' && n.Type !== 'cgroup',
-  ).map((n) => ({ ...n, Path: '' }));
+  linux.Namespaces = linux.Namespaces.filter((n) => !AGENT_NAMESPACES.has(n.Type)).map((n) => ({
+    ...n,
+    Path: '',
+  }));
 }
 
 export function createContainerRequest(i: ContainerRequestInput): CreateContainerRequest {
