@@ -142,3 +142,11 @@ test('QMP device_add for a bridge slot names the bridge as bus and the slot as a
     'share-rw': true,
   });
 });
+
+test('on a machine type without pcie.0 the bridges are left out with a warning', (t) => {
+  const p = planPorts({ machineType: 'pc', pcieRootPort: 0, pcieSwitchPort: 0, defaultBridges: 1 });
+  t.deepEqual(p._unsafeUnwrap().ports, []);
+  t.deepEqual(p._unsafeUnwrap().warnings, [
+    'hypervisor.qemu.default_bridges ignored: machine type "pc" has no pcie.0',
+  ]);
+});

@@ -35,12 +35,16 @@ if [[ ! -f $root/build/guest/$initrd ]]; then
 fi
 
 rm -rf "$demo" && mkdir -p "$demo/bundle/rootfs"
-render() { sed -e "s|@ROOT@|$root|g" -e "s|@DEMO@|$demo|g" -e "s|@SID@|$sid|g" -e "s|@INITRD@|$initrd|g" "$1" >"$2"; }
+render() { sed -e "s|@ROOT@|$root|g" -e "s|@DEMO@|$demo|g" -e "s|@SID@|$sid|g" "$1" >"$2"; }
 if [[ $config == stock ]]; then
   # Unchanged but for paths; exit 3 (no ../shared) is passed on with its SKIPPED message.
   bash "$root/scripts/fill-stock-config.sh" "$demo/configuration.toml" --guest "$guest"
 else
   render "$root/examples/demo/configuration.toml.in" "$demo/configuration.toml"
+  # The template boots our agent's image (bench/sandbox.bench.ts renders it too); GUEST picks another.
+  sed -i "s|/build/guest/initramfs.cpio.gz\"|/build/guest/$initrd\"|" "$demo/configuration.toml"
+  grep -q "/build/guest/$initrd\"" "$demo/configuration.toml" ||
+    { echo "kata-ts: demo: configuration.toml.in has no initramfs.cpio.gz initrd line" >&2; exit 2; }
 fi
 render "$root/examples/demo/config.json.in" "$demo/bundle/config.json"
 cp "$root/build/rootfs/busybox.ext4" "$demo/rootfs.ext4"

@@ -203,8 +203,12 @@ export function planPorts(
   if (!PCIE_MACHINE_TYPES.includes(machineType)) {
     const machine = JSON.stringify(machineType);
     const why = `machine type ${machine} has no PCIe ports (only ${PCIE_MACHINE_TYPES.join(', ')})`;
-    const warnings =
-      rp > 0 || sw > 0 ? [`${ROOT_PORT_KEY} / ${SWITCH_PORT_KEY} ignored: ${why}`] : [];
+    const warnings = [
+      ...(rp > 0 || sw > 0 ? [`${ROOT_PORT_KEY} / ${SWITCH_PORT_KEY} ignored: ${why}`] : []),
+      ...((config.defaultBridges ?? 0) > 0
+        ? [`hypervisor.qemu.default_bridges ignored: machine type ${machine} has no pcie.0`]
+        : []),
+    ];
     return ok({ rootBus: 'pci.0', ports: [], hotplugTargets: [], warnings });
   }
   const topology = buildTopology(rp, sw);
