@@ -2,14 +2,183 @@
 // @generated from file types.proto (package types, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file types.proto.
  */
 export const file_types: GenFile = /*@__PURE__*/
-  fileDesc("Cgt0eXBlcy5wcm90bxIFdHlwZXMqNQoTRlNHcm91cENoYW5nZVBvbGljeRIKCgZBbHdheXMQABISCg5PblJvb3RNaXNtYXRjaBABYgZwcm90bzM");
+  fileDesc("Cgt0eXBlcy5wcm90bxIFdHlwZXMiSwoJSVBBZGRyZXNzEh8KBmZhbWlseRgBIAEoDjIPLnR5cGVzLklQRmFtaWx5Eg8KB2FkZHJlc3MYAiABKAkSDAoEbWFzaxgDIAEoCSKiAQoJSW50ZXJmYWNlEg4KBmRldmljZRgBIAEoCRIMCgRuYW1lGAIgASgJEiUKC0lQQWRkcmVzc2VzGAMgAygLMhAudHlwZXMuSVBBZGRyZXNzEgsKA210dRgEIAEoBBIOCgZod0FkZHIYBSABKAkSEgoKZGV2aWNlUGF0aBgGIAEoCRIMCgR0eXBlGAcgASgJEhEKCXJhd19mbGFncxgIIAEoDSKSAQoFUm91dGUSDAoEZGVzdBgBIAEoCRIPCgdnYXRld2F5GAIgASgJEg4KBmRldmljZRgDIAEoCRIOCgZzb3VyY2UYBCABKAkSDQoFc2NvcGUYBSABKA0SHwoGZmFtaWx5GAYgASgOMg8udHlwZXMuSVBGYW1pbHkSDQoFZmxhZ3MYByABKA0SCwoDbXR1GAggASgNInIKC0FSUE5laWdoYm9yEiUKC3RvSVBBZGRyZXNzGAEgASgLMhAudHlwZXMuSVBBZGRyZXNzEg4KBmRldmljZRgCIAEoCRIOCgZsbGFkZHIYAyABKAkSDQoFc3RhdGUYBCABKAUSDQoFZmxhZ3MYBSABKAUqNQoTRlNHcm91cENoYW5nZVBvbGljeRIKCgZBbHdheXMQABISCg5PblJvb3RNaXNtYXRjaBABKhoKCElQRmFtaWx5EgYKAnY0EAASBgoCdjYQAWIGcHJvdG8z");
+
+/**
+ * @generated from message types.IPAddress
+ */
+export type IPAddress = Message<"types.IPAddress"> & {
+  /**
+   * @generated from field: types.IPFamily family = 1;
+   */
+  family: IPFamily;
+
+  /**
+   * @generated from field: string address = 2;
+   */
+  address: string;
+
+  /**
+   * @generated from field: string mask = 3;
+   */
+  mask: string;
+};
+
+/**
+ * Describes the message types.IPAddress.
+ * Use `create(IPAddressSchema)` to create a new message.
+ */
+export const IPAddressSchema: GenMessage<IPAddress> = /*@__PURE__*/
+  messageDesc(file_types, 0);
+
+/**
+ * @generated from message types.Interface
+ */
+export type Interface = Message<"types.Interface"> & {
+  /**
+   * @generated from field: string device = 1;
+   */
+  device: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated types.IPAddress IPAddresses = 3;
+   */
+  IPAddresses: IPAddress[];
+
+  /**
+   * @generated from field: uint64 mtu = 4;
+   */
+  mtu: bigint;
+
+  /**
+   * @generated from field: string hwAddr = 5;
+   */
+  hwAddr: string;
+
+  /**
+   * @generated from field: string devicePath = 6;
+   */
+  devicePath: string;
+
+  /**
+   * @generated from field: string type = 7;
+   */
+  type: string;
+
+  /**
+   * @generated from field: uint32 raw_flags = 8;
+   */
+  rawFlags: number;
+};
+
+/**
+ * Describes the message types.Interface.
+ * Use `create(InterfaceSchema)` to create a new message.
+ */
+export const InterfaceSchema: GenMessage<Interface> = /*@__PURE__*/
+  messageDesc(file_types, 1);
+
+/**
+ * @generated from message types.Route
+ */
+export type Route = Message<"types.Route"> & {
+  /**
+   * @generated from field: string dest = 1;
+   */
+  dest: string;
+
+  /**
+   * @generated from field: string gateway = 2;
+   */
+  gateway: string;
+
+  /**
+   * @generated from field: string device = 3;
+   */
+  device: string;
+
+  /**
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * @generated from field: uint32 scope = 5;
+   */
+  scope: number;
+
+  /**
+   * @generated from field: types.IPFamily family = 6;
+   */
+  family: IPFamily;
+
+  /**
+   * @generated from field: uint32 flags = 7;
+   */
+  flags: number;
+
+  /**
+   * @generated from field: uint32 mtu = 8;
+   */
+  mtu: number;
+};
+
+/**
+ * Describes the message types.Route.
+ * Use `create(RouteSchema)` to create a new message.
+ */
+export const RouteSchema: GenMessage<Route> = /*@__PURE__*/
+  messageDesc(file_types, 2);
+
+/**
+ * @generated from message types.ARPNeighbor
+ */
+export type ARPNeighbor = Message<"types.ARPNeighbor"> & {
+  /**
+   * @generated from field: types.IPAddress toIPAddress = 1;
+   */
+  toIPAddress?: IPAddress | undefined;
+
+  /**
+   * @generated from field: string device = 2;
+   */
+  device: string;
+
+  /**
+   * @generated from field: string lladdr = 3;
+   */
+  lladdr: string;
+
+  /**
+   * @generated from field: int32 state = 4;
+   */
+  state: number;
+
+  /**
+   * @generated from field: int32 flags = 5;
+   */
+  flags: number;
+};
+
+/**
+ * Describes the message types.ARPNeighbor.
+ * Use `create(ARPNeighborSchema)` to create a new message.
+ */
+export const ARPNeighborSchema: GenMessage<ARPNeighbor> = /*@__PURE__*/
+  messageDesc(file_types, 3);
 
 /**
  * FSGroupChangePolicy: the policy for applying group id ownership change on a mounted volume.
@@ -33,4 +202,27 @@ export enum FSGroupChangePolicy {
  */
 export const FSGroupChangePolicySchema: GenEnum<FSGroupChangePolicy> = /*@__PURE__*/
   enumDesc(file_types, 0);
+
+/**
+ * Pod networking (UpdateInterface / UpdateRoutes / AddARPNeighbors).
+ *
+ * @generated from enum types.IPFamily
+ */
+export enum IPFamily {
+  /**
+   * @generated from enum value: v4 = 0;
+   */
+  v4 = 0,
+
+  /**
+   * @generated from enum value: v6 = 1;
+   */
+  v6 = 1,
+}
+
+/**
+ * Describes the enum types.IPFamily.
+ */
+export const IPFamilySchema: GenEnum<IPFamily> = /*@__PURE__*/
+  enumDesc(file_types, 1);
 

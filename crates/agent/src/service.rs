@@ -332,6 +332,33 @@ impl agent_ttrpc::AgentService for Agent {
         Ok(Empty::new())
     }
 
+    async fn update_interface(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::UpdateInterfaceRequest,
+    ) -> ttrpc::Result<crate::protocols::types::Interface> {
+        self.enter(ctx, "UpdateInterface", &req).await;
+        self.backend.update_interface(&req).await
+    }
+
+    async fn update_routes(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::UpdateRoutesRequest,
+    ) -> ttrpc::Result<agent::Routes> {
+        self.enter(ctx, "UpdateRoutes", &req).await;
+        self.backend.update_routes(&req).await
+    }
+
+    async fn add_arp_neighbors(
+        &self,
+        ctx: &TtrpcContext,
+        req: agent::AddARPNeighborsRequest,
+    ) -> ttrpc::Result<Empty> {
+        self.enter(ctx, "AddARPNeighbors", &req).await;
+        self.backend.add_arp_neighbors(&req).await
+    }
+
     async fn get_oom_event(
         &self,
         ctx: &TtrpcContext,

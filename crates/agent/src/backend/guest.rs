@@ -297,16 +297,28 @@ impl Backend for GuestBackend {
         &self,
         req: &agent::UpdateInterfaceRequest,
     ) -> ttrpc::Result<crate::protocols::types::Interface> {
-        crate::guest::network::update_interface(&req.interface).await.map_err(network_err)
+        crate::guest::network::update_interface(&req.interface)
+            .await
+            .map_err(network_err)
     }
 
-    async fn update_routes(&self, req: &agent::UpdateRoutesRequest) -> ttrpc::Result<agent::Routes> {
-        let routes = crate::guest::network::update_routes(&req.routes.Routes).await.map_err(network_err)?;
-        Ok(agent::Routes { Routes: routes, ..Default::default() })
+    async fn update_routes(
+        &self,
+        req: &agent::UpdateRoutesRequest,
+    ) -> ttrpc::Result<agent::Routes> {
+        let routes = crate::guest::network::update_routes(&req.routes.Routes)
+            .await
+            .map_err(network_err)?;
+        Ok(agent::Routes {
+            Routes: routes,
+            ..Default::default()
+        })
     }
 
     async fn add_arp_neighbors(&self, req: &agent::AddARPNeighborsRequest) -> ttrpc::Result<Empty> {
-        crate::guest::network::add_arp_neighbors(&req.neighbors.ARPNeighbors).await.map_err(network_err)?;
+        crate::guest::network::add_arp_neighbors(&req.neighbors.ARPNeighbors)
+            .await
+            .map_err(network_err)?;
         Ok(Empty::new())
     }
 

@@ -42,6 +42,25 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     async fn tty_win_resize(&self, req: &agent::TtyWinResizeRequest) -> ttrpc::Result<Empty>;
     async fn online_cpu_mem(&self, req: &agent::OnlineCPUMemRequest) -> ttrpc::Result<Empty>;
     async fn set_policy(&self, req: &agent::SetPolicyRequest) -> ttrpc::Result<Empty>;
+    /// Pod networking (guest only; the model backend must not touch the host's network).
+    async fn update_interface(
+        &self,
+        _req: &agent::UpdateInterfaceRequest,
+    ) -> ttrpc::Result<crate::protocols::types::Interface> {
+        Err(crate::rpc_status::unimplemented("UpdateInterface", "model"))
+    }
+    async fn update_routes(
+        &self,
+        _req: &agent::UpdateRoutesRequest,
+    ) -> ttrpc::Result<agent::Routes> {
+        Err(crate::rpc_status::unimplemented("UpdateRoutes", "model"))
+    }
+    async fn add_arp_neighbors(
+        &self,
+        _req: &agent::AddARPNeighborsRequest,
+    ) -> ttrpc::Result<Empty> {
+        Err(crate::rpc_status::unimplemented("AddARPNeighbors", "model"))
+    }
     /// On SIGTERM/SIGINT: leave nothing running.
     async fn shutdown(&self);
 }
