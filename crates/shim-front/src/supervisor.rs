@@ -4,6 +4,8 @@
 //! left, asked to), and the front ends with it.
 
 use std::collections::VecDeque;
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -48,17 +50,31 @@ impl Supervisor {
         found
     }
 
+    /// `<daemon socket>.log`: removed when the daemon ended on purpose.
+    pub fn log_path(&self) -> PathBuf {
+        let mut p = self.daemon_socket.clone().into_os_string();
+        p.push(".log");
+        PathBuf::from(p)
+    }
+
     fn spawn_daemon(&self) -> std::io::Result<Child> {
         let (program, args) = self
             .command
             .split_first()
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // The daemon's own error lines (a failed re-attach, a crash's stack) go to its log.
+        let log = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+            .open(self.log_path())?;
         // Not killed with the front, no shared fate: the daemon outlives a front that dies.
         Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(log))
             .kill_on_drop(false)
             .spawn()
     }
@@ -87,6 +103,7 @@ impl Supervisor {
                         if let Some(mut c) = child.take() {
                             let _ = tokio::time::timeout(Duration::from_secs(5), c.wait()).await;
                         }
+                        let _ = std::fs::remove_file(self.log_path());
                         return;
                     }
                     // Died with its socket in place: start it again below.
