@@ -140,7 +140,9 @@ class ChildSupervised implements Supervised {
   constructor(binary: string, args: readonly string[], logPath: string) {
     const fd = openLog(logPath);
     try {
-      this.child = spawn(binary, [...args], { stdio: ['ignore', fd, fd] });
+      // Own session and process group: the VM is not signalled with its parent's group and
+      // outlives it (a shim daemon restarted after a crash re-attaches, Vm.attach).
+      this.child = spawn(binary, [...args], { stdio: ['ignore', fd, fd], detached: true });
     } finally {
       closeSync(fd);
     }
@@ -217,6 +219,37 @@ class PidSupervised implements Supervised {
 
   async kill(): Promise<ProcessExit> {
     if (this.#exit === null && this.pid !== undefined) killPid(this.pid);
+    return this.exited;
+  }
+}
+
+/** A process another (now gone) process started: its exit is polled through `alive`. */
+class AdoptedSupervised implements Supervised {
+  readonly exited: Promise<ProcessExit>;
+  #exit: ProcessExit | null = null;
+  readonly spawnError = null;
+
+  constructor(
+    readonly pid: number,
+    alive: () => boolean,
+  ) {
+    this.exited = new Promise((resolve) => {
+      const timer = setInterval(() => {
+        if (alive()) return;
+        clearInterval(timer);
+        // Not our child: its status went to whoever reaped it.
+        this.#exit = { code: null, signal: null };
+        resolve(this.#exit);
+      }, EXIT_POLL_MS * 8);
+    });
+  }
+
+  get exit(): ProcessExit | null {
+    return this.#exit;
+  }
+
+  async kill(): Promise<ProcessExit> {
+    if (this.#exit === null) killPid(this.pid);
     return this.exited;
   }
 }
@@ -357,6 +390,28 @@ export class Vm {
         );
       })
       .andThen((qmp) => okAsync(new Vm(proc, qmp, o, performance.now() - started)));
+  }
+
+  /**
+   * Re-attaches to a QEMU started by an earlier process (a restarted shim daemon): `alive` says
+   * whether the recorded process (pid and start time) still runs; QMP is connected again.
+   */
+  static attach(o: {
+    readonly pid: number;
+    readonly alive: () => boolean;
+    readonly qmpSocket: string;
+    readonly logPath: string;
+    readonly onExit?: VmSpawnOptions['onExit'];
+    readonly timeoutMs?: number;
+  }): ResultAsync<Vm, VmError> {
+    const started = performance.now();
+    const proc = new AdoptedSupervised(o.pid, o.alive);
+    void proc.exited.then((exit) => o.onExit?.(exit, logTail(o.logPath)));
+    const spawnOptions = { binary: '', args: [], logPath: o.logPath, qmpSocket: o.qmpSocket };
+    return QmpClient.connect(o.qmpSocket, {
+      timeoutMs: o.timeoutMs ?? 15_000,
+      abandon: proc.exited,
+    }).map((qmp) => new Vm(proc, qmp, spawnOptions, performance.now() - started));
   }
 
   get pid(): number {
