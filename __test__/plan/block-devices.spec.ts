@@ -77,7 +77,10 @@ test('when every port is taken, hot plug fails naming pcie_root_port and suggest
   p.allocate(disk('a', true))._unsafeUnwrap();
   const e = p.allocate(disk('b', true))._unsafeUnwrapErr();
   t.is(e.problems[0]?.field, 'hypervisor.qemu.pcie_root_port');
-  t.regex(e.problems[0]?.message ?? '', /pcie_root_port, hypervisor\.qemu\.pcie_switch_port or hypervisor\.qemu\.default_bridges/);
+  t.regex(
+    e.problems[0]?.message ?? '',
+    /pcie_root_port, hypervisor\.qemu\.pcie_switch_port or hypervisor\.qemu\.default_bridges/,
+  );
 });
 
 test('with no ports at all, PCI hot plug fails instead of using pcie.0', (t) => {
