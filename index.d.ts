@@ -224,6 +224,94 @@ export declare function dialAgent(options: AgentDialOptions): Promise<AgentConne
  */
 export declare function listenTtrpc(path: string, handler: (request: TtrpcServerRequest) => Promise<TtrpcServerReply>, allowedUids?: number[]): Promise<TtrpcServer>
 
+/** An IP address (text) with its prefix length. */
+export interface NetIpPrefix {
+  address: string
+  prefixLen: number
+}
+
+/** One link of a pod network namespace. */
+export interface NetLink {
+  index: number
+  name: string
+  mac: string
+  mtu: number
+  /** `veth`, `tun`, …; empty for none. */
+  kind: string
+  up: boolean
+  addresses: Array<NetIpPrefix>
+}
+
+/** One permanent or reachable neighbour. */
+export interface NetNeighbour {
+  address: string
+  mac: string
+  device: string
+  state: number
+}
+
+/**
+ * For each veth of the namespace at `path`: a tap `tap<n>_kata` with `queues` queues mirrored
+ * with tc both ways. Returns the tap (and vhost-net) fds, which the caller must close.
+ */
+export declare function netnsAttach(path: string, queues: number, vhost: boolean): NetnsAttached
+
+/** The result of `netnsAttach`. */
+export interface NetnsAttached {
+  snapshot: NetnsSnapshot
+  pairs: Array<NetTapPair>
+}
+
+/**
+ * Removes each veth's ingress qdisc (with its filters) and each tap; a missing namespace or
+ * link is already torn down.
+ */
+export declare function netnsDetach(path: string, pairs: Array<NetTapNames>): void
+
+/** Links, addresses, routes and neighbours of the network namespace at `path`. */
+export declare function netnsInspect(path: string): NetnsSnapshot
+
+/** What a pod network namespace holds. */
+export interface NetnsSnapshot {
+  links: Array<NetLink>
+  routes: Array<NetRoute>
+  neighbours: Array<NetNeighbour>
+}
+
+/** The tc state of `link` in the namespace at `path`; null when the link does not exist. */
+export declare function netnsTcState(path: string, link: string): NetTcState | null
+
+/** One main-table route; `destination` absent for the default route. */
+export interface NetRoute {
+  destination?: NetIpPrefix
+  gateway?: string
+  source?: string
+  device: string
+  scope: number
+  ipv6: boolean
+}
+
+/** A (veth, tap) pair to detach. */
+export interface NetTapNames {
+  veth: string
+  tap: string
+}
+
+/** A veth connected to its tap. The fds are the caller's: pass them to QEMU, then close them. */
+export interface NetTapPair {
+  veth: NetLink
+  tapName: string
+  tapFds: Array<number>
+  /** Empty when /dev/vhost-net was not asked for or cannot be opened. */
+  vhostFds: Array<number>
+}
+
+/** The tc state of one link: its qdisc kinds and the filter count on its ingress qdisc. */
+export interface NetTcState {
+  qdiscs: Array<string>
+  ingressFilters: number
+}
+
 /** Parses a cpuset list (`0-3,6`) into ascending CPU numbers. */
 export declare function parseCpuset(text: string): Array<number>
 

@@ -773,7 +773,7 @@ if (
   }
 }
 
-const { AgentConnection, CgroupManager, DiagEventSource, TtrpcServer, VolumeSync, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, listenTtrpc, parseCpuset, parseVcpuDecimal, spawnAsUser, spawnedExit, startVolumeSync, threadGroupOf } = nativeBinding
+const { AgentConnection, CgroupManager, DiagEventSource, TtrpcServer, VolumeSync, calcContainerVcpus, calcSandboxVcpus, calcSandboxVcpusAfterEach, calcSandboxVcpusPacked, detectCgroupLayout, diagEchoAsync, diagPanicAsync, diagPanicSync, dialAgent, listenTtrpc, netnsAttach, netnsDetach, netnsInspect, netnsTcState, parseCpuset, parseVcpuDecimal, spawnAsUser, spawnedExit, startVolumeSync, threadGroupOf } = nativeBinding
 export { AgentConnection }
 export { CgroupManager }
 export { DiagEventSource }
@@ -789,6 +789,10 @@ export { diagPanicAsync }
 export { diagPanicSync }
 export { dialAgent }
 export { listenTtrpc }
+export { netnsAttach }
+export { netnsDetach }
+export { netnsInspect }
+export { netnsTcState }
 export { parseCpuset }
 export { parseVcpuDecimal }
 export { spawnAsUser }

@@ -20,7 +20,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['ts/plan'],
   ['ts/apply', 'ts/agent', 'ts/qemu', 'ts/host'],
   // rootless launches QEMU through qemu's launcher type; sync sends through the agent client.
-  ['ts/rootless', 'ts/sync'],
+  // network: the pod netns taps (native) handed to QEMU's launcher, the guest told through the agent.
+  ['ts/rootless', 'ts/sync', 'ts/network'],
   ['ts/lifecycle', 'ts/guest'],
   ['ts/cli', 'ts/shim'],
   // The package's public API module (ts/index.ts) re-exports from every layer.

@@ -113,8 +113,8 @@ moddir="$out/x/lib/modules/$kver"
 # before the agent starts; a background loader would race the agent's first mount, since busybox
 # modprobe returns at once for a module still loading. overlay and xfs load on demand: a mount of
 # an unknown fstype makes the kernel run /sbin/modprobe fs-<type> (busybox, modules.alias).
-devices="virtio_pci virtio_blk virtio_scsi sd_mod virtio_console fuse virtiofs crc32c_generic ext4"
-on_demand="overlay xfs"
+devices="virtio_pci virtio_blk virtio_scsi sd_mod virtio_console virtio_net fuse virtiofs crc32c_generic ext4"
+on_demand="overlay xfs bridge br_netfilter tun veth"
 order=()
 add() { local m; for m in "$@"; do [[ " ${order[*]-} " == *" $m "* ]] || order+=("$m"); done; }
 deps_of() {

@@ -33,6 +33,7 @@ import { STATE_SCHEMA_VERSION, type SandboxState } from './state-schema.js';
 import { StateRecorder, StepFailure } from './state-recorder.js';
 import { StateStore, stateRoot } from './state-store.js';
 import { startVm, type VmOptions } from './vm-start.js';
+import { podNetnsOption } from '../network/vm-network.js';
 
 export interface SandboxOptions extends Partial<Omit<VmOptions, 'accel' | 'cgroupHost'>> {
   /** Default: KATA_TS_STATE_ROOT, else /run/kata-ts. */
@@ -234,6 +235,7 @@ async function bringUp(
     accel,
     cgroupHost: options.cgroupHost ?? {},
     ...(vmmUser !== null ? { vmmUser } : {}),
+    ...podNetnsOption(p.bundle.spec),
   };
   const written = writeInitdataImage(rec, plan, vmmUser);
   if (written.isErr()) return err(written.error);

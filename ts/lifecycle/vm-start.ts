@@ -20,6 +20,7 @@ import type { ResourcePlan } from '../plan/plan.js';
 import type { Accel } from '../qemu/cmdline.js';
 import { DEFAULT_QEMU } from '../qemu/accel.js';
 import { launchVm, type RunningVm } from '../qemu/launch.js';
+import { configurePodNetwork, startPodNetwork } from '../network/vm-network.js';
 import { rootlessLauncher, type RootlessUser } from '../rootless/index.js';
 import { crashPoint } from './crash-point.js';
 import { mountSharedDirs } from './host-mounts.js';
@@ -45,6 +46,8 @@ export interface VmOptions {
   readonly runtimePid?: number;
   /** rootless = true: QEMU runs as this user, its sockets in the plan's jailer root (owned by it). */
   readonly vmmUser?: RootlessUser;
+  /** The pod's network namespace (sandbox spec): its veths reach the guest through taps. */
+  readonly podNetns?: string;
 }
 
 export interface StartedVm {
@@ -179,6 +182,8 @@ async function startQemu(
   if (made.isErr()) return err(made.error);
   rec.dir(runDir, 'done');
   const h = config.hypervisor;
+  const net = startPodNetwork(o.podNetns, o.accel, user !== undefined);
+  if (net.isErr()) return err(failed(sid, 'vm')(net.error));
   const launched = await launchVm({
     plan,
     config: { ...h, path: h.path || DEFAULT_QEMU },
@@ -191,15 +196,18 @@ async function startQemu(
       ...(o.kernel !== undefined ? { kernel: o.kernel } : {}),
       ...(o.initrd !== undefined ? { initrd: o.initrd } : {}),
       ...(o.extraKernelParams !== undefined ? { extraKernelParams: o.extraKernelParams } : {}),
+      ...(net.value !== null ? { netdevArgs: net.value.qemuArgs } : {}),
     },
     startTimeoutMs: 30_000,
     onUnexpectedExit: onExit,
     ...(user !== undefined
       ? { launcher: rootlessLauncher(user), virtiofsSocketOwner: { uid: user.uid, gid: user.gid } }
       : {}),
+    ...(net.value !== null ? { launcher: net.value.launcher } : {}),
   });
-  if (launched.isErr()) return err(failed(sid, 'vm')(launched.error));
-  const vm = launched.value;
+  const withNet = net.value?.launched(launched) ?? launched;
+  if (withNet.isErr()) return err(failed(sid, 'vm')(withNet.error));
+  const vm = withNet.value;
   crashPoint('vm');
   const qemu = processRef(vm.vm.pid);
   const virtiofsd = vm.virtiofsd?.pid !== undefined ? processRef(vm.virtiofsd.pid) : null;
@@ -240,6 +248,12 @@ async function bringUp(
   const agent = await dialAgent(rec, vm, o);
   if (agent.isErr()) return agent;
   lap('boot');
+  // Kata tells the guest its network before CreateSandbox (kata_agent.go startSandbox).
+  const netUp = await configurePodNetwork(vm, agent.value);
+  if (netUp.isErr()) {
+    agent.value.close();
+    return err(failed(sid, 'create-sandbox')(netUp.error));
+  }
   const created = await agent.value.createSandbox(
     fromJson(CreateSandboxRequestSchema, plan.createSandbox),
   );

@@ -41,6 +41,8 @@ export interface VmLaunch {
    * (no guest to acknowledge), but a running guest then takes ~6 s (peers.md).
    */
   readonly pcieNativeHotplug?: boolean;
+  /** Pod network NICs (`-netdev tap,fd=…` + `virtio-net-pci`, ts/qemu/netdev.ts). */
+  readonly netdevArgs?: readonly string[];
 }
 
 export type CmdlineConfig = Pick<
@@ -376,6 +378,7 @@ export function qemuCommandLine(
       }),
     );
   }
+  if (launch.netdevArgs !== undefined) args.push(...launch.netdevArgs);
   for (const port of plan.ports) args.push('-device', portArgs(port));
   for (const d of plan.coldplugDevices) {
     const r = coldplugArgs(d);

@@ -10,6 +10,7 @@
 mod cgroups;
 mod diag;
 mod error;
+mod network;
 mod rootless;
 mod transport;
 mod ttrpc_server;
