@@ -1,6 +1,7 @@
 // Shared by the daemon specs and the shim benchmark: pods through a private containerd on the
 // host-wide kata-ts shim (front + daemon), and what a test must find gone afterwards.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import path from 'node:path';
 import { BUSYBOX_IMAGE } from './busybox-image.js';
 import { alive, childrenOf, type PrivateContainerd } from './containerd-harness.js';
 import { hierarchies } from '../harness/cgroup-subtree.js';
@@ -99,4 +100,9 @@ export async function removePods(c: PrivateContainerd, ids: readonly string[]): 
   await until('the shim to exit', () => c.shimPids().every((p) => !alive(p)), 30_000).catch(
     () => undefined,
   );
+}
+
+/** The host-wide shim socket of this containerd (in its private /run), seen from this process. */
+export function shimSocketOnHost(c: PrivateContainerd): string {
+  return path.join(c.dir, 'run/kata-ts/shim.sock');
 }

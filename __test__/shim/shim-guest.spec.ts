@@ -14,8 +14,7 @@ import {
 } from '../../ts/gen/containerd/task/v2/shim_pb.js';
 import { Status } from '../../ts/gen/containerd/types/task/task_pb.js';
 import { callAsync } from '../../ts/native.js';
-import { socketAddress } from '../../ts/shim/address.js';
-import { socketPathOf } from '../../ts/shim/events.js';
+import { shimSocketOnHost } from '../containerd/daemon-pods.js';
 import { TASK_SERVICE } from '../../ts/shim/task-service.js';
 import { BUSYBOX_IMAGE } from '../containerd/busybox-image.js';
 import { alive, type PrivateContainerd } from '../containerd/containerd-harness.js';
@@ -203,7 +202,7 @@ guestTest(
     const exec = c.spawnCtr('task', 'exec', '--exec-id', 'e1', 'trap-1', 'sleep', '1000');
     t.teardown(() => void exec.kill('SIGKILL'));
     const execDone = new Promise<number | null>((r) => exec.once('exit', (code) => r(code)));
-    const socket = path.join(c.dir, socketPathOf(socketAddress(c.address, c.namespace, 'trap-1')));
+    const socket = shimSocketOnHost(c);
     const conn = (
       await callAsync((n) => n.dialAgent({ kind: 'unix', path: socket, timeoutMs: 2000 }))
     )._unsafeUnwrap();

@@ -1,14 +1,15 @@
 // Who can drive the shim's Task API. The shim is started by hand inside a private containerd's
 // namespaces (its private /run) under `umask 000`, as a careless service manager would; the
-// socket dir must still be 0711 and the socket 0600, and a real unprivileged user (nobody,
-// through setpriv) must be refused: by the file mode, and — with the mode opened up by root — by
-// the SO_PEERCRED check, which closes the connection unanswered. No VM is involved.
+// host-wide shim's dir (the state root /run/kata-ts) must still be 0700 and its socket 0600, and
+// a real unprivileged user (nobody, through setpriv) must be refused: by the file modes, and —
+// with the modes opened up by root — by the front's SO_PEERCRED check, which closes the
+// connection unanswered. No VM is involved.
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { callAsync } from '../../ts/native.js';
-import { socketAddress } from '../../ts/shim/address.js';
-import { socketPathOf } from '../../ts/shim/events.js';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { ShutdownRequestSchema } from '../../ts/gen/containerd/task/v2/shim_pb.js';
 import { TASK_SERVICE } from '../../ts/shim/task-service.js';
 import { gated, needs } from '../harness/prereq.js';
 import type { PrivateContainerd } from '../containerd/containerd-harness.js';
@@ -75,9 +76,8 @@ async function startShimUnderUmask000(t: ExecutionContext) {
     '-c',
     `umask 000; cd ${bundle} && exec ${shim} -namespace ${c.namespace} -address ${c.address} -id sec start`,
   );
-  const address = socketAddress(c.address, c.namespace, 'sec');
-  t.is(stdout, address);
-  const insidePath = socketPathOf(address);
+  const insidePath = '/run/kata-ts/shim.sock';
+  t.is(stdout, `unix://${insidePath}`);
   // The same socket seen from this process: the private /run is the test dir's run/.
   const hostPath = path.join(c.dir, insidePath);
   t.teardown(async () => {
@@ -85,30 +85,30 @@ async function startShimUnderUmask000(t: ExecutionContext) {
       n.dialAgent({ kind: 'unix', path: hostPath, timeoutMs: 1000 }),
     );
     if (conn.isOk()) {
-      await conn.value.call(TASK_SERVICE, 'Shutdown', Buffer.alloc(0), 2000).catch(() => undefined);
+      const shutdown = toBinary(
+        ShutdownRequestSchema,
+        create(ShutdownRequestSchema, { id: 'sec' }),
+      );
+      await conn.value
+        .call(TASK_SERVICE, 'Shutdown', Buffer.from(shutdown), 2000)
+        .catch(() => undefined);
       conn.value.close();
     }
   });
   return { c, insidePath, hostPath };
 }
 
-test('under umask 000 the socket dir is 0711, the socket 0600, and nobody cannot connect', async (t) => {
+test('under umask 000 the shim dir is 0700, the socket 0600, and nobody cannot connect', async (t) => {
   const { c, insidePath } = await startShimUnderUmask000(t);
-  const { stdout } = await c.inside(
-    'stat',
-    '-c',
-    '%a %U',
-    '/run/containerd',
-    '/run/containerd/s',
-    insidePath,
-  );
-  t.deepEqual(stdout.trim().split('\n'), ['711 root', '711 root', '600 root']);
+  const { stdout } = await c.inside('stat', '-c', '%a %U', '/run/kata-ts', insidePath);
+  t.deepEqual(stdout.trim().split('\n'), ['700 root', '600 root']);
   const probe = await asNobody(c, insidePath);
   t.deepEqual(probe, { connected: false, error: 'EACCES', got: 0 });
 });
 
 test('a peer whose uid is neither root nor containerd’s is closed unanswered even when the mode lets it in', async (t) => {
   const { c, insidePath, hostPath } = await startShimUnderUmask000(t);
+  await c.inside('chmod', '0711', '/run/kata-ts');
   await c.inside('chmod', '0777', insidePath);
   const probe = await asNobody(c, insidePath);
   // Accepted by the kernel, then closed by the server before a byte was answered (the write

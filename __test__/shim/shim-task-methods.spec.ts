@@ -16,8 +16,7 @@ import {
   UpdateTaskRequestSchema,
 } from '../../ts/gen/containerd/task/v2/shim_pb.js';
 import { callAsync } from '../../ts/native.js';
-import { socketAddress } from '../../ts/shim/address.js';
-import { socketPathOf } from '../../ts/shim/events.js';
+import { shimSocketOnHost } from '../containerd/daemon-pods.js';
 import { TASK_SERVICE } from '../../ts/shim/task-service.js';
 import { LINUX_RESOURCES_TYPE_URL } from '../../ts/shim/task-update.js';
 import { requireAgentBinary } from '../agent/agent-harness.js';
@@ -82,7 +81,8 @@ async function callShim(
   method: string,
   payload: Uint8Array,
 ) {
-  const socket = path.join(c.dir, socketPathOf(socketAddress(c.address, c.namespace, id)));
+  void id; // one host-wide shim serves every task
+  const socket = shimSocketOnHost(c);
   const conn = (
     await callAsync((n) => n.dialAgent({ kind: 'unix', path: socket, timeoutMs: 2000 }))
   )._unsafeUnwrap();

@@ -12,7 +12,9 @@ import { DAEMON_SERVICE, RegisterSchema, ReleaseSchema, type Register } from './
 import { attachInput, readPodRecord } from './daemon-record.js';
 import { PodHost } from './daemon-pod.js';
 import { attachSandbox } from '../lifecycle/sandbox-attach.js';
-import { TASK_SERVICE } from './task-service.js';
+import { SHIM_VERSION, TASK_SERVICE } from './task-service.js';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { ConnectResponseSchema } from '../gen/containerd/task/v2/shim_pb.js';
 import { Code, type MethodHandler, type MethodTable, type RpcStatus } from './ttrpc-server.js';
 
 /** How long an idle daemon waits for a new pod before it ends. */
@@ -162,6 +164,14 @@ export class DaemonRouter implements MethodTable {
 
   private task(method: string): MethodHandler {
     return async (payload, timeoutNano) => {
+      // Connect without an id asks about the shim itself.
+      if (method === 'Connect' && !requestId(payload))
+        return ok(
+          toBinary(
+            ConnectResponseSchema,
+            create(ConnectResponseSchema, { shimPid: process.pid, version: SHIM_VERSION }),
+          ),
+        );
       const pod = this.podOf(payload);
       if (!(pod instanceof PodHost)) {
         // Shutdown of a pod already released: nothing left to shut down.
