@@ -22,7 +22,7 @@ PROMISED_SUITES=(
   'containerd-shim|shim/shim-tasks.spec.ts shim/shim-guest.spec.ts shim/shim-protocol.spec.ts lifecycle/shim-commands.spec.ts'
   'cgroups|cgroups/*.spec.ts'
   'kata-agent|kata-agent/*.spec.ts */kata-agent*.spec.ts'
-  'stock-config|config/stock-config.spec.ts guest/pci-bridge.spec.ts'
+  'stock-config|config/stock-config.spec.ts guest/pci-bridge.spec.ts qemu/stock-config-run.spec.ts'
   'security|shim/shim-security.spec.ts shim/control-socket.spec.ts shim/shim-task-methods.spec.ts shim/shim-failed-create.spec.ts shim/shim-hostile-bundle.spec.ts lifecycle/shared-fs.spec.ts lifecycle/leftovers.spec.ts lifecycle/crash-cleanup.spec.ts faults/*.spec.ts cli/output-files.spec.ts'
 )
 
