@@ -83,3 +83,29 @@ test('a small configmap over virtio-fs gets a watchable-bind Storage and the con
   });
   t.like(req.OCI.Mounts[0], { source: mountPoint, type: 'bind' });
 });
+
+test('the watchable mount point is made on the host in rw/passthrough/watchable (the guest sees the share read-only)', (t) => {
+  const dir = '/var/lib/kubelet/pods/u/volumes/kubernetes.io~configmap/cm';
+  const file = '/var/lib/kubelet/pods/u/volumes/kubernetes.io~secret/token';
+  const p = planOf({
+    host: hostFacts({ [dir]: dirFact(dir, { fileCount: 3 }), [file]: fileFact(file) }),
+    containers: [
+      {
+        id: 'c1',
+        spec: containerSpec([
+          { destination: '/etc/cfg', type: 'bind', source: dir, options: ['rbind', 'ro'] },
+          { destination: '/etc/token', type: 'bind', source: file, options: ['rbind', 'ro'] },
+        ]),
+      },
+    ],
+  })._unsafeUnwrap();
+  const c = p.containers[1]!;
+  const names = c.sharedFsBinds.map((b) => b.guestPath.split('/').pop());
+  t.deepEqual(
+    c.sharedMountPoints.map((m) => [m.path.split('/rw/')[1], m.kind]),
+    [
+      [`passthrough/watchable/${names[0]}`, 'dir'],
+      [`passthrough/watchable/${names[1]}`, 'file'],
+    ],
+  );
+});
