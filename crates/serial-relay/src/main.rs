@@ -2,19 +2,22 @@
 //! listens on a unix socket (upstream kata-agent with `KATA_AGENT_SERVER_ADDR=unix:///run/kata-agent.sock`).
 //! These hosts have no vhost-vsock, so the host reaches the agent over virtio-serial; the relay
 //! makes the kata-agent guest look like ours from the host: the same port, the same bytes.
-//! Each host connection gets its own connection to the agent (a new ttrpc session).
+//! Each host connection gets its own connection to the agent (a new ttrpc session), told apart by
+//! the ttrpc stream ids starting over (framing.rs), so a host may reconnect at once.
 //!
 //! Usage: kata-ts-serial-relay --port <device> --socket <path> [--connect-timeout-ms N]
 
+mod framing;
 mod relay;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::thread::sleep;
 use std::time::Duration;
 
-use relay::{Relay, SessionEnd};
+use relay::{Relay, IDLE_PAUSE};
 
 const USAGE: &str =
     "usage: kata-ts-serial-relay --port <virtio-serial device> --socket <agent unix socket> [--connect-timeout-ms N]";
@@ -73,31 +76,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let relay = Relay {
-        port: &port,
-        port_path: &args.port,
-        socket: &args.socket,
-        connect_budget: args.connect_budget,
-    };
+    let mut relay = Relay::new(&port, &args.port, &args.socket, args.connect_budget);
     loop {
-        let first = match relay.wait_for_host() {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => continue,
-            Err(e) => {
-                eprintln!("kata-ts-serial-relay: {e}");
-                return ExitCode::from(1);
-            }
-        };
-        match relay.session(first) {
-            Ok(SessionEnd::HostGone | SessionEnd::NoAgent) => {}
-            Ok(SessionEnd::AgentClosed) => {
-                eprintln!("kata-ts-serial-relay: the agent closed the connection");
-            }
-            Err(e) => {
-                eprintln!("kata-ts-serial-relay: {e}");
-                return ExitCode::from(1);
-            }
+        // pump returns when the host end is disconnected (reads return 0 at once): pause.
+        if let Err(e) = relay.pump() {
+            eprintln!("kata-ts-serial-relay: {e}");
+            return ExitCode::from(1);
         }
+        sleep(IDLE_PAUSE);
     }
 }
 

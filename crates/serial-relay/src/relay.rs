@@ -1,13 +1,17 @@
-//! The relay proper: one host session at a time between the virtio-serial port and a fresh
-//! connection to the agent's unix socket.
+//! The relay proper: host sessions between the virtio-serial port and a connection to the
+//! agent's unix socket, one agent connection per host session.
 //!
 //! virtio-serial semantics (drivers/char/virtio_console.c) shape the loop: the guest opens the
 //! port once; while the host end is disconnected a read returns 0 at once and poll reports
-//! POLLHUP, and a write blocks until the host comes back. So a session starts with the first
-//! bytes the host sends, lasts until the port reads EOF (the host went away) or the agent
-//! closes its end, and bytes of an ended session are dropped rather than delivered to the
-//! next host connection (that would hand a stale reply to a new client).
+//! POLLHUP, and a write blocks until the host comes back. The hang-up is a control message the
+//! guest may handle after a reconnected host's first bytes, so it does not delimit sessions:
+//! the ttrpc framing does (framing.rs). A request whose stream id starts over begins a new host
+//! session: the relay drops the old agent connection with whatever it still had to say (a stale
+//! reply must not reach a new client) and opens a new one. The agent closing its end ends the
+//! agent connection; the host's next frame opens another. A hang-up in the middle of a frame
+//! drops that frame's session (a host that is gone will not finish it).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsFd;
@@ -18,9 +22,11 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use crate::framing::{Event, Framer};
+
 const BUF_BYTES: usize = 64 * 1024;
 /// Pause between reads while the host end of the port is disconnected (reads return 0 at once).
-const IDLE_PAUSE: Duration = Duration::from_millis(20);
+pub const IDLE_PAUSE: Duration = Duration::from_millis(20);
 
 /// Failures that end the relay (a session's own failures only end that session).
 #[derive(Debug, thiserror::Error)]
@@ -39,17 +45,6 @@ pub enum RelayError {
     },
 }
 
-/// How a session ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// The port read EOF: the host closed its connection.
-    HostGone,
-    /// The agent closed the unix connection (or it failed).
-    AgentClosed,
-    /// No agent listened on the socket within the connect budget; the host's bytes were dropped.
-    NoAgent,
-}
-
 /// Relay between `port` (already open, non-blocking) and the agent at `socket`.
 #[derive(Debug)]
 pub struct Relay<'a> {
@@ -61,54 +56,160 @@ pub struct Relay<'a> {
     pub socket: &'a Path,
     /// How long to retry connecting to the agent at the start of a session.
     pub connect_budget: Duration,
+    /// The current session's agent connection and buffers.
+    state: State,
 }
 
-impl Relay<'_> {
-    /// Waits for the host's first bytes; `None` when the host end is still disconnected.
-    pub fn wait_for_host(&self) -> Result<Option<Vec<u8>>, RelayError> {
-        let mut fds = [PollFd::new(self.port.as_fd(), PollFlags::POLLIN)];
-        poll(&mut fds, PollTimeout::NONE).or_else(ignore_eintr)?;
-        let mut buf = vec![0u8; BUF_BYTES];
-        match read_some(self.port, &mut buf) {
-            Ok(Some(0)) => {
-                sleep(IDLE_PAUSE);
-                Ok(None)
-            }
-            Ok(Some(n)) => {
-                buf.truncate(n);
-                Ok(Some(buf))
-            }
-            Ok(None) => Ok(None),
-            Err(source) => Err(RelayError::ReadPort {
-                path: self.port_path.to_path_buf(),
-                source,
-            }),
+#[derive(Debug, Default)]
+struct State {
+    agent: Option<UnixStream>,
+    framer: Framer,
+    /// Host bytes are forwarded (false after the agent connection ended, until the next frame).
+    forwarding: bool,
+    to_agent: Vec<u8>,
+    /// Offsets in `to_agent` of the frames not yet written at all: an agent connection that
+    /// ends before taking them hands them to the next connection.
+    unsent: VecDeque<usize>,
+    to_host: Vec<u8>,
+    /// Agent connections opened so far.
+    sessions: u64,
+}
+
+impl<'a> Relay<'a> {
+    /// A relay with no agent connection yet.
+    pub fn new(port: &'a File, port_path: &'a Path, socket: &'a Path, budget: Duration) -> Self {
+        Relay {
+            port,
+            port_path,
+            socket,
+            connect_budget: budget,
+            state: State::default(),
         }
     }
 
-    /// Runs one session that starts with `first` (bytes the host already sent).
-    pub fn session(&self, first: Vec<u8>) -> Result<SessionEnd, RelayError> {
-        let Some(agent) = self.connect() else {
-            return Ok(SessionEnd::NoAgent);
-        };
-        if agent.set_nonblocking(true).is_err() {
-            return Ok(SessionEnd::AgentClosed);
+    /// Agent connections opened so far (one per host session).
+    #[cfg(test)]
+    pub fn sessions(&self) -> u64 {
+        self.state.sessions
+    }
+
+    /// Relays until the port reads EOF (the host end is disconnected as the guest sees it now);
+    /// the caller pauses and calls again. The agent connection outlives the hang-up: a new
+    /// session starts with the host's next connection, not with the hang-up.
+    pub fn pump(&mut self) -> Result<(), RelayError> {
+        let mut buf = vec![0u8; BUF_BYTES];
+        loop {
+            if self.state.agent.is_none() && self.state.forwarding {
+                // Whole frames the last connection never took go to a new one.
+                self.open_agent();
+            }
+            let (port_ev, agent_ev) = self.wait()?;
+            let st = &mut self.state;
+            if let Some(agent) = &st.agent {
+                if !st.to_agent.is_empty()
+                    && agent_ev
+                        .intersects(PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP)
+                {
+                    match write_some(agent, &st.to_agent) {
+                        Ok(n) => st.sent(n),
+                        Err(_) => st.agent_closed(),
+                    }
+                }
+            }
+            if !st.to_host.is_empty() && port_ev.contains(PollFlags::POLLOUT) {
+                // A failed write to the port means the host went away: its replies are dropped.
+                match write_some(self.port, &st.to_host) {
+                    Ok(n) => drop(st.to_host.drain(..n)),
+                    Err(_) => st.to_host.clear(),
+                }
+            }
+            if st.to_agent.len() < BUF_BYTES
+                && port_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            {
+                match read_some(self.port, &mut buf) {
+                    Ok(Some(0)) => {
+                        if !st.framer.at_boundary() {
+                            st.framer.reset();
+                            st.end_session();
+                        }
+                        return Ok(());
+                    }
+                    Ok(Some(n)) => self.host_bytes(&buf[..n]),
+                    Ok(None) => {}
+                    Err(source) => {
+                        return Err(RelayError::ReadPort {
+                            path: self.port_path.to_path_buf(),
+                            source,
+                        })
+                    }
+                }
+            }
+            let st = &mut self.state;
+            if let Some(agent) = &st.agent {
+                if st.to_host.len() < BUF_BYTES
+                    && agent_ev
+                        .intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                {
+                    match read_some(agent, &mut buf) {
+                        Ok(Some(0)) | Err(_) => {
+                            eprintln!("kata-ts-serial-relay: the agent closed the connection");
+                            st.agent_closed();
+                        }
+                        Ok(Some(n)) => st.to_host.extend_from_slice(&buf[..n]),
+                        Ok(None) => {}
+                    }
+                }
+            }
         }
-        Pump {
-            port: self.port,
-            port_path: self.port_path,
-            agent,
-            to_agent: first,
-            to_host: Vec::new(),
+    }
+
+    /// Host bytes: frame by frame to the current agent connection, a new one per host session.
+    fn host_bytes(&mut self, bytes: &[u8]) {
+        let mut events = Vec::new();
+        self.state.framer.feed(bytes, |e| events.push(e));
+        for e in events {
+            match e {
+                Event::Header { bytes, new_session } => {
+                    if new_session || !self.state.forwarding {
+                        self.state.end_session();
+                        self.open_agent();
+                    }
+                    if self.state.forwarding {
+                        let st = &mut self.state;
+                        st.unsent.push_back(st.to_agent.len());
+                        st.to_agent.extend_from_slice(&bytes);
+                    }
+                }
+                Event::Payload(p) if self.state.forwarding => {
+                    self.state.to_agent.extend_from_slice(p)
+                }
+                Event::Payload(_) => {}
+            }
         }
-        .run()
+    }
+
+    /// A new agent connection for the frames pending (or about to be); none: they are dropped.
+    fn open_agent(&mut self) {
+        let st = &mut self.state;
+        st.agent = None;
+        let agent = self.connect();
+        let st = &mut self.state;
+        st.forwarding = agent.is_some();
+        if agent.is_some() {
+            st.sessions += 1;
+        } else {
+            st.to_agent.clear();
+            st.unsent.clear();
+        }
+        st.agent = agent;
     }
 
     fn connect(&self) -> Option<UnixStream> {
         let deadline = Instant::now() + self.connect_budget;
         loop {
             match UnixStream::connect(self.socket) {
-                Ok(s) => return Some(s),
+                Ok(s) if s.set_nonblocking(true).is_ok() => return Some(s),
+                Ok(_) => return None,
                 Err(e) if Instant::now() >= deadline => {
                     eprintln!(
                         "kata-ts-serial-relay: connect {}: {e}; dropping the host's request",
@@ -120,69 +221,14 @@ impl Relay<'_> {
             }
         }
     }
-}
 
-struct Pump<'a> {
-    port: &'a File,
-    port_path: &'a Path,
-    agent: UnixStream,
-    to_agent: Vec<u8>,
-    to_host: Vec<u8>,
-}
-
-impl Pump<'_> {
-    fn run(mut self) -> Result<SessionEnd, RelayError> {
-        let mut buf = vec![0u8; BUF_BYTES];
-        loop {
-            let (port_ev, agent_ev) = self.wait()?;
-            if !self.to_agent.is_empty()
-                && agent_ev.intersects(PollFlags::POLLOUT | PollFlags::POLLERR | PollFlags::POLLHUP)
-            {
-                match write_some(&self.agent, &self.to_agent) {
-                    Ok(n) => drop(self.to_agent.drain(..n)),
-                    Err(_) => return Ok(SessionEnd::AgentClosed),
-                }
-            }
-            if !self.to_host.is_empty() && port_ev.contains(PollFlags::POLLOUT) {
-                // A failed write to the port means the host went away: the session is over.
-                match write_some(self.port, &self.to_host) {
-                    Ok(n) => drop(self.to_host.drain(..n)),
-                    Err(_) => return Ok(SessionEnd::HostGone),
-                }
-            }
-            if self.to_agent.is_empty()
-                && port_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-            {
-                match read_some(self.port, &mut buf) {
-                    Ok(Some(0)) => return Ok(SessionEnd::HostGone),
-                    Ok(Some(n)) => self.to_agent.extend_from_slice(&buf[..n]),
-                    Ok(None) => {}
-                    Err(source) => {
-                        return Err(RelayError::ReadPort {
-                            path: self.port_path.to_path_buf(),
-                            source,
-                        })
-                    }
-                }
-            }
-            if self.to_host.is_empty()
-                && agent_ev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
-            {
-                match read_some(&self.agent, &mut buf) {
-                    Ok(Some(0)) | Err(_) => return Ok(SessionEnd::AgentClosed),
-                    Ok(Some(n)) => self.to_host.extend_from_slice(&buf[..n]),
-                    Ok(None) => {}
-                }
-            }
-        }
-    }
-
-    /// Polls for what the buffers allow: read a side only when its outgoing buffer is empty
-    /// (back-pressure), write a side only when something waits for it.
+    /// Polls for what the buffers allow: read a side only while the other side's buffer has
+    /// room (back-pressure), write a side only when something waits for it.
     fn wait(&self) -> Result<(PollFlags, PollFlags), RelayError> {
+        let st = &self.state;
         let interest = |pending_in: &[u8], pending_out: &[u8]| {
             let mut f = PollFlags::empty();
-            if pending_in.is_empty() {
+            if pending_in.len() < BUF_BYTES {
                 f |= PollFlags::POLLIN;
             }
             if !pending_out.is_empty() {
@@ -190,13 +236,59 @@ impl Pump<'_> {
             }
             f
         };
-        let mut fds = [
-            PollFd::new(self.port.as_fd(), interest(&self.to_agent, &self.to_host)),
-            PollFd::new(self.agent.as_fd(), interest(&self.to_host, &self.to_agent)),
-        ];
-        poll(&mut fds, PollTimeout::NONE).or_else(ignore_eintr)?;
+        let port_interest = interest(&st.to_agent, &st.to_host);
         let revents = |fd: &PollFd| fd.revents().unwrap_or(PollFlags::empty());
-        Ok((revents(&fds[0]), revents(&fds[1])))
+        match &st.agent {
+            Some(agent) => {
+                let mut fds = [
+                    PollFd::new(self.port.as_fd(), port_interest),
+                    PollFd::new(agent.as_fd(), interest(&st.to_host, &st.to_agent)),
+                ];
+                poll(&mut fds, PollTimeout::NONE).or_else(ignore_eintr)?;
+                Ok((revents(&fds[0]), revents(&fds[1])))
+            }
+            None => {
+                let mut fds = [PollFd::new(self.port.as_fd(), port_interest)];
+                poll(&mut fds, PollTimeout::NONE).or_else(ignore_eintr)?;
+                Ok((revents(&fds[0]), PollFlags::empty()))
+            }
+        }
+    }
+}
+
+impl State {
+    /// Drops the agent connection and everything of its session not yet delivered.
+    fn end_session(&mut self) {
+        self.agent = None;
+        self.forwarding = false;
+        self.to_agent.clear();
+        self.unsent.clear();
+        self.to_host.clear();
+    }
+
+    /// `n` bytes of `to_agent` were written.
+    fn sent(&mut self, n: usize) {
+        self.to_agent.drain(..n);
+        while self.unsent.front().is_some_and(|&o| o < n) {
+            self.unsent.pop_front();
+        }
+        for o in &mut self.unsent {
+            *o -= n;
+        }
+    }
+
+    /// The agent ended the connection: its last replies still reach the host. Frames it never
+    /// started to take go to a new connection; the rest of a frame it took part of is dropped,
+    /// and so are the host's bytes up to its next frame.
+    fn agent_closed(&mut self) {
+        self.agent = None;
+        match self.unsent.front().copied() {
+            Some(first) => self.sent(first),
+            None => {
+                self.forwarding = false;
+                self.to_agent.clear();
+            }
+        }
     }
 }
 
@@ -230,11 +322,15 @@ fn write_some(mut w: impl Write, data: &[u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     //! A socketpair stands in for the virtio-serial port (no virtio-serial device exists on the
-    //! host): EOF when the "host" end closes, like the port when the host disconnects. The
-    //! booted-guest behaviour is tested by __test__/guest/kata-agent.spec.ts.
+    //! host): EOF when the "host" end closes, like the port when the host disconnects. A
+    //! reconnect the guest has not seen is the same socketpair carrying a stream id that starts
+    //! over. The booted-guest behaviour is tested by __test__/guest/kata-agent.spec.ts.
     use super::*;
+    use crate::framing::frame;
     use std::os::fd::OwnedFd;
     use std::os::unix::net::UnixListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::thread;
 
     fn port_pair() -> (File, UnixStream) {
@@ -243,25 +339,35 @@ mod tests {
         (File::from(OwnedFd::from(guest)), host)
     }
 
-    fn echo_agent(dir: &Path, connections: usize) -> (PathBuf, thread::JoinHandle<usize>) {
+    /// An agent that echoes each connection's bytes, its first reply prefixed by the connection's number.
+    fn echo_agent(dir: &Path) -> (PathBuf, Arc<AtomicUsize>) {
         let socket = dir.join("agent.sock");
         let listener = UnixListener::bind(&socket).unwrap();
-        let handle = thread::spawn(move || {
-            let mut served = 0;
-            for conn in listener.incoming().take(connections) {
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        thread::spawn(move || {
+            for conn in listener.incoming() {
                 let mut conn = conn.unwrap();
-                let mut buf = [0u8; 4096];
-                loop {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => conn.write_all(&buf[..n]).unwrap(),
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let mut prefix = Some(b'0' + u8::try_from(n).unwrap());
+                    loop {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(k) => {
+                                let mut out: Vec<u8> = prefix.take().into_iter().collect();
+                                out.extend_from_slice(&buf[..k]);
+                                if conn.write_all(&out).is_err() {
+                                    break;
+                                }
+                            }
+                        }
                     }
-                }
-                served += 1;
+                });
             }
-            served
         });
-        (socket, handle)
+        (socket, accepted)
     }
 
     fn temp_dir(name: &str) -> PathBuf {
@@ -271,92 +377,108 @@ mod tests {
         d
     }
 
+    /// Runs the relay in a thread until the host end closes; returns the agent connections opened.
+    fn spawn_relay(port: File, socket: PathBuf, budget: Duration) -> thread::JoinHandle<u64> {
+        thread::spawn(move || {
+            let mut relay = Relay::new(&port, Path::new("test-port"), &socket, budget);
+            relay.pump().unwrap();
+            relay.sessions()
+        })
+    }
+
+    fn read_n(host: &mut UnixStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0u8; n];
+        host.read_exact(&mut got).unwrap();
+        got
+    }
+
     #[test]
-    fn relays_both_ways_and_ends_when_the_host_goes_away() {
+    fn relays_both_ways_and_a_new_stream_id_sequence_gets_a_new_agent_connection() {
         let dir = temp_dir("echo");
-        let (socket, agent) = echo_agent(&dir, 1);
+        let (socket, accepted) = echo_agent(&dir);
         let (port, mut host) = port_pair();
-        let relay = Relay {
-            port: &port,
-            port_path: Path::new("test-port"),
-            socket: &socket,
-            connect_budget: Duration::from_secs(5),
-        };
-        let host_thread = thread::spawn(move || {
-            let big = vec![7u8; 300 * 1024];
-            host.write_all(b"hello").unwrap();
-            let mut got = [0u8; 5];
-            host.read_exact(&mut got).unwrap();
-            assert_eq!(&got, b"hello");
-            let writer = {
-                let mut h = host.try_clone().unwrap();
-                let big = big.clone();
-                thread::spawn(move || h.write_all(&big).unwrap())
-            };
-            let mut back = vec![0u8; big.len()];
-            host.read_exact(&mut back).unwrap();
-            writer.join().unwrap();
-            assert!(back == big, "300 KiB echoed intact through both buffers");
-        });
-        let first = loop {
-            if let Some(b) = relay.wait_for_host().unwrap() {
-                break b;
-            }
-        };
-        let end = relay.session(first).unwrap();
-        host_thread.join().unwrap();
-        assert_eq!(end, SessionEnd::HostGone);
+        let relay = spawn_relay(port, socket, Duration::from_secs(5));
+        let one = frame(1, b"hello");
+        host.write_all(&one).unwrap();
+        let mut want = vec![b'1'];
+        want.extend_from_slice(&one);
         assert_eq!(
-            agent.join().unwrap(),
-            1,
-            "the agent saw its connection closed"
+            read_n(&mut host, want.len()),
+            want,
+            "first session, agent connection 1"
         );
+        let big = frame(3, &vec![7u8; 300 * 1024]);
+        let writer = {
+            let mut h = host.try_clone().unwrap();
+            let big = big.clone();
+            thread::spawn(move || h.write_all(&big).unwrap())
+        };
+        let back = read_n(&mut host, big.len());
+        writer.join().unwrap();
+        assert!(back == big, "300 KiB echoed intact through both buffers");
+
+        // A reconnect the guest never saw as a hang-up: the stream ids start over.
+        let again = frame(1, b"again");
+        host.write_all(&again).unwrap();
+        let mut want = vec![b'2'];
+        want.extend_from_slice(&again);
+        assert_eq!(
+            read_n(&mut host, want.len()),
+            want,
+            "new session, agent connection 2"
+        );
+        drop(host);
+        assert_eq!(relay.join().unwrap(), 2);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn no_agent_drops_the_request_after_the_budget() {
         let dir = temp_dir("none");
-        let (port, _host) = port_pair();
-        let relay = Relay {
-            port: &port,
-            port_path: Path::new("test-port"),
-            socket: &dir.join("absent.sock"),
-            connect_budget: Duration::from_millis(100),
-        };
-        assert_eq!(relay.session(b"x".to_vec()).unwrap(), SessionEnd::NoAgent);
+        let (port, mut host) = port_pair();
+        let relay = spawn_relay(port, dir.join("absent.sock"), Duration::from_millis(100));
+        host.write_all(&frame(1, b"x")).unwrap();
+        drop(host);
+        assert_eq!(relay.join().unwrap(), 0, "no agent connection");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn agent_closing_ends_the_session() {
+    fn the_agents_last_reply_reaches_the_host_and_the_next_frame_reconnects() {
         let dir = temp_dir("close");
         let socket = dir.join("agent.sock");
         let listener = UnixListener::bind(&socket).unwrap();
+        let request = frame(1, b"abc");
+        let len = request.len();
         let agent = thread::spawn(move || {
             let (mut c, _) = listener.accept().unwrap();
-            let mut b = [0u8; 3];
+            let mut b = vec![0u8; len];
             c.read_exact(&mut b).unwrap();
             c.write_all(b"bye").unwrap();
+            drop(c);
+            let (mut c, _) = listener.accept().unwrap();
+            let mut b = vec![0u8; len];
+            c.read_exact(&mut b).unwrap();
+            c.write_all(b"hi!").unwrap();
         });
         let (port, mut host) = port_pair();
-        let relay = Relay {
-            port: &port,
-            port_path: Path::new("test-port"),
-            socket: &socket,
-            connect_budget: Duration::from_secs(5),
-        };
+        let relay = spawn_relay(port, socket, Duration::from_secs(5));
+        host.write_all(&request).unwrap();
         assert_eq!(
-            relay.session(b"abc".to_vec()).unwrap(),
-            SessionEnd::AgentClosed
+            read_n(&mut host, 3),
+            b"bye",
+            "the agent's last reply reached the host"
+        );
+        host.write_all(&frame(3, b"abc")).unwrap();
+        assert_eq!(
+            read_n(&mut host, 3),
+            b"hi!",
+            "the next frame opened a new connection"
         );
         agent.join().unwrap();
-        let mut got = [0u8; 3];
-        host.read_exact(&mut got).unwrap();
-        assert_eq!(
-            &got, b"bye",
-            "the agent's last reply reached the host before the session ended"
-        );
+        drop(host);
+        assert_eq!(relay.join().unwrap(), 2);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
