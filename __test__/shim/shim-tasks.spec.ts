@@ -5,6 +5,7 @@
 // ctr runs a spec file (`ctr oci spec` + the CRI image-name annotation guest pull needs; ctr 1.6
 // has no --annotation) and so sends no rootfs mounts. What runs in a real guest is
 // shim-guest.spec.ts.
+import { vmProcesses } from '../containerd/daemon-pods.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -186,19 +187,9 @@ hookTest(
 );
 
 /** Host pids of QEMUs whose command line names this containerd's sandboxes. */
+/** QEMUs of this containerd's sandboxes (children of the one daemon, or adopted after a restart). */
 function qemus(c: PrivateContainerd): number[] {
-  return c.shimPids().flatMap((shim) => {
-    try {
-      return readFileSync(`/proc/${shim}/task/${shim}/children`, 'utf8')
-        .trim()
-        .split(/\s+/)
-        .filter(Boolean)
-        .map(Number)
-        .filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('/usr/bin/qemu'));
-    } catch {
-      return [];
-    }
-  });
+  return vmProcesses(c).filter((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('qemu'));
 }
 
 hookTest(
@@ -236,7 +227,7 @@ hookTest(
     );
     const ls = await tasks(c);
     t.deepEqual([ls.get('pod-a'), ls.get('app')], ['RUNNING', 'RUNNING']);
-    t.deepEqual(c.shimPids(), shims, 'the member joined the sandbox shim');
+    t.deepEqual(c.shimPids(), shims, 'the member joined the one host-wide shim');
     t.is(vms.length, 1);
     t.deepEqual(qemus(c), vms, 'and its VM');
     await c.ctr('task', 'kill', '--signal', 'SIGKILL', 'app');

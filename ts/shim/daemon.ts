@@ -8,7 +8,7 @@ import { rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { SandboxOptions } from '../lifecycle/sandbox.js';
 import { StateStore, stateRoot } from '../lifecycle/state-store.js';
-import { daemonPaths } from './address.js';
+import { daemonPaths, type DaemonPaths } from './address.js';
 import { configPathFrom } from './daemon-pod.js';
 import { DaemonRouter } from './daemon-router.js';
 import { TtrpcServer } from './ttrpc-server.js';
@@ -53,5 +53,18 @@ export async function shimDaemon(sandbox: Partial<SandboxOptions> = {}): Promise
   }
   await idle;
   server.value.close();
+  await removeStaleFront(paths);
   return 0;
+}
+
+/**
+ * Idle and going: a front that died (kill -9) left its socket and lock behind, and nobody would
+ * remove them. Only when the socket does not answer (no front runs); a front starting meanwhile
+ * re-checks that its locked file is still the one at the name (crates/shim-front lock()).
+ */
+async function removeStaleFront(paths: DaemonPaths): Promise<void> {
+  rmSync(`${paths.daemonSocket}.log`, { force: true });
+  if (await answers(paths.socket)) return;
+  rmSync(paths.socket, { force: true });
+  rmSync(paths.lock, { force: true });
 }
