@@ -131,6 +131,15 @@ export class Pod {
     });
   }
 
+  /**
+   * Takes over a running sandbox (a daemon re-attaching after a restart) with the watches a
+   * created one gets: the OOM loop.
+   */
+  adopt(sb: Sandbox): void {
+    this.sandbox = sb;
+    void watchOom(sb.agent, this, this.events, this.log);
+  }
+
   /** Whether `id` is one of this pod's tasks (the OOM watch asks). */
   hasContainer(id: string): boolean {
     return this.tasks.has(id);
@@ -152,8 +161,7 @@ export class Pod {
     const input = { sandboxId: req.id, configPath: this.options.configPath, bundle: req.bundle };
     const created = await createSandbox(input, this.options.sandbox);
     if (created.isErr()) return err(lifecycle(created.error));
-    this.sandbox = created.value;
-    void watchOom(created.value.agent, this, this.events, this.log);
+    this.adopt(created.value);
     return ok(created.value);
   }
 
