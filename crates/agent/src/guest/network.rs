@@ -375,4 +375,124 @@ mod tests {
         assert!(parse_mac("02:00:0a:00:00").is_err());
         assert!(parse_mac("zz:00:0a:00:00:01").is_err());
     }
+
+    /// Runs `f` on a thread inside a throwaway netns `kts-agent-net-<pid>` holding a link `nic9`
+    /// with MAC 02:00:0a:00:00:07 (a veth whose peer `peer9` is up; made with `ip`; removed even when the test fails).
+    fn in_netns<F, T>(f: F) -> (T, String)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        use std::process::Command;
+        let name = format!("kts-agent-net-{}", std::process::id());
+        struct Gone(String);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &self.0])
+                    .output();
+            }
+        }
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().expect("ip");
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        ip(&["netns", "add", &name]);
+        let _gone = Gone(name.clone());
+        ip(&[
+            "-n",
+            &name,
+            "link",
+            "add",
+            "nic9",
+            "address",
+            "02:00:0a:00:00:07",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "peer9",
+        ]);
+        ip(&["-n", &name, "link", "set", "peer9", "up"]);
+        let path = format!("/run/netns/{name}");
+        let out = std::thread::spawn(move || {
+            let file = std::fs::File::open(path).unwrap();
+            nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap();
+        let shown = |args: &[&str]| {
+            let o = Command::new("ip")
+                .args(["-n", &name])
+                .args(args)
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        };
+        let state = [
+            shown(&["-o", "addr", "show"]),
+            shown(&["-o", "link", "show"]),
+            shown(&["route", "show"]),
+            shown(&["neigh", "show"]),
+        ]
+        .join("\n");
+        (out, state)
+    }
+
+    #[test]
+    #[ignore = "needs root: creates a network namespace"]
+    fn interface_routes_and_neighbours_are_applied_as_requested() {
+        let ((), state) = in_netns(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut iface = types::Interface::new();
+                iface.name = "eth0".into();
+                iface.hwAddr = "02:00:0a:00:00:07".into();
+                iface.mtu = 1400;
+                let mut a = types::IPAddress::new();
+                a.address = "10.233.0.7".into();
+                a.mask = "24".into();
+                iface.IPAddresses.push(a);
+                update_interface(&iface).await.unwrap();
+                let mut link_route = types::Route::new();
+                link_route.dest = "10.233.0.0/24".into();
+                link_route.device = "eth0".into();
+                link_route.scope = 253;
+                let mut default = types::Route::new();
+                default.gateway = "10.233.0.1".into();
+                default.device = "eth0".into();
+                update_routes(&[link_route, default]).await.unwrap();
+                let mut n = types::ARPNeighbor::new();
+                let mut to = types::IPAddress::new();
+                to.address = "10.233.0.1".into();
+                n.toIPAddress = protobuf::MessageField::some(to);
+                n.device = "eth0".into();
+                n.lladdr = "02:00:0a:00:00:01".into();
+                add_arp_neighbors(&[n]).await.unwrap();
+                let mut missing = types::Interface::new();
+                missing.hwAddr = "02:00:0a:00:00:99".into();
+                // A MAC nobody has: NOT_FOUND after the wait, nothing changed.
+                assert!(matches!(
+                    update_interface(&missing).await,
+                    Err(NetworkError::NoSuchInterface { .. })
+                ));
+            });
+        });
+        assert!(state.contains("eth0") && !state.contains("nic9"), "{state}");
+        assert!(state.contains("inet 10.233.0.7/24"), "{state}");
+        assert!(state.contains("mtu 1400"), "{state}");
+        assert!(state.contains("default via 10.233.0.1 dev eth0"), "{state}");
+        assert!(
+            state.contains("10.233.0.1 dev eth0 lladdr 02:00:0a:00:00:01 PERMANENT"),
+            "{state}"
+        );
+    }
 }
