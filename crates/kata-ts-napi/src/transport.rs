@@ -8,9 +8,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, Object};
+use napi::Env;
 use napi_derive::napi;
-use transport::{code_name, Address, CallError, Client, DialError};
+use transport::{code_name, Address, CallError, Client, Delivery, DialError};
 
 use crate::error::{coded, guard_async, Code, Result};
 
@@ -101,26 +102,41 @@ pub async fn dial_agent(options: AgentDialOptions) -> napi::Result<AgentConnecti
 #[napi]
 impl AgentConnection {
     /// Calls `service/method` with an encoded request; resolves with the encoded response.
-    /// `timeoutMs` is sent as `timeout_nano` and enforced locally; 0 waits forever.
-    #[napi]
-    pub async fn call(
+    /// `timeoutMs` is sent as `timeout_nano` and enforced locally; 0 waits forever. The request
+    /// is written from this (the JS) thread when the connection is free and the reply settles
+    /// the promise straight from the connection's reader: no task is woken to make the call.
+    /// Rejections carry their code as the message prefix `CODE: `, as async exports do.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn call<'e>(
         &self,
+        env: &'e Env,
         service: String,
         method: String,
-        payload: Buffer,
+        payload: &[u8],
         timeout_ms: u32,
-    ) -> napi::Result<Buffer> {
+    ) -> napi::Result<Object<'e>> {
+        let (deferred, promise) = env.create_deferred::<Buffer, _>()?;
+        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
+        let deliver: Delivery = Box::new(move |result| match result {
+            Ok(bytes) => deferred.resolve(move |_| Ok(Buffer::from(bytes))),
+            Err(e) => {
+                let e = call_error(e);
+                deferred.reject(napi::Error::from_reason(format!(
+                    "{}: {}",
+                    e.status.0, e.reason
+                )));
+            }
+        });
         let client = self.client.clone();
-        let payload: Vec<u8> = payload.to_vec();
-        guard_async(async move {
-            let timeout = (timeout_ms > 0).then(|| Duration::from_millis(u64::from(timeout_ms)));
-            let out = client
-                .call(&service, &method, &payload, timeout)
-                .await
-                .map_err(call_error)?;
-            Ok(Buffer::from(out))
-        })
-        .await
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            client.start_call(&service, &method, payload, timeout, deliver);
+        }));
+        if started.is_err() {
+            return Err(napi::Error::from_reason(format!(
+                "PANIC: native panic in {service}/{method} call"
+            )));
+        }
+        Ok(promise)
     }
 
     /// Closes the connection; pending calls reject with TRANSPORT_CLOSED. Idempotent.

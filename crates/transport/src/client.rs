@@ -6,7 +6,6 @@
 //! Losing the connection fails every pending call at once. Nothing polls: callers await
 //! oneshot channels.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,11 +14,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::client_pending::{decode_reply, timer_loop, Shared, Waiter};
 use crate::dial::BoxStream;
 use crate::frame::{
-    read_data, request_frame, Header, HEADER_LEN, MESSAGE_LENGTH_MAX, TYPE_RESPONSE,
+    read_data, Header, HEADER_LEN, MESSAGE_LENGTH_MAX, TYPE_REQUEST, TYPE_RESPONSE,
 };
-use crate::wire::{code_name, Request, Response};
+use crate::wire::{code_name, request_envelope};
 
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,56 +55,15 @@ pub enum CallError {
     Closed,
 }
 
-type Reply = Result<Vec<u8>, CallError>;
-
-/// State shared with the reader and writer tasks.
-#[derive(Debug, Default)]
-struct Shared {
-    pending: Mutex<Pending>,
-}
-
-#[derive(Debug, Default)]
-struct Pending {
-    calls: HashMap<u32, oneshot::Sender<Reply>>,
-    /// Set once: every later call fails with this.
-    failed: Option<CallError>,
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        // A panic while holding the lock cannot leave the map inconsistent; keep going.
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Fails every pending call (and all later ones) with `err`.
-    fn fail_all(&self, err: CallError) {
-        let calls = {
-            let mut p = self.lock();
-            p.failed.get_or_insert(err.clone());
-            std::mem::take(&mut p.calls)
-        };
-        for (_, tx) in calls {
-            let _ = tx.send(Err(err.clone()));
-        }
-    }
-
-    fn complete(&self, stream_id: u32, reply: Reply) {
-        // A reply for a call that already timed out finds no entry and is dropped.
-        if let Some(tx) = self.lock().calls.remove(&stream_id) {
-            let _ = tx.send(reply);
-        }
-    }
-}
-
 /// A ttrpc client connection.
 #[derive(Debug)]
 pub struct Client {
-    shared: Arc<Shared>,
-    writer: tokio::sync::Mutex<Option<FrameWriter>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) writer: tokio::sync::Mutex<Option<FrameWriter>>,
     next_stream: AtomicU32,
     reader: Mutex<Option<JoinHandle<()>>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) runtime: tokio::runtime::Handle,
 }
 
 async fn read_loop(mut rd: ReadHalf<BoxStream>, shared: Arc<Shared>) {
@@ -135,54 +94,90 @@ async fn read_loop(mut rd: ReadHalf<BoxStream>, shared: Arc<Shared>) {
     shared.fail_all(CallError::ConnectionLost { reason });
 }
 
-/// The write half plus the unwritten tail of the last frame. Writing a frame first appends it
-/// to `buf` and only advances `done` after bytes really left, so dropping the future at any
-/// await leaves an exact record of what still has to go out.
-struct FrameWriter {
-    half: WriteHalf<BoxStream>,
-    buf: Vec<u8>,
-    done: usize,
+/// The write half plus the unwritten tail of a frame whose call was dropped mid-write. A frame
+/// goes out from the caller's slices with vectored writes (its payload is never copied); only
+/// when the writing future is dropped after part of the frame left does the rest get copied
+/// into `unsent`, which the next writer sends first, so the stream never carries half a frame.
+pub(crate) struct FrameWriter {
+    pub(crate) half: WriteHalf<BoxStream>,
+    pub(crate) unsent: Vec<u8>,
 }
 
 impl std::fmt::Debug for FrameWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FrameWriter")
-            .field("unsent", &(self.buf.len() - self.done))
+            .field("unsent", &self.unsent.len())
             .finish()
     }
 }
 
-impl FrameWriter {
-    async fn send(&mut self, frame: Vec<u8>) -> std::io::Result<()> {
-        if self.done == self.buf.len() {
-            self.buf = frame;
-            self.done = 0;
-        } else {
-            self.buf.extend_from_slice(&frame);
-        }
-        while self.done < self.buf.len() {
-            let n = self.half.write(&self.buf[self.done..]).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            self.done += n;
-        }
-        self.buf = Vec::new();
-        self.done = 0;
-        Ok(())
+/// A frame being written: on drop with part of it written, the rest moves to `unsent`.
+struct Writing<'a, 'b> {
+    writer: &'a mut FrameWriter,
+    parts: &'b [&'b [u8]],
+    /// Bytes of `parts` (taken in order) already written.
+    done: usize,
+}
+
+impl Writing<'_, '_> {
+    fn total(&self) -> usize {
+        self.parts.iter().map(|p| p.len()).sum()
     }
 }
 
-/// Decoded response → the call's result.
-fn into_reply(service: &str, method: &str, res: Response) -> Reply {
-    match res.status {
-        Some(s) if s.code != 0 => Err(CallError::Status {
-            service: service.to_string(),
-            method: method.to_string(),
-            code: s.code,
-            message: s.message,
-        }),
-        _ => Ok(res.payload),
+/// What of `parts` is left after `done` bytes, as slices.
+fn rest<'p>(parts: &'p [&'p [u8]], done: usize) -> Vec<std::io::IoSlice<'p>> {
+    let mut skip = done;
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        out.push(std::io::IoSlice::new(&p[skip..]));
+        skip = 0;
+    }
+    out
+}
+
+impl Drop for Writing<'_, '_> {
+    fn drop(&mut self) {
+        // Nothing of the frame written: the peer never saw it, so it is simply not sent.
+        if self.done == 0 || self.done == self.total() {
+            return;
+        }
+        let rest: Vec<u8> = rest(self.parts, self.done)
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        self.writer.unsent.extend_from_slice(&rest);
+    }
+}
+
+impl FrameWriter {
+    pub(crate) async fn send(&mut self, parts: &[&[u8]]) -> std::io::Result<()> {
+        while !self.unsent.is_empty() {
+            let n = self.half.write(&self.unsent).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.unsent.drain(..n);
+        }
+        let mut w = Writing {
+            writer: self,
+            parts,
+            done: 0,
+        };
+        let total = w.total();
+        while w.done < total {
+            let slices = rest(parts, w.done);
+            let n = w.writer.half.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            w.done += n;
+        }
+        Ok(())
     }
 }
 
@@ -192,15 +187,17 @@ impl Client {
         let shared = Arc::new(Shared::default());
         let (rd, wr) = tokio::io::split(stream);
         let reader = tokio::spawn(read_loop(rd, shared.clone()));
+        let timer = tokio::spawn(timer_loop(shared.clone()));
         Client {
             shared,
             writer: tokio::sync::Mutex::new(Some(FrameWriter {
                 half: wr,
-                buf: Vec::new(),
-                done: 0,
+                unsent: Vec::new(),
             })),
             next_stream: AtomicU32::new(1),
             reader: Mutex::new(Some(reader)),
+            timer: Mutex::new(Some(timer)),
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -213,27 +210,23 @@ impl Client {
         payload: &[u8],
         timeout: Option<Duration>,
     ) -> Result<Vec<u8>, CallError> {
-        let timeout_nano = timeout.map_or(0, |t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX));
-        let data = Request {
-            service,
-            method,
-            payload,
-            timeout_nano,
-        }
-        .encode();
-        if data.len() > MESSAGE_LENGTH_MAX {
-            return Err(CallError::TooLarge {
-                service: service.to_string(),
-                method: method.to_string(),
-                length: data.len(),
-                max: MESSAGE_LENGTH_MAX,
-            });
-        }
-        // Client streams are odd; wrapping past u32::MAX stays odd.
-        let stream_id = self.next_stream.fetch_add(2, Ordering::Relaxed);
-        let frame = request_frame(stream_id, &data).map_err(|e| CallError::ConnectionLost {
-            reason: e.to_string(),
-        })?;
+        self.call_parts(service, method, &[payload], timeout).await
+    }
+
+    /// [`Client::call`] with the request message given as consecutive parts (e.g. a message
+    /// head and a file chunk), written with vectored writes so no part is copied.
+    pub async fn call_parts(
+        &self,
+        service: &str,
+        method: &str,
+        payload: &[&[u8]],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, CallError> {
+        let (stream_id, head, tail) = self.envelope(service, method, payload, timeout)?;
+        let mut parts = Vec::with_capacity(payload.len() + 2);
+        parts.push(&head[..]);
+        parts.extend(payload.iter().copied().filter(|p| !p.is_empty()));
+        parts.push(&tail[..]);
 
         let (tx, rx) = oneshot::channel();
         {
@@ -241,7 +234,7 @@ impl Client {
             if let Some(err) = &p.failed {
                 return Err(err.clone());
             }
-            p.calls.insert(stream_id, tx);
+            p.calls.insert(stream_id, Waiter::Task(tx));
         }
         let exchange = async {
             {
@@ -249,7 +242,7 @@ impl Client {
                 let Some(w) = writer.as_mut() else {
                     return Err(self.failure());
                 };
-                if let Err(e) = w.send(frame).await {
+                if let Err(e) = w.send(&parts).await {
                     writer.take();
                     self.shared.fail_all(CallError::ConnectionLost {
                         reason: format!("write: {e}"),
@@ -273,11 +266,40 @@ impl Client {
         if result.is_err() {
             self.shared.lock().calls.remove(&stream_id);
         }
-        let payload = result?;
-        let res = Response::decode(&payload).map_err(|e| CallError::ConnectionLost {
-            reason: e.to_string(),
-        })?;
-        into_reply(service, method, res)
+        decode_reply(service, method, &result?)
+    }
+
+    /// A new stream id and the frame around a payload of these parts: the header and envelope
+    /// before it, the envelope's tail after it. Refuses a frame over the ttrpc limit.
+    pub(crate) fn envelope(
+        &self,
+        service: &str,
+        method: &str,
+        payload: &[&[u8]],
+        timeout: Option<Duration>,
+    ) -> Result<(u32, Vec<u8>, Vec<u8>), CallError> {
+        let timeout_nano = timeout.map_or(0, |t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX));
+        let payload_len: usize = payload.iter().map(|p| p.len()).sum();
+        let (mut head, tail) = request_envelope(service, method, payload_len, timeout_nano);
+        let length = head.len() + payload_len + tail.len();
+        if length > MESSAGE_LENGTH_MAX {
+            return Err(CallError::TooLarge {
+                service: service.to_string(),
+                method: method.to_string(),
+                length,
+                max: MESSAGE_LENGTH_MAX,
+            });
+        }
+        // Client streams are odd; wrapping past u32::MAX stays odd.
+        let stream_id = self.next_stream.fetch_add(2, Ordering::Relaxed);
+        let header = Header {
+            length: u32::try_from(length).unwrap_or(u32::MAX),
+            stream_id,
+            kind: TYPE_REQUEST,
+            flags: 0,
+        };
+        head.splice(0..0, header.encode());
+        Ok((stream_id, head, tail))
     }
 
     fn failure(&self) -> CallError {
@@ -298,6 +320,14 @@ impl Client {
         }
         if let Some(t) = self
             .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            t.abort();
+        }
+        if let Some(t) = self
+            .timer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
@@ -325,4 +355,4 @@ impl Drop for Client {
 
 #[cfg(test)]
 #[path = "client_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -40,7 +40,10 @@ fn response_frame(stream_id: u32, data: &[u8]) -> Vec<u8> {
 
 /// The peer: `Echo` answers its (4-byte) payload, `Fail` a NOT_FOUND
 /// status, `Slow` never, `Hangup` closes the connection.
-async fn peer(mut s: DuplexStream, seen: tokio::sync::mpsc::UnboundedSender<(u32, Vec<u8>)>) {
+pub(crate) async fn peer(
+    mut s: DuplexStream,
+    seen: tokio::sync::mpsc::UnboundedSender<(u32, Vec<u8>)>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 65536];
     loop {

@@ -3,6 +3,8 @@
 //! No Node dependency; the binding crate exposes it to TypeScript.
 
 pub mod client;
+mod client_nowait;
+mod client_pending;
 pub mod dial;
 pub mod frame;
 pub mod replay;
@@ -11,6 +13,7 @@ pub mod varint;
 pub mod wire;
 
 pub use client::{CallError, Client};
+pub use client_pending::Delivery;
 pub use dial::{dial, dial_once, hybrid_handshake, Address, BoxStream, DialError, DialStep};
 pub use frame::{FrameError, MESSAGE_LENGTH_MAX};
 pub use wire::code_name;

@@ -2,7 +2,7 @@
 //! hand: five fields are not worth a protobuf code generator in this crate. The encoding is
 //! proto3-canonical (default values omitted), which the golden bytes below pin down.
 
-use crate::varint::{put_len_field, put_signed, read_varint};
+use crate::varint::{put_len_field, put_signed, put_varint, read_varint};
 
 /// `ttrpc.Request` as the client sends it (no metadata).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +37,30 @@ fn put_nonempty(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     if !bytes.is_empty() {
         put_len_field(out, tag, bytes);
     }
+}
+
+/// The envelope of a request whose payload is `payload_len` bytes sent separately: the bytes
+/// before the payload and the bytes after it, so `head + payload + tail` equals
+/// [`Request::encode`] of the same request without copying the payload.
+pub fn request_envelope(
+    service: &str,
+    method: &str,
+    payload_len: usize,
+    timeout_nano: i64,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut head = Vec::with_capacity(service.len() + method.len() + 16);
+    put_nonempty(&mut head, 0x0a, service.as_bytes());
+    put_nonempty(&mut head, 0x12, method.as_bytes());
+    if payload_len > 0 {
+        head.push(0x1a);
+        put_varint(&mut head, u64::try_from(payload_len).unwrap_or(u64::MAX));
+    }
+    let mut tail = Vec::new();
+    if timeout_nano != 0 {
+        tail.push(0x20);
+        put_signed(&mut tail, timeout_nano);
+    }
+    (head, tail)
 }
 
 impl Request<'_> {
@@ -188,6 +212,26 @@ mod tests {
         ));
         assert_eq!(bytes.len(), 110);
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn envelope_around_a_separate_payload_is_the_encoded_request() {
+        for (payload, timeout_nano) in [
+            (&b"payload bytes"[..], 30_000_000_000),
+            (&b""[..], 0),
+            (&[7u8; 300][..], -1),
+        ] {
+            let (head, tail) =
+                request_envelope("grpc.AgentService", "CopyFile", payload.len(), timeout_nano);
+            let whole = [head, payload.to_vec(), tail].concat();
+            let req = Request {
+                service: "grpc.AgentService",
+                method: "CopyFile",
+                payload,
+                timeout_nano,
+            };
+            assert_eq!(whole, req.encode());
+        }
     }
 
     #[test]

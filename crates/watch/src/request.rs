@@ -18,7 +18,7 @@ pub const S_IFLNK: u32 = 0o120_000;
 /// dir_mode of a copied tree's top directory (runtime-rs `DIR_MODE_PERMS`).
 pub const TOP_DIR_MODE: u32 = S_IFDIR | 0o750;
 /// Largest `data` of one request (runtime-go `grpcMaxDataSize`); ttrpc refuses > 4 MiB messages.
-pub const CHUNK_BYTES: u64 = 1 << 20;
+pub const CHUNK_BYTES: u64 = (4 << 20) - (64 << 10);
 /// An entry changed this close to the scan may change again within the same timestamp tick
 /// without its fingerprint showing it (git's "racily clean" problem): it is resent next time.
 const RACY_NS: i128 = 100_000_000;
@@ -58,7 +58,16 @@ fn int32_field(id: u32) -> u64 {
 impl CopyRequest {
     /// Proto3 encoding of `grpc.CopyFileRequest` with `offset` and `data`.
     pub fn encode(&self, offset: u64, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.path.as_str().len() + data.len() + 48);
+        let mut out = self.encode_head(offset, data.len());
+        out.extend_from_slice(data);
+        out
+    }
+
+    /// The encoding up to `data`'s bytes (every field, then `data`'s tag and length): followed
+    /// by the `data_len` bytes themselves it is [`CopyRequest::encode`], so a file chunk is sent
+    /// from its read buffer without being copied into the message.
+    pub fn encode_head(&self, offset: u64, data_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.path.as_str().len() + 64);
         put_bytes(&mut out, 0x0a, self.path.as_str().as_bytes());
         put_uint(&mut out, 0x10, self.file_size);
         put_uint(&mut out, 0x18, u64::from(self.file_mode));
@@ -66,7 +75,10 @@ impl CopyRequest {
         put_uint(&mut out, 0x28, int32_field(self.uid));
         put_uint(&mut out, 0x30, int32_field(self.gid));
         put_uint(&mut out, 0x38, offset);
-        put_bytes(&mut out, 0x42, data);
+        if data_len > 0 {
+            out.push(0x42);
+            put_varint(&mut out, u64::try_from(data_len).unwrap_or(u64::MAX));
+        }
         out
     }
 }

@@ -80,9 +80,11 @@ async fn call(
     data: &[u8],
     t: Duration,
 ) -> Result<(), SendError> {
-    let payload = step.request.encode(offset, data);
+    // The message head and the data go out as two slices of one frame: `data` (a file chunk in
+    // its read buffer) is never copied into the message.
+    let head = step.request.encode_head(offset, data.len());
     client
-        .call(SERVICE, METHOD, &payload, Some(t))
+        .call_parts(SERVICE, METHOD, &[&head, data], Some(t))
         .await
         .map(drop)
         .map_err(|source| SendError::Call {
@@ -103,6 +105,7 @@ pub fn open_nofollow(path: &Path) -> std::io::Result<File> {
 /// Sends one regular file in ≤ 1 MiB chunks; the size is taken when the file is opened.
 async fn send_file(
     client: &Client,
+    buffers: &Buffers,
     host: &Path,
     mut step: Step,
     t: Duration,
@@ -118,16 +121,49 @@ async fn send_file(
         call(client, &step, 0, &[], t).await?;
         return Ok(0);
     }
-    let mut buf = vec![0u8; usize::try_from(size.min(CHUNK_BYTES)).unwrap_or(1 << 20)];
+    let mut buf = buffers.take(usize::try_from(size.min(CHUNK_BYTES)).unwrap_or(1 << 20));
     let mut offset = 0u64;
-    while offset < size {
-        let n = usize::try_from((size - offset).min(CHUNK_BYTES)).unwrap_or(buf.len());
-        file.read_exact_at(&mut buf[..n], offset)
-            .map_err(read_err)?;
-        call(client, &step, offset, &buf[..n], t).await?;
-        offset += CHUNK_BYTES;
+    let sent = async {
+        while offset < size {
+            let n = usize::try_from((size - offset).min(CHUNK_BYTES)).unwrap_or(buf.len());
+            file.read_exact_at(&mut buf[..n], offset)
+                .map_err(read_err)?;
+            call(client, &step, offset, &buf[..n], t).await?;
+            offset += CHUNK_BYTES;
+        }
+        Ok(size)
     }
-    Ok(size)
+    .await;
+    buffers.give(buf);
+    sent
+}
+
+/// Chunk buffers of one sync, reused from file to file: a tree of many files allocates (and
+/// zeroes) about [`PARALLEL`] buffers instead of one per file.
+#[derive(Debug, Default)]
+struct Buffers(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Buffers {
+    /// A buffer of at least `len` bytes.
+    fn take(&self, len: usize) -> Vec<u8> {
+        let mut b = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default();
+        if b.len() < len {
+            b.resize(len, 0);
+        }
+        b
+    }
+
+    fn give(&self, b: Vec<u8>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(b);
+    }
 }
 
 /// The host path the copy engine reads for the entry at `rel` of the tree at `root`.
@@ -142,6 +178,7 @@ pub fn host_path(root: &Path, rel: &Path) -> PathBuf {
 /// Sends `plan` for the tree at `root`. Failures are collected, not fatal: the rest still goes.
 pub async fn send_plan(client: &Arc<Client>, root: &Path, plan: &Plan, timeout: Duration) -> Sent {
     let mut out = Sent::default();
+    let buffers = Arc::new(Buffers::default());
     let mut set: JoinSet<(PathBuf, Result<u64, SendError>)> = JoinSet::new();
     // Phases run one after the other: each depth of directories (parents exist before their
     // children), then files, then links (see the module comment of `request`).
@@ -167,10 +204,11 @@ pub async fn send_plan(client: &Arc<Client>, root: &Path, plan: &Plan, timeout: 
                 }
             }
             let (client, step, host) = (client.clone(), s.clone(), host_path(root, &s.rel));
+            let buffers = buffers.clone();
             set.spawn(async move {
                 let rel = step.rel.clone();
                 let r = if is_file {
-                    send_file(&client, &host, step, timeout).await
+                    send_file(&client, &buffers, &host, step, timeout).await
                 } else {
                     let data = step.link.clone().unwrap_or_default();
                     call(&client, &step, 0, &data, timeout).await.map(|()| 0)
