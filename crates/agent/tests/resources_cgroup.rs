@@ -4,7 +4,8 @@
 // the container's processes (init and exec) join the container's cgroup (named by
 // `linux.cgroupsPath`) before they run, StatsContainer reads it (cpu.stat's usage, the
 // interfaces of /proc/net/dev), a limit the hierarchy cannot enforce is an error and not an OK,
-// and RemoveContainer removes the cgroup and the parents it made. Limits, UpdateContainer and
+// and RemoveContainer removes the cgroup and the parents it made (a cgroup shared by two
+// containers, with the last of them). Limits, UpdateContainer and
 // OOM kills are checked in the TCG guest, whose cgroup2 has every controller
 // (__test__/guest/resources.spec.ts). Without a cgroup2 mount the agent answers UNIMPLEMENTED.
 mod guest_support;
@@ -180,6 +181,29 @@ async fn container_processes_run_in_the_containers_cgroup_and_remove_deletes_it(
         !sub.dir().exists(),
         "the cgroup and the parents it made are removed"
     );
+
+    // Containers naming the same cgroupsPath share it (as in kata-agent): it goes with the last.
+    let shared = format!("/{}/shared", sub.0);
+    for cid in ["s1", "s2"] {
+        start(
+            &c,
+            &with_cgroup(container(cid, &["sleep", "1000"], ""), &shared),
+        )
+        .await;
+    }
+    let dir = sub.dir().join("shared");
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.lines().count(), 2, "both inits: {procs:?}");
+    for (cid, left) in [("s1", true), ("s2", false)] {
+        let rm = agent::RemoveContainerRequest {
+            container_id: cid.into(),
+            ..Default::default()
+        };
+        c.remove_container(ctx(), &rm)
+            .await
+            .expect("RemoveContainer");
+        assert_eq!(dir.exists(), left, "after removing {cid}");
+    }
 
     // A limit at create that cannot be enforced refuses the container and leaves nothing.
     let mut req = with_cgroup(

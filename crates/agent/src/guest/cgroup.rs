@@ -91,6 +91,8 @@ pub struct ContainerCgroup {
     root: PathBuf,
     /// The ancestors creation made, removed again (when empty) on delete.
     parents: Vec<PathBuf>,
+    /// Whether this agent made the cgroup (then it removes it with the last container in it).
+    pub made: bool,
 }
 
 fn cg_err(cid: &str) -> impl FnOnce(cgroups::CgroupError) -> GuestError + '_ {
@@ -125,27 +127,39 @@ impl ContainerCgroup {
             value: path.clone(),
             why: e.to_string(),
         })?;
-        if mgr.dir().exists() {
-            // Another container's (or the agent's own) cgroup: never share or adopt one.
-            return Err(GuestError::BadValue {
-                what: "linux.cgroupsPath",
-                value: path,
-                why: "the cgroup already exists in the guest".into(),
-            });
-        }
+        // Containers naming the same cgroupsPath share the cgroup, as in the Kata agent (the
+        // last resources applied win); one that exists already is joined, not removed after.
+        let made = !mgr.dir().exists();
         let parents = mgr.create(&[]).map_err(cg_err(cid))?;
         let cg = ContainerCgroup {
             mgr,
             root: mount,
             parents,
+            made,
         };
         if let Some(r) = linux.and_then(|l| l.Resources.as_ref()) {
             if let Err(e) = cg.apply(cid, r) {
-                let _ = cg.delete(cid);
+                if made {
+                    let _ = cg.delete(cid);
+                }
                 return Err(e);
             }
         }
         Ok(cg)
+    }
+
+    /// Shares the cgroup `other` (same directory) made: this one removes it (and the parents
+    /// made for it) if it is the last container in it.
+    pub fn share_with(&mut self, other: &ContainerCgroup) {
+        if other.made && other.dir() == self.dir() {
+            self.made = true;
+            for p in &other.parents {
+                if !self.parents.contains(p) {
+                    self.parents.push(p.clone());
+                }
+            }
+            self.parents.sort_by_key(|p| p.components().count());
+        }
     }
 
     /// The cgroup's directory (in the agent's view).

@@ -136,16 +136,25 @@ impl GuestSandbox {
 
     pub fn create_container(&self, req: &CreateContainerRequest) -> Result<(), GuestError> {
         let cid = &req.container_id;
-        let c = GuestContainer::create(&self.cfg.root, req, self.cfg.device_timeout)?;
+        let mut c = GuestContainer::create(&self.cfg.root, req, self.cfg.device_timeout)?;
         pidns::note_container(cid, req.sandbox_pidns);
-        if let Some(cg) = &c.cgroup {
-            if let Err(e) = oom::watch(cid, &cg.dir(), self.oom.clone()) {
-                let _ = cg.delete(cid);
+        let mut st = self.lock();
+        if let Some(cg) = c.cgroup.as_mut() {
+            // A cgroup shared with a container this agent made it for: removed with the last.
+            let dir = cg.dir();
+            for other in st.containers.values().filter_map(|o| o.cgroup.as_ref()) {
+                cg.share_with(other);
+            }
+            if let Err(e) = oom::watch(cid, &dir, self.oom.clone()) {
+                if cg.made && !cgroup_shared(&st, &dir) {
+                    let _ = cg.delete(cid);
+                }
                 let _ = undo_records(&c.storages);
                 return Err(e);
             }
         }
-        self.lock().containers.insert(cid.clone(), c);
+        st.containers.insert(cid.clone(), c);
+        drop(st);
         Ok(())
     }
 
@@ -340,13 +349,17 @@ impl GuestSandbox {
             Duration::from_secs(timeout_s.into())
         };
         self.kill_and_wait(&pids, wait);
-        let c = self.lock().containers.remove(cid);
+        let mut st = self.lock();
+        let c = st.containers.remove(cid);
+        // Not shared (any more): a cgroup this agent made goes with its last container.
+        let cg = match c.as_ref().and_then(|c| c.cgroup.as_ref()) {
+            Some(g) if g.made && !cgroup_shared(&st, &g.dir()) => g.delete(cid),
+            _ => Ok(()),
+        };
+        drop(st);
         pidns::forget(cid);
         match c {
-            Some(c) => {
-                let cg = c.cgroup.as_ref().map_or(Ok(()), |g| g.delete(cid));
-                undo_records(&c.storages).and(cg)
-            }
+            Some(c) => undo_records(&c.storages).and(cg),
             None => Ok(()),
         }
     }
@@ -364,7 +377,9 @@ impl GuestSandbox {
         pidns::reset();
         let mut first = None;
         for (cid, c) in st.containers {
-            if let Some(Err(e)) = c.cgroup.as_ref().map(|g| g.delete(&cid)) {
+            // Deleting a shared cgroup twice is fine: one already gone is success.
+            let made = c.cgroup.as_ref().filter(|g| g.made);
+            if let Some(Err(e)) = made.map(|g| g.delete(&cid)) {
                 first.get_or_insert(e);
             }
             if let Err(e) = undo_records(&c.storages) {
@@ -432,6 +447,14 @@ impl GuestSandbox {
             self.cfg.device_timeout,
         )
     }
+}
+
+/// Whether a container still in `st` uses the cgroup at `dir`.
+fn cgroup_shared(st: &GuestState, dir: &std::path::Path) -> bool {
+    st.containers
+        .values()
+        .filter_map(|c| c.cgroup.as_ref())
+        .any(|g| g.dir() == dir)
 }
 
 /// Fills in the container and executable of a start error.
