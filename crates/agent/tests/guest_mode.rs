@@ -514,18 +514,11 @@ async fn calls_the_guest_does_not_carry_out_answer_unimplemented_not_ok() {
         container_id: "c".into(),
         ..Default::default()
     };
-    let resize = agent::TtyWinResizeRequest {
-        container_id: "c".into(),
-        row: 40,
-        column: 120,
-        ..Default::default()
-    };
     let results = [
         (
             "UpdateContainer",
             c.update_container(ctx(), &update).await.err(),
         ),
-        ("TtyWinResize", c.tty_win_resize(ctx(), &resize).await.err()),
         (
             "SetPolicy",
             c.set_policy(ctx(), &agent::SetPolicyRequest::new())
@@ -538,16 +531,5 @@ async fn calls_the_guest_does_not_carry_out_answer_unimplemented_not_ok() {
         assert_eq!(code, ttrpc::Code::UNIMPLEMENTED, "{method}: {msg}");
         assert!(msg.contains(method), "{msg}");
     }
-    // A terminal is refused rather than silently replaced by pipes.
-    let mut tty = process(&["sh"]);
-    tty.Terminal = true;
-    let exec = agent::ExecProcessRequest {
-        container_id: "c".into(),
-        exec_id: "t".into(),
-        process: protobuf::MessageField::some(tty),
-        ..Default::default()
-    };
-    let (code, msg) = rpc_status(c.exec_process(ctx(), &exec).await.unwrap_err());
-    assert_eq!(code, ttrpc::Code::UNIMPLEMENTED, "{msg}");
-    assert!(msg.contains("terminal"), "{msg}");
+    // Terminals and TtyWinResize: tests/security_context.rs.
 }
