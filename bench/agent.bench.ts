@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, createConnection, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -102,7 +102,7 @@ export async function run(): Promise<Metrics> {
       Number(ours.toFixed(1)),
       Number(peer.toFixed(1)),
       'µs',
-      'health Check round trip (TS client → napi → ttrpc over unix socket → kata-ts-agent) vs a 31-byte node unix-socket echo, sequential',
+      `health Check round trip (TS client → one napi call that writes the frame on the JS thread → ttrpc over unix socket → kata-ts-agent → reply settles the promise from the native reader) vs a 31-byte node unix-socket echo, sequential, mean over 1 s; no VM; load average ${loadavg()[0]!.toFixed(1)}`,
     );
 
     const src = join(dir, 'src.bin');
@@ -144,7 +144,7 @@ export async function run(): Promise<Metrics> {
       Number((FILE_MIB / median(copySecs)).toFixed(1)),
       Number((FILE_MIB / median(cpSecs)).toFixed(1)),
       'MiB/s',
-      `${FILE_MIB} MiB file as 1 MiB CopyFile chunks into the agent's root (read, send, write, rename) vs cp of the same file; median of 3`,
+      `${FILE_MIB} MiB file through the copy engine as CopyFile chunks of 4 MiB - 64 KiB, sent from the read buffer with vectored writes, into the agent's root (read, send, write, rename) vs cp of the same file; median of 3; no VM; load average ${loadavg()[0]!.toFixed(1)}`,
     );
     return metrics;
   } finally {

@@ -23,7 +23,7 @@ import {
   watch,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dialOptions, type AgentConnection, type AgentTarget } from '../ts/agent/client.js';
@@ -352,7 +352,7 @@ async function treeCopy(dir: string, target: AgentTarget, root: string): Promise
       round(mb / pct(ours, 50), 1),
       round(mb / pct(cp, 50), 1),
       'MB/s',
-      `${what} vs cp -a of the same tree; median of 3; goal ratio ≥ 0.8`,
+      `${what} vs cp -a of the same tree; median of 3; goal ratio ≥ 0.8; no VM; load average ${loadavg()[0]!.toFixed(1)}`,
     ),
     higherIsBetter(
       round(mb / pct(ours, 50), 1),
