@@ -172,3 +172,23 @@ test('CreateContainerRequest: namespaces as the guest can have them (no network/
     { Type: 'mount' },
   ]);
 });
+
+test('CreateContainerRequest: a CRI PodPID container (pid namespace path set) joins the pod pid namespace', (t) => {
+  const withPid = (path: string | undefined, type = 'container') =>
+    ociSpec((s) => {
+      s.annotations = {
+        'io.kubernetes.cri.container-type': type,
+        'io.kubernetes.cri.sandbox-id': 'sb',
+      };
+      s.linux.namespaces = [
+        { type: 'pid', ...(path !== undefined ? { path } : {}) },
+        { type: 'ipc' },
+      ];
+    });
+  const req = (spec: ReturnType<typeof ociSpec>) =>
+    planOf({ containers: [{ id: 'c1', spec }] })._unsafeUnwrap().containers[1]!
+      .createContainer as any;
+  t.true(req(withPid('/proc/42/ns/pid')).sandboxPidns);
+  t.falsy(req(withPid(undefined)).sandboxPidns);
+  t.falsy(req(withPid('')).sandboxPidns);
+});

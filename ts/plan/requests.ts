@@ -104,8 +104,7 @@ const AGENT_NAMESPACES = new Set(['network', 'cgroup', 'pid']);
  * fail with `failed to join pidns: EINVAL`), so those go; every other namespace keeps its type
  * with the path cleared, since a host path such as containerd's /proc/<pause pid>/ns/ipc names
  * nothing in the guest (kata-agent failed CreateContainer with ENOENT on CNI's netns path).
- * A pod sharing one pid namespace (CreateSandbox/CreateContainer `sandbox_pidns`) is not wired
- * yet: each container gets its own.
+ * A pod sharing one pid namespace is `sandbox_pidns` instead (sharesPodPidNamespace).
  */
 function guestNamespaces(spec: Spec): void {
   const linux = spec.Linux;
@@ -114,6 +113,19 @@ function guestNamespaces(spec: Spec): void {
     ...n,
     Path: '',
   }));
+}
+
+/**
+ * Whether a pod's container joins the pod's pid namespace (CRI PodPID, `shareProcessNamespace`):
+ * containerd's CRI then gives its pid namespace entry the pause container's /proc/<pid>/ns/pid
+ * path (ContainerPID: no path). runtime-go `handlePidNamespace` turns that into
+ * CreateContainer `sandbox_pidns`; the agent runs the container in the namespace of the pod's
+ * first container (Kata's `update_shared_pidns`).
+ */
+export function sharesPodPidNamespace(type: ContainerType, spec: OciSpec): boolean {
+  if (type !== 'pod_container') return false;
+  const pid = spec.linux.namespaces?.find((n) => n.type === 'pid');
+  return pid?.path !== undefined && pid.path !== '';
 }
 
 export function createContainerRequest(i: ContainerRequestInput): CreateContainerRequest {
@@ -129,7 +141,7 @@ export function createContainerRequest(i: ContainerRequestInput): CreateContaine
     devices: i.devices.map((d) => ({ ...d })),
     storages: [...i.rootfsStorages, ...i.volumeStorages].map(storage),
     OCI,
-    sandboxPidns: false,
+    sandboxPidns: sharesPodPidNamespace(i.type, i.spec),
   });
 }
 
