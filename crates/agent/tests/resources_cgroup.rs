@@ -8,6 +8,8 @@
 // containers, with the last of them). Limits, UpdateContainer and
 // OOM kills are checked in the TCG guest, whose cgroup2 has every controller
 // (__test__/guest/resources.spec.ts). Without a cgroup2 mount the agent answers UNIMPLEMENTED.
+// Shared with guest_mode.rs; this suite uses part of it (no loop devices).
+#[allow(dead_code)]
 mod guest_support;
 
 use std::path::{Path, PathBuf};
