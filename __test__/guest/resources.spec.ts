@@ -8,6 +8,7 @@
 // - after UpdateContainer they hold the new ones;
 // - StatsContainer: memory usage > 0 with the limit, CPU usage grows while a busy loop runs,
 //   pids.current as the cgroup counts it (ours also reports the guest's interfaces);
+// - quota -1 lifts the CPU limit (`max`);
 // - an init allocating past memory.max is OOM-killed: GetOOMEvent answers the container id and
 //   WaitProcess reports 137 (SIGKILL).
 import path from 'node:path';
@@ -176,10 +177,21 @@ async function resources(t: ExecutionContext, img: NamedGuestImage): Promise<voi
         'guest interfaces, loopback left out',
       );
 
-    // OOM: the init itself allocates past memory.max.
-    const oom = within(60_000, g.agent.getOomEvent(), 'GetOOMEvent');
-    (await g.agent.writeStdin(a, '', Buffer.from('exec tail /dev/zero\n')))._unsafeUnwrap();
-    const exit = await within(60_000, g.agent.waitProcess(a, ''), 'WaitProcess app');
+    // Quota -1 lifts the CPU limit (`max`), so the allocation below is not throttled.
+    const lifted = await g.agent.updateContainer({
+      containerId: a,
+      resources: { CPU: { Quota: -1n, Period: 100_000n } },
+    });
+    t.true(
+      lifted.isOk(),
+      `UpdateContainer quota -1: ${lifted.isErr() ? lifted.error.message : ''}`,
+    );
+    t.is(await run('cat $d/cpu.max'), 'max 100000', 'quota -1 is max');
+
+    // OOM: the init shell itself grows past memory.max (a command substitution that never ends).
+    const oom = within(90_000, g.agent.getOomEvent(), 'GetOOMEvent');
+    (await g.agent.writeStdin(a, '', Buffer.from("x=$(tr '\\0' a </dev/zero)\n")))._unsafeUnwrap();
+    const exit = await within(90_000, g.agent.waitProcess(a, ''), 'WaitProcess app');
     t.is(exit._unsafeUnwrap(), 137, 'the OOM-killed init exits by SIGKILL');
     t.is((await oom)._unsafeUnwrap(), a, 'GetOOMEvent names the container');
   } catch (e) {
