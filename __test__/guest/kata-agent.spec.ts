@@ -59,7 +59,7 @@ async function boot(t: ExecutionContext, img: NamedGuestImage) {
 
 /** What GetGuestDetails says of each agent: its version, and whether it runs as PID 1. */
 const EXPECTED = {
-  ours: { version: '0.1.0', initDaemon: true },
+  ours: { version: 'kata-ts-agent 0.1.0', initDaemon: true },
   'kata-agent': { version: '4.1.0', initDaemon: false },
 } as const;
 /** Reconnections right after a hang-up (the relay's session framing is what is tested). */
