@@ -29,11 +29,18 @@ const results: Record<string, Partial<Metric>> = Object.fromEntries(
   }),
 );
 
+const measured: Metrics = {};
 for (const file of files) {
   const mod = (await import(`./${file}`)) as { run: () => Promise<Metrics> };
   process.stderr.write(`bench: ${file}\n`);
-  Object.assign(results, await mod.run());
+  Object.assign(measured, await mod.run());
 }
+// A partial run merges into the file as it is now, not as it was when the run started: other
+// benchmarks may have written their figures meanwhile (several sessions share the tree).
+if (only.size > 0 && existsSync(resultsFile)) {
+  Object.assign(results, JSON.parse(readFileSync(resultsFile, 'utf8')));
+}
+Object.assign(results, measured);
 
 const rows = Object.entries(results).sort(([a], [b]) => a.localeCompare(b));
 const fmt = (v: number | null | undefined) =>
