@@ -101,7 +101,7 @@ for (const agent of AGENTS) {
     let seen = '';
     events.stdout?.on('data', (d: Buffer) => (seen += d.toString()));
     t.teardown(() => void events.kill('SIGKILL'));
-    // busybox tail keeps the whole line it reads: /dev/zero has no newline.
+    // The shell keeps the whole output of the substitution: /dev/zero never ends.
     const run = await c
       .ctr(
         'run',
@@ -113,8 +113,9 @@ for (const agent of AGENTS) {
         RUNTIME,
         BUSYBOX_IMAGE,
         id,
-        'tail',
-        '/dev/zero',
+        'sh',
+        '-c',
+        'x=$(cat /dev/zero)',
       )
       .then(
         () => 0,
