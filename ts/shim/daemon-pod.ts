@@ -119,13 +119,14 @@ export class PodHost {
 
   /** Puts the recorded tasks back on the re-attached sandbox and resumes their exit watches. */
   restore(sb: Sandbox, record: PodRecord): void {
-    this.pod.sandbox = sb;
     for (const id of record.containers) this.containers.add(id);
     for (const t of record.tasks) {
       const init = this.process(sb, t.id, t.init);
       const execs = new Map(t.execs.map((e) => [e.execId, this.process(sb, t.id, e)]));
       this.pod.tasks.set(t.id, { id: t.id, bundle: t.bundle, init, execs });
     }
+    // The watches a created sandbox gets (OOM), once its tasks are known again.
+    this.pod.adopt(sb);
   }
 
   private process(sb: Sandbox, containerId: string, r: ProcessRecord): ShimProcess {
