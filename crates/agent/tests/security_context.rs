@@ -4,6 +4,8 @@
 // /proc). Sysctls are left to the booted-guest suite (__test__/guest/security-context.spec.ts):
 // here the agent shares the host's network and ipc namespaces, so a written sysctl would change
 // the host; only the refusal of a non-namespaced one is checked.
+// The harness is shared with guest_mode.rs; this suite uses part of it.
+#[allow(dead_code)]
 mod guest_support;
 
 use std::os::unix::fs::symlink;
