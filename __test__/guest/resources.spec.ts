@@ -135,7 +135,15 @@ async function resources(t: ExecutionContext, img: NamedGuestImage): Promise<voi
     const limits = () =>
       run('echo "$(cat $d/memory.max) | $(cat $d/cpu.max) | $(cat $d/pids.max)"');
 
-    t.is(await limits(), `${64 * MiB} | 50000 100000 | 64`, 'limits of CreateContainer');
+    // Known upstream defect (README "Guest images"): kata-agent 4.1.0 converts LinuxResources
+    // with `if !resources.has_Pids()` (libs/protocols/src/trans.rs), so a pids limit it is sent is
+    // dropped (pids.max stays `max`, StatsContainer reports 0). Ours enforces it.
+    const pidsMax = (n: number) => (img.name === 'kata-agent' ? 'max' : String(n));
+    t.is(
+      await limits(),
+      `${64 * MiB} | 50000 100000 | ${pidsMax(64)}`,
+      'limits of CreateContainer',
+    );
 
     const updated = await g.agent.updateContainer({
       containerId: a,
@@ -146,7 +154,11 @@ async function resources(t: ExecutionContext, img: NamedGuestImage): Promise<voi
       },
     });
     t.true(updated.isOk(), `UpdateContainer: ${updated.isErr() ? updated.error.message : ''}`);
-    t.is(await limits(), `${96 * MiB} | 20000 100000 | 32`, 'limits after UpdateContainer');
+    t.is(
+      await limits(),
+      `${96 * MiB} | 20000 100000 | ${pidsMax(32)}`,
+      'limits after UpdateContainer',
+    );
 
     // StatsContainer while a busy loop runs in the container.
     await run('(while :; do :; done) & echo $! >/tmp/busy');
@@ -165,7 +177,7 @@ async function resources(t: ExecutionContext, img: NamedGuestImage): Promise<voi
     t.true((mem?.usage ?? 0n) > 0n, 'memory usage > 0');
     t.is(mem?.limit, BigInt(96 * MiB), 'memory limit as updated');
     const pids = s2.cgroupStats?.pidsStats;
-    t.is(pids?.limit, 32n);
+    t.is(pids?.limit, img.name === 'kata-agent' ? 0n : 32n);
     // sh (init) and the loop; the shell forks for `cat` around the reading, so allow one more.
     t.true(
       (pids?.current ?? 0n) >= 2n && Math.abs(Number(pids?.current) - pidsNow) <= 1,
