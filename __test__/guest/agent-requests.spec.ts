@@ -253,7 +253,8 @@ async function requests(t: ExecutionContext, img: NamedGuestImage): Promise<void
 
       // vCPU hot-add
       (await resizeVcpus(g.vm.vm.qmp, 2))._unsafeUnwrap();
-      (await g.agent.onlineCpuMem({ wait: true, nbCpus: 1, cpuOnly: true }))._unsafeUnwrap();
+      // nb_cpus: the total to have online (kata-agent's meaning), as the lifecycle sends it.
+      (await g.agent.onlineCpuMem({ wait: true, nbCpus: 2, cpuOnly: true }))._unsafeUnwrap();
       t.is((await run(['cat', '/sys/devices/system/cpu/online'])).out, '0-1\n', 'new vCPU online');
     }
 

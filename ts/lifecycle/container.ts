@@ -106,7 +106,8 @@ async function resize(sb: Sandbox, c: ContainerPlan): Step {
   if (added > 0) {
     const plugged = await resizeVcpus(qmp, c.vcpusAfter);
     if (plugged.isErr()) return err(fail(plugged.error));
-    const online = await sb.agent.onlineCpuMem({ wait: true, nbCpus: added, cpuOnly: true });
+    // nb_cpus is the total to have online (kata-agent 4.1.0 `online_cpus`), not the added count.
+    const online = await sb.agent.onlineCpuMem({ wait: true, nbCpus: c.vcpusAfter, cpuOnly: true });
     if (online.isErr()) return err(fail(online.error));
   }
   const cg = sb.plan.cgroups;

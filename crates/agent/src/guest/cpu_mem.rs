@@ -1,6 +1,8 @@
 //! OnlineCPUMem: bring hot-added vCPUs (and memory blocks) online through sysfs, as the Kata
 //! agent does (`sandbox.rs` `online_cpus`/`online_memory`): write `1` to each offline
-//! `cpuN/online`; with `wait`, retry until `nb_cpus` more are online or the timeout passes.
+//! `cpuN/online` until `nb_cpus` vCPUs are online in total (kata-agent 4.1.0's meaning: it
+//! onlines `nb_cpus` minus the online count, and nothing when that many are online already; 0
+//! onlines no vCPU); with `wait`, retry until then or the timeout passes.
 
 use std::fs;
 use std::path::Path;
@@ -51,6 +53,26 @@ fn online(dir: &Path, prefix: &str, limit: usize) -> Result<usize, GuestError> {
     Ok(n)
 }
 
+/// vCPUs online now: `cpuN` entries whose `online` reads 1, or that have none (cpu0).
+fn online_cpus(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("cpu"))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter(|e| {
+            let f = e.path().join("online");
+            !f.exists() || fs::read_to_string(&f).is_ok_and(|t| t.trim() == "1")
+        })
+        .count()
+}
+
 /// Carries out an OnlineCPUMem request.
 pub fn online_cpu_mem(
     root: &GuestRoot,
@@ -62,7 +84,11 @@ pub fn online_cpu_mem(
     let cpus = root.resolve(CPUS)?;
     let want = usize::try_from(nb_cpus).unwrap_or(usize::MAX);
     let start = Instant::now();
-    let mut done = online(&cpus, "cpu", want)?;
+    let mut done = online_cpus(&cpus);
+    if want > done {
+        online(&cpus, "cpu", want - done)?;
+        done = online_cpus(&cpus);
+    }
     while wait && want != 0 && done < want {
         if start.elapsed() >= timeout {
             return Err(GuestError::Precondition(format!(
@@ -71,7 +97,8 @@ pub fn online_cpu_mem(
             )));
         }
         std::thread::sleep(POLL_INTERVAL);
-        done += online(&cpus, "cpu", want - done)?;
+        online(&cpus, "cpu", want - done)?;
+        done = online_cpus(&cpus);
     }
     if !cpu_only {
         online(&root.resolve(MEMORY)?, "memory", 0)?;
@@ -98,23 +125,33 @@ mod tests {
             fs::write(p.join("online"), v).unwrap();
         }
         let root = GuestRoot::new(dir.clone());
-        online_cpu_mem(&root, true, 1, true, Duration::from_secs(1)).unwrap();
+        // cpu3 is online: 2 in total means one more.
+        online_cpu_mem(&root, true, 2, true, Duration::from_secs(1)).unwrap();
         let read = |d: &str| {
             fs::read_to_string(dir.join("sys/devices/system").join(d).join("online")).unwrap()
         };
         assert_eq!(
             (read("cpu/cpu1").as_str(), read("cpu/cpu2").as_str()),
             ("1", "0"),
-            "only nb_cpus onlined"
+            "onlined up to nb_cpus in total"
+        );
+        online_cpu_mem(&root, true, 1, true, Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            read("cpu/cpu2"),
+            "0",
+            "already that many online: nothing onlined"
         );
         assert_eq!(read("memory/memory7"), "0", "cpu_only");
         online_cpu_mem(&root, false, 0, false, Duration::ZERO).unwrap();
         assert_eq!(
             (read("cpu/cpu2").as_str(), read("memory/memory7").as_str()),
-            ("1", "1")
+            ("0", "1"),
+            "nb_cpus 0 onlines no vCPU, memory all"
         );
-        let err = online_cpu_mem(&root, true, 2, true, Duration::from_millis(50)).unwrap_err();
-        assert!(err.to_string().contains("only 0 of 2 vCPUs"), "{err}");
+        online_cpu_mem(&root, false, 3, true, Duration::ZERO).unwrap();
+        assert_eq!(read("cpu/cpu2"), "1");
+        let err = online_cpu_mem(&root, true, 5, true, Duration::from_millis(50)).unwrap_err();
+        assert!(err.to_string().contains("only 3 of 5 vCPUs"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 }
