@@ -123,9 +123,10 @@ async function startPod(
 async function stopAll(made: Sandbox[]): Promise<void> {
   await Promise.all(
     made.map(async (sb) => {
+      // A pod whose container never started has no process to wait for: bounded, then delete.
       const exited = wait(sb, sb.id);
-      await kill(sb, sb.id, 9);
-      await exited;
+      if ((await kill(sb, sb.id, 9)).isOk())
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
       await deleteSandbox(sb);
     }),
   );
