@@ -39,8 +39,10 @@ native: apt npm
 
 # The guest agent (ttrpc server; build.rs runs ttrpc-codegen on proto/ with protoc from apt).
 AGENT_BIN := target/x86_64-unknown-linux-gnu/release/kata-ts-agent
+# The host-wide shim's front (crates/shim-front: holds containerd's connections, restarts the
+# node daemon) is built here too; `start` finds it in target/ or, packed, in the platform package.
 agent: apt
-	cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent
+	cargo build --release --target x86_64-unknown-linux-gnu -p kata-ts-agent -p shim-front
 
 # The guests (ts/guest/build-guest.sh, cached in build/guest; README "Guest images"):
 #   vmlinux-debian  Debian's kernel (apt-get download, never installed on the host): the peer;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs the publishable tarballs into $1 (napi-rs convention):
 #   kata-ts-<v>.tgz                — compiled JS (dist/), the loader, types; optionalDependencies on
-#   kata-ts-linux-x64-gnu-<v>.tgz  — the prebuilt .node for x86_64 glibc.
+#   kata-ts-linux-x64-gnu-<v>.tgz  — the prebuilt .node and the shim front binary for x86_64 glibc.
 # Like `napi prepublish`, optionalDependencies are added only to the packed manifest so that
 # development installs never look for the unpublished platform package on the registry.
 set -euo pipefail
@@ -18,6 +18,14 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/platform"
 cp npm/linux-x64-gnu/package.json npm/linux-x64-gnu/README.md "$stage/platform/"
 cp "$node_file" "$stage/platform/"
+front=target/x86_64-unknown-linux-gnu/release/kata-ts-shim-front
+[ -x "$front" ] || { echo "pack.sh: $front missing: run make build" >&2; exit 1; }
+cp "$front" "$stage/platform/"
+node -e '
+  const fs = require("fs"); const f = process.argv[1];
+  const pkg = JSON.parse(fs.readFileSync(f, "utf8")); pkg.files.push("kata-ts-shim-front");
+  fs.writeFileSync(f, JSON.stringify(pkg, null, 2) + "\n");
+' "$stage/platform/package.json"
 (cd "$stage/platform" && npm pack --silent --pack-destination "$out" >/dev/null)
 
 # Main package: the `files` of package.json, with a publish-time manifest.

@@ -3,7 +3,15 @@
 // the public API (`import('kata-ts')` plans the shipped example), and checks that nothing shipped
 // reads the lifecycle test hooks. Packs dist/ as built (`make test` builds it first).
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -82,6 +90,11 @@ test('packed tarballs install and run without a Rust toolchain', async (t) => {
   t.true(
     existsSync(path.join(installed, 'kata-ts-linux-x64-gnu/kata-ts.linux-x64-gnu.node')),
     'prebuilt binary installed',
+  );
+  const front = path.join(installed, 'kata-ts-linux-x64-gnu/kata-ts-shim-front');
+  t.true(
+    existsSync(front) && (statSync(front).mode & 0o111) !== 0,
+    'shim front installed, executable',
   );
   t.false(
     existsSync(path.join(installed, 'kata-ts/kata-ts.linux-x64-gnu.node')),

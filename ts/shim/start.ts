@@ -5,6 +5,7 @@
 // `start`s race safely: the front takes an exclusive flock, a second one reports `running`.
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,9 +32,22 @@ export function reachable(socket: string): Promise<boolean> {
 
 const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
+/** The installed platform package's directory (it carries the addon and the front), or null. */
+function platformPackageDir(): string | null {
+  try {
+    return path.dirname(
+      createRequire(import.meta.url).resolve('kata-ts-linux-x64-gnu/package.json'),
+    );
+  } catch {
+    return null;
+  }
+}
+
 /** The front binary: packed next to the addon, else the cargo build of this checkout. */
 export function frontBinary(root = PACKAGE_ROOT): string | null {
+  const platform = platformPackageDir();
   const candidates = [
+    ...(platform === null ? [] : [path.join(platform, 'kata-ts-shim-front')]),
     path.join(root, 'kata-ts-shim-front'),
     path.join(root, 'target/x86_64-unknown-linux-gnu/release/kata-ts-shim-front'),
     path.join(root, 'target/release/kata-ts-shim-front'),
