@@ -16,9 +16,12 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class AgentConnection {
   /**
    * Calls `service/method` with an encoded request; resolves with the encoded response.
-   * `timeoutMs` is sent as `timeout_nano` and enforced locally; 0 waits forever.
+   * `timeoutMs` is sent as `timeout_nano` and enforced locally; 0 waits forever. The request
+   * is written from this (the JS) thread when the connection is free and the reply settles
+   * the promise straight from the connection's reader: no task is woken to make the call.
+   * Rejections carry their code as the message prefix `CODE: `, as async exports do.
    */
-  call(service: string, method: string, payload: Buffer, timeoutMs: number): Promise<Buffer>
+  call(service: string, method: string, payload: Uint8Array, timeoutMs: number): Promise<Buffer>
   /** Closes the connection; pending calls reject with TRANSPORT_CLOSED. Idempotent. */
   close(): void
   /** True once closed or lost. */
