@@ -113,7 +113,10 @@ fn to_js(e: NetnsError) -> napi::Error<crate::error::Code> {
 }
 
 fn prefix(p: &netns::IpPrefix) -> NetIpPrefix {
-    NetIpPrefix { address: p.address.to_string(), prefix_len: u32::from(p.prefix_len) }
+    NetIpPrefix {
+        address: p.address.to_string(),
+        prefix_len: u32::from(p.prefix_len),
+    }
 }
 
 fn link(l: &netns::Link) -> NetLink {
@@ -163,7 +166,11 @@ fn raw(fds: Vec<OwnedFd>) -> Vec<i32> {
 /// Links, addresses, routes and neighbours of the network namespace at `path`.
 #[napi(catch_unwind)]
 pub fn netns_inspect(path: String) -> Result<NetnsSnapshot> {
-    guard(|| netns::inspect(Path::new(&path)).map(|s| snapshot(&s)).map_err(to_js))
+    guard(|| {
+        netns::inspect(Path::new(&path))
+            .map(|s| snapshot(&s))
+            .map_err(to_js)
+    })
 }
 
 /// For each veth of the namespace at `path`: a tap `tap<n>_kata` with `queues` queues mirrored
@@ -183,7 +190,10 @@ pub fn netns_attach(path: String, queues: u32, vhost: bool) -> Result<NetnsAttac
                 vhost_fds: p.vhost_fds.map(raw).unwrap_or_default(),
             })
             .collect();
-        Ok(NetnsAttached { snapshot: snap, pairs })
+        Ok(NetnsAttached {
+            snapshot: snap,
+            pairs,
+        })
     })
 }
 
