@@ -14,7 +14,7 @@
 // asserted per agent here and listed in the README (kata-agent 4.1.0 ignores `size=` of
 // ephemeral storage).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import type { AgentClient } from '../../ts/agent/client.js';
@@ -54,8 +54,6 @@ const APP_SCRIPT = [
   'echo "=e""nd="', // not '=end=' itself: the script is in sh's cmdline, printed above
   'exec sleep 3602',
 ].join('\n');
-/** Known (README "Guest images"): kata-agent 4.1.0's ExecProcess fails on Debian's kernel. */
-const KATA_EXEC_DEFECT = /failed to join pidns/;
 
 /** The app container's volumes, made on the host in `dir`; `loop` is detached at cleanup. */
 function volumes(dir: string, loop: { dev: string | null }): object[] {
@@ -227,22 +225,7 @@ async function requests(t: ExecutionContext, img: NamedGuestImage): Promise<void
     );
 
     // Processes (ExecProcess)
-    const debianKernel = realpathSync(img.kernel).endsWith('vmlinux-debian');
-    if (img.name === 'kata-agent' && debianKernel) {
-      // On Debian's kernel (not on the minimal one) kata-agent's exec helper fails to join the
-      // container's pid namespace; README "Guest images" records it.
-      const tried = await g.agent.execProcess(
-        execRequest(a, 'exec-probe', { args: ['true'], cwd: '/', user: { uid: 0, gid: 0 } }),
-      );
-      if (tried.isErr() && KATA_EXEC_DEFECT.test(tried.error.message)) {
-        t.log(`kata-agent ExecProcess: known defect: ${tried.error.message.split('\n')[0]}`);
-        t.pass('ExecProcess fails as recorded; exec, signals and vCPU checks need it');
-      } else {
-        t.fail(
-          `kata-agent ExecProcess no longer fails as recorded: update this test and the README`,
-        );
-      }
-    } else {
+    {
       t.deepEqual(await run(['head', '-c', '6'], 'hello\nrest'), { out: 'hello\n', code: 0 });
       t.deepEqual(await run(['sh', '-c', 'echo bye; exit 7']), { out: 'bye\n', code: 7 });
       const sleeper = `exec-${execs}`;
