@@ -13,7 +13,7 @@ import {
   MINIMAL_IMAGE,
   missingDebianImage,
   missingMinimalImage,
-} from '../__test__/guest/guest-images.js';
+} from '../__test__/guest/guest-image-paths.js';
 import { podFixture } from '../__test__/guest/planned-pod.js';
 import { lowerIsBetter, type Metrics } from './metric.js';
 

@@ -25,7 +25,7 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { lowerIsBetter, type Metrics } from './metric.js';
 import type { GuestImage } from '../ts/guest/guest-shell.js';
-import { GUEST_IMAGES } from '../__test__/guest/guest-images.js';
+import { GUEST_IMAGES } from '../__test__/guest/guest-image-paths.js';
 import { bootAgentGuest } from '../ts/guest/boot-agent-guest.js';
 import { GuestShell, SHELL_BOOT_PARAMS } from '../ts/guest/guest-shell.js';
 import { launchVm } from '../ts/qemu/launch.js';
