@@ -47,7 +47,7 @@ test('defaults follow the runtime-rs qemu template', (t) => {
   t.is(runtime.copyWatchDebounceMs, 500);
 });
 
-test('the example configuration-qemu.toml parses to the defaults, with the template enable_annotations, and zero warnings', (t) => {
+test('the example configuration-qemu.toml parses to the defaults, with the template enable_annotations, guest seccomp on, and zero warnings', (t) => {
   const text = readFileSync(
     new URL('../../examples/configuration-qemu.toml', import.meta.url),
     'utf8',
@@ -63,6 +63,8 @@ test('the example configuration-qemu.toml parses to the defaults, with the templ
       enableAnnotations: [...TEMPLATE_ENABLE_ANNOTATIONS],
       defaultBridges: 1,
     },
+    // The example enforces the container's seccomp profile in the guest (the template: true).
+    runtime: { ...d.runtime, disableGuestSeccomp: false },
   });
 });
 

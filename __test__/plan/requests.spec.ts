@@ -116,6 +116,19 @@ test('CreateContainerRequest: id, root path, annotations, resources as the agent
   ]);
 });
 
+test('disable_guest_seccomp = true leaves the profile out of CreateContainer, as runtime-rs', (t) => {
+  const spec = ociSpec((s) => {
+    s.linux.seccomp = { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [] };
+  });
+  const seccompOf = (disableGuestSeccomp: boolean) => {
+    const config = kataConfig({}, { disableGuestSeccomp });
+    const c = planOf({ config, containers: [{ id: 'c1', spec }] })._unsafeUnwrap().containers[1]!;
+    return (c.createContainer as any).OCI.Linux.Seccomp;
+  };
+  t.is(seccompOf(true), undefined);
+  t.is(seccompOf(false).DefaultAction, 'SCMP_ACT_ERRNO');
+});
+
 test('storages are rootfs first, then volumes in mount order', (t) => {
   const host = hostFacts({
     '/tmp/a': { kind: 'dir', mode: 0o40755, uid: 0, gid: 0, ino: 1, realpath: '/tmp/a' },

@@ -151,6 +151,7 @@ function planContainer(
     volumeStorages: v.storages,
     mounts: v.mounts,
     devices: d.agentDevices,
+    guestSeccomp: !s.config.runtime.disableGuestSeccomp,
   });
   return ok({
     blockDevices: [...(r.blockDevice ? [r.blockDevice] : []), ...v.blockDevices, ...d.blocks],

@@ -77,6 +77,11 @@ export interface ContainerRequestInput {
   readonly volumeStorages: readonly StorageInit[];
   readonly mounts: readonly OciMount[];
   readonly devices: readonly DeviceInit[];
+  /**
+   * False when the config's `disable_guest_seccomp` is true (Kata's default): the profile is then
+   * not sent, as runtime-rs and runtime-go drop `linux.seccomp` before CreateContainer.
+   */
+  readonly guestSeccomp: boolean;
 }
 
 /** Spec annotations for the agent: STRIPPED_ANNOTATIONS removed, container type and bundle path added. */
@@ -135,6 +140,7 @@ export function createContainerRequest(i: ContainerRequestInput): CreateContaine
     annotations: agentAnnotations(i.spec.annotations, i.type, i.bundlePath),
   });
   guestNamespaces(OCI);
+  if (!i.guestSeccomp && OCI.Linux !== undefined) OCI.Linux.Seccomp = undefined;
   return create(CreateContainerRequestSchema, {
     containerId: i.containerId,
     execId: '',
