@@ -2,12 +2,12 @@
 //! as its last component, must be an nsfs file, and the work runs on a dedicated thread that
 //! joins the namespace (a thread's netns is per-thread; the caller's threads are untouched).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{fstat, Mode};
 use nix::sys::statfs::{fstatfs, NSFS_MAGIC};
 
 use crate::error::{NetnsError, Result};
@@ -20,29 +20,45 @@ pub struct NetnsFile {
 }
 
 impl NetnsFile {
-    /// Opens `path` (O_NOFOLLOW: a planted symlink as last component fails with ELOOP) and
-    /// checks with fstatfs that it is a namespace file. `/proc/<pid>/ns/net` is itself a
-    /// symlink and is therefore refused; CNI's bind-mounted `/var/run/netns/<name>` works.
+    /// Opens `path` as an `O_PATH` handle (O_NOFOLLOW: a planted symlink as last component
+    /// fails with ELOOP; nothing is opened for I/O, so a planted device node is never opened),
+    /// checks with fstatfs that it is a namespace file, and only then opens that same inode for
+    /// setns through `/proc/self/fd`, checking it is still the inode checked. `/proc/<pid>/ns/net`
+    /// is itself a symlink and is therefore refused; CNI's bind-mounted
+    /// `/var/run/netns/<name>` works.
     pub fn open(path: &Path) -> Result<Self> {
-        let fd = open(
+        let open_err = |source| NetnsError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let handle = open(
             path,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|source| NetnsError::Open {
+        .map_err(open_err)?;
+        // SAFETY: `open` returned a new descriptor that nothing else owns.
+        let handle = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(handle) };
+        let not_ns = || NetnsError::NotNamespace {
             path: path.to_owned(),
-            source,
-        })?;
+        };
+        if fstatfs(&handle).map_err(open_err)?.filesystem_type() != NSFS_MAGIC {
+            return Err(not_ns());
+        }
+        let checked = fstat(handle.as_raw_fd()).map_err(open_err)?;
+        let fd = open(
+            format!("/proc/self/fd/{}", handle.as_raw_fd()).as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+            Mode::empty(),
+        )
+        .map_err(open_err)?;
         // SAFETY: `open` returned a new descriptor that nothing else owns.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let fs = fstatfs(&fd).map_err(|source| NetnsError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        if fs.filesystem_type() != NSFS_MAGIC {
-            return Err(NetnsError::NotNamespace {
-                path: path.to_owned(),
-            });
+        let opened = fstat(fd.as_raw_fd()).map_err(open_err)?;
+        if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino)
+            || fstatfs(&fd).map_err(open_err)?.filesystem_type() != NSFS_MAGIC
+        {
+            return Err(not_ns());
         }
         Ok(Self {
             path: path.to_owned(),

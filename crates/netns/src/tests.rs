@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::net::{IpAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -220,18 +220,19 @@ fn paths_that_are_not_network_namespaces_are_refused() {
     std::os::unix::fs::symlink("/proc/self/ns/net", &link).unwrap();
     let plain = inspect(&file).unwrap_err();
     let symlink = inspect(&link).unwrap_err();
+    // A device node is refused from its O_PATH handle, never opened for I/O.
+    let device = inspect(Path::new("/dev/null")).unwrap_err();
     let missing_detach = detach(&dir.join("gone"), &[]);
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(matches!(plain, NetnsError::NotNamespace { .. }), "{plain}");
+    // The symlink itself is what O_PATH|O_NOFOLLOW opens: not an nsfs file, never followed.
     assert!(
-        matches!(
-            symlink,
-            NetnsError::Open {
-                source: nix::Error::ELOOP,
-                ..
-            }
-        ),
+        matches!(symlink, NetnsError::NotNamespace { .. }),
         "{symlink}"
+    );
+    assert!(
+        matches!(device, NetnsError::NotNamespace { .. }),
+        "{device}"
     );
     missing_detach.unwrap();
 }
