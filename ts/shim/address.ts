@@ -93,9 +93,22 @@ export const RegisterSchema = z.strictObject({
   ttrpcAddress: z.string().max(4096),
   bundle: z.string().min(1).max(4096),
   debug: z.boolean(),
+  /** The Kata configuration this pod's `start` was given (each runtime handler its own). */
+  configPath: z.string().min(1).max(4096),
 });
 export type Register = z.infer<typeof RegisterSchema>;
 
 /** `delete` asks the daemon to let go of a sandbox it may still hold (JSON payload). */
-export const ReleaseSchema = z.strictObject({ sandboxId: z.string().min(1).max(1024) });
+export const ReleaseSchema = z.strictObject({
+  sandboxId: z.string().min(1).max(1024),
+  namespace: z.string().min(1).max(1024),
+});
 export type Release = z.infer<typeof ReleaseSchema>;
+
+/** The daemon's Release answer for a sandbox it does not hold (`delete` then cleans up itself). */
+export const NOT_HELD = 'not held by the kata-ts shim daemon';
+
+/** The Kata configuration: KATA_TS_CONFIG, else KATA_CONF_FILE, else /etc/kata-ts/configuration.toml. */
+export function configPathFrom(env: NodeJS.ProcessEnv): string {
+  return env['KATA_TS_CONFIG'] ?? env['KATA_CONF_FILE'] ?? '/etc/kata-ts/configuration.toml';
+}

@@ -20,10 +20,7 @@ import { StdioBridge } from './stdio.js';
 import { taskMethods } from './task-service.js';
 import type { MethodHandler } from './ttrpc-server.js';
 
-/** The Kata configuration: KATA_TS_CONFIG, else KATA_CONF_FILE, else /etc/kata-ts/configuration.toml. */
-export function configPathFrom(env: NodeJS.ProcessEnv): string {
-  return env['KATA_TS_CONFIG'] ?? env['KATA_CONF_FILE'] ?? '/etc/kata-ts/configuration.toml';
-}
+export { configPathFrom } from './address.js';
 
 /** The bundle's `log` if it is containerd's FIFO (never a planted link or file), else /dev/null. */
 export function openPodLog(bundle: string, debug: boolean): Logger {

@@ -8,7 +8,13 @@ import { err, ok, type Result } from 'neverthrow';
 import { parseJsonText } from '../input/json-text.js';
 import { deleteSandbox, type SandboxOptions } from '../lifecycle/sandbox.js';
 import type { StateStore } from '../lifecycle/state-store.js';
-import { DAEMON_SERVICE, RegisterSchema, ReleaseSchema, type Register } from './address.js';
+import {
+  DAEMON_SERVICE,
+  NOT_HELD,
+  RegisterSchema,
+  ReleaseSchema,
+  type Register,
+} from './address.js';
 import { attachInput, readPodRecord } from './daemon-record.js';
 import { PodHost } from './daemon-pod.js';
 import { attachSandbox } from '../lifecycle/sandbox-attach.js';
@@ -38,7 +44,6 @@ export function requestId(payload: Uint8Array): string | null {
 const status = (code: number, message: string): RpcStatus => ({ code, message });
 
 export interface RouterOptions {
-  readonly configPath: string;
   readonly sandbox: SandboxOptions;
   readonly store: StateStore;
   /** Called once the last pod went and no new one came within IDLE_GRACE_MS. */
@@ -57,7 +62,7 @@ export class DaemonRouter implements MethodTable {
     const sid = register.sandboxId;
     const dir = this.o.store.dir(sid)._unsafeUnwrap();
     return new PodHost(register, {
-      configPath: this.o.configPath,
+      configPath: register.configPath,
       sandbox: this.o.sandbox,
       stateDir: dir,
       onShutdown: () => void this.drop(sid),
@@ -112,9 +117,18 @@ export class DaemonRouter implements MethodTable {
    * `delete` after containerd lost the shim: the sandbox is taken down here, where it is held,
    * rather than by a cleanup that would kill this (shared) process as the sandbox's owner.
    */
-  async release(sid: string): Promise<Result<void, RpcStatus>> {
+  async release(sid: string, namespace: string): Promise<Result<void, RpcStatus>> {
     const pod = this.pods.get(sid);
-    if (pod === undefined) return ok(undefined);
+    // `delete` then cleans up itself (NOT_HELD): this daemon is not the sandbox's owner.
+    if (pod === undefined) return err(status(Code.NOT_FOUND, `${sid}: ${NOT_HELD}`));
+    // Another namespace's pod of the same id: neither released here nor cleaned up by `delete`.
+    if (pod.register.namespace !== namespace)
+      return err(
+        status(
+          Code.FAILED_PRECONDITION,
+          `sandbox ${sid} is served for namespace ${pod.register.namespace}`,
+        ),
+      );
     const sb = pod.pod.sandbox;
     pod.pod.sandbox = null;
     await this.drop(sid);
@@ -201,7 +215,7 @@ export class DaemonRouter implements MethodTable {
       return async (payload) => {
         const r = ReleaseSchema.safeParse(json(payload));
         if (!r.success) return err(status(Code.INVALID_ARGUMENT, 'malformed Release'));
-        return (await this.release(r.data.sandboxId)).map(() => new Uint8Array());
+        return (await this.release(r.data.sandboxId, r.data.namespace)).map(() => new Uint8Array());
       };
     return undefined;
   }

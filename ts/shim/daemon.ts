@@ -9,7 +9,6 @@ import { connect } from 'node:net';
 import type { SandboxOptions } from '../lifecycle/sandbox.js';
 import { StateStore, stateRoot } from '../lifecycle/state-store.js';
 import { daemonPaths, type DaemonPaths } from './address.js';
-import { configPathFrom } from './daemon-pod.js';
 import { DaemonRouter } from './daemon-router.js';
 import { TtrpcServer } from './ttrpc-server.js';
 
@@ -39,7 +38,6 @@ export async function shimDaemon(sandbox: Partial<SandboxOptions> = {}): Promise
   let done!: () => void;
   const idle = new Promise<void>((r) => (done = r));
   const router = new DaemonRouter({
-    configPath: configPathFrom(process.env),
     sandbox,
     store: new StateStore(root.value),
     onIdle: done,

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { safeLine } from '../input/escape-text.js';
 import { DeleteResponseSchema } from '../gen/containerd/task/v2/shim_pb.js';
 import { StateStore, stateRoot } from '../lifecycle/state-store.js';
-import { bundleAnnotations, daemonPaths, sandboxIdOf } from './address.js';
+import { bundleAnnotations, daemonPaths, NOT_HELD, sandboxIdOf } from './address.js';
 import { callDaemon } from './daemon-client.js';
 import type { ShimFlags } from './flags.js';
 import { sharedRootfsBinds, unmountRootfs } from './rootfs.js';
@@ -33,19 +33,29 @@ export async function shimDelete(flags: ShimFlags): Promise<number> {
   // containerd runs delete when it lost the shim's connection (the front died): the daemon may
   // still hold the sandbox and takes it down itself. A cleanup here would kill the daemon as the
   // sandbox's recorded owner, and every other pod with it.
+  // Once the daemon answered (or took the call and is still deleting: a timeout), the sandbox
+  // is the daemon's to take down; a local cleanup then would race it and kill the daemon.
+  let daemonHolds = false;
   if (sandboxId === flags.id && root.isOk() && existsSync(path.join(root.value, sandboxId))) {
     const released = await callDaemon(
       daemonPaths(root.value).daemonSocket,
       'Release',
-      { sandboxId },
+      { sandboxId, namespace: flags.namespace },
       4_000,
     );
-    if (released.isErr() && !released.error.startsWith('cannot reach'))
-      problems.push(released.error);
+    daemonHolds =
+      released.isOk() ||
+      (!released.error.startsWith('cannot reach') && !released.error.includes(NOT_HELD));
+    if (released.isErr() && daemonHolds) problems.push(released.error);
   }
   // containerd kills `delete` after 5 s: load the cleanup (slow to import) only when a sandbox
   // state is there to clean, and only the cleanup, not the whole lifecycle (half the load time).
-  if (sandboxId === flags.id && root.isOk() && existsSync(path.join(root.value, sandboxId))) {
+  if (
+    !daemonHolds &&
+    sandboxId === flags.id &&
+    root.isOk() &&
+    existsSync(path.join(root.value, sandboxId))
+  ) {
     const { cleanupSandbox } = await import('../lifecycle/cleanup.js');
     const cleaned = await cleanupSandbox(new StateStore(root.value), sandboxId);
     // A sandbox whose state is already gone (a clean exit) has nothing left to remove.

@@ -13,7 +13,13 @@ import { err, ok, type Result } from 'neverthrow';
 import { errorLine } from '../input/escape-text.js';
 import { replaceFile } from '../input/replace-file.js';
 import { stateRoot } from '../lifecycle/state-store.js';
-import { bundleAnnotations, daemonPaths, sandboxIdOf, type DaemonPaths } from './address.js';
+import {
+  bundleAnnotations,
+  configPathFrom,
+  daemonPaths,
+  sandboxIdOf,
+  type DaemonPaths,
+} from './address.js';
 import { callDaemon } from './daemon-client.js';
 import { daemonNodeFlags } from './daemon-flags.js';
 import type { ShimFlags } from './flags.js';
@@ -111,7 +117,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function ensureFront(paths: DaemonPaths): Promise<Result<void, string>> {
   if (await reachable(paths.socket)) return ok(undefined);
   const binary = frontBinary();
-  if (binary === null) return err('kata-ts-shim-front is not installed (build it: make native)');
+  if (binary === null) return err('kata-ts-shim-front is not installed (build it: make build)');
   const ready = await spawnFront(binary, paths);
   if (ready !== 'ok' && ready !== 'running') return err(ready);
   // `running`: another front holds the lock and is about to listen (or just did).
@@ -147,6 +153,8 @@ export async function shimStart(flags: ShimFlags): Promise<number> {
     ttrpcAddress: flags.ttrpcAddress,
     bundle: flags.bundle,
     debug: flags.debug,
+    // Read from this start's environment: pods of other runtime handlers keep their own.
+    configPath: configPathFrom(process.env),
   };
   // A front that was just exiting (its daemon went idle) is replaced by a new one.
   let registered: Result<void, string> = err('not tried');
