@@ -18,7 +18,7 @@ mkdir -p "$logs"
 # ours and kata-agent), each skip loud; the minimal kernel is the guests' default (make kernel is
 # a prerequisite of make guest), so its own suite is promised with them.
 PROMISED_SUITES=(
-  'guest|guest/e2e.spec.ts guest/agent-requests.spec.ts guest/minimal-kernel.spec.ts guest/security-context.spec.ts guest/resources.spec.ts qemu/guest.spec.ts lifecycle/guest-run.spec.ts lifecycle/concurrent-pods.spec.ts'
+  'guest|guest/e2e.spec.ts guest/agent-requests.spec.ts guest/storage-kinds.spec.ts guest/minimal-kernel.spec.ts guest/security-context.spec.ts guest/resources.spec.ts qemu/guest.spec.ts lifecycle/guest-run.spec.ts lifecycle/concurrent-pods.spec.ts'
   'cri|shim/stats.spec.ts shim/tty.spec.ts shim/update.spec.ts shim/cri-refusals.spec.ts containerd/*.spec.ts network/*.spec.ts'
   'rootless|lifecycle/rootless.spec.ts rootless/*.spec.ts'
   'containerd-shim|shim/shim-tasks.spec.ts shim/shim-guest.spec.ts shim/shim-protocol.spec.ts lifecycle/shim-commands.spec.ts'
