@@ -287,7 +287,8 @@ export async function startContainerd(options: ContainerdOptions = {}): Promise<
     const ctr = (...args: string[]) => run('nsenter', ctrArgs(args), 120_000);
     const spawnCtr = (...args: string[]) =>
       spawn('nsenter', ctrArgs(args), { stdio: ['ignore', 'pipe', 'pipe'] });
-    const inside = (...args: string[]) => run('nsenter', [...nsenter, ...args], 60_000);
+    // A whole `ctr run` of a TCG guest (boot, run, OOM) goes through `inside`: minutes under load.
+    const inside = (...args: string[]) => run('nsenter', [...nsenter, ...args], 180_000);
     await waitFor('containerd to answer ctr version', 15_000, async () => {
       if (!alive(containerdPid)) throw new Error('containerd exited');
       if (!existsSync(address)) return undefined;
