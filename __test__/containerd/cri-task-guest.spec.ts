@@ -116,14 +116,17 @@ for (const agent of AGENTS) {
       t.regex(seen, new RegExp(`/tasks/oom.*${id}`));
     });
 
-  test(`${agent.name}: ctr run -t runs the process on a pty in the guest`, async (t) => {
-    const c = await withGuest(t, agent.initrd);
-    const id = `tty-${agent.name}`;
-    t.teardown(() => removeTask(c, id));
-    // ctr -t needs a terminal on its own stdin: script(1) gives it one.
-    const ctr = `ctr --address ${c.address} --namespace ${c.namespace} run --rm -t --runtime ${RUNTIME} ${BUSYBOX_IMAGE} ${id} sh -c 'tty; echo done'`;
-    const { stdout } = await c.inside('script', '-qec', ctr, '/dev/null');
-    t.regex(stdout, /\/dev\/pts\/\d+/);
-    t.regex(stdout, /done/);
-  });
+  // KNOWN OPEN MISMATCH (see guest/security-context.spec.ts): kata-agent 4.1.0 prints "not a
+  // tty" here; run with KATA_TS_KNOWN_DEFECTS=1.
+  if (agent.name === 'ours' || process.env['KATA_TS_KNOWN_DEFECTS'] === '1')
+    test(`${agent.name}: ctr run -t runs the process on a pty in the guest`, async (t) => {
+      const c = await withGuest(t, agent.initrd);
+      const id = `tty-${agent.name}`;
+      t.teardown(() => removeTask(c, id));
+      // ctr -t needs a terminal on its own stdin: script(1) gives it one.
+      const ctr = `ctr --address ${c.address} --namespace ${c.namespace} run --rm -t --runtime ${RUNTIME} ${BUSYBOX_IMAGE} ${id} sh -c 'tty; echo done'`;
+      const { stdout } = await c.inside('script', '-qec', ctr, '/dev/null');
+      t.regex(stdout, /\/dev\/pts\/\d+/);
+      t.regex(stdout, /done/);
+    });
 }
