@@ -65,6 +65,8 @@ function writeConfig(dir: string): string {
       'shared_fs = "none"',
       'block_device_driver = "virtio-blk-pci"',
       '[agent.kata]',
+      // Ten TCG guests on two cores: a CreateContainer took over runtime-rs's 30 s default once.
+      'request_timeout_ms = 120000',
       '[runtime]',
       'sandbox_cgroup_only = true',
       '',

@@ -78,6 +78,9 @@ test.serial(
       ['intent'],
       'the watcher is recorded as attempted, never as running',
     );
+    // The watcher's thread ends asynchronously after the failed copy: give it 5 s to go.
+    for (let i = 0; i < 50 && watcherThreads(process.pid) > 0; i++)
+      await new Promise((r) => setTimeout(r, 100));
     t.is(watcherThreads(process.pid), 0, 'no watcher thread survived the failed copy');
 
     sb.agent.close();

@@ -215,11 +215,21 @@ async function startQemu(
   return ok(vm);
 }
 
-async function dialAgent(rec: StateRecorder, vm: RunningVm, o: VmOptions): Step<AgentClient> {
+async function dialAgent(
+  rec: StateRecorder,
+  vm: RunningVm,
+  o: VmOptions,
+  requestTimeoutMs: number,
+): Step<AgentClient> {
   const fail = failed(rec.state.sandboxId, 'agent');
   const budget = o.bootTimeoutMs ?? 120_000;
   const target: AgentTarget = o.agentTarget ?? { kind: 'unix', path: vm.agentSocket };
-  const agent = await connectAgent(target, { dialTimeoutMs: budget, healthTimeoutMs: budget });
+  // The config's request_timeout_ms bounds every later request (runtime-rs default 30 s).
+  const agent = await connectAgent(target, {
+    dialTimeoutMs: budget,
+    healthTimeoutMs: budget,
+    requestTimeoutMs,
+  });
   if (agent.isErr()) return err(fail(agent.error));
   // Over virtio-serial the dial succeeds as soon as QEMU listens; the first answer means the
   // guest booted and its agent serves.
@@ -240,12 +250,13 @@ async function bringUp(
   cgroups: CgroupRecord,
   o: VmOptions,
   lap: (name: string) => void,
+  requestTimeoutMs: number,
 ): Step<AgentClient> {
   const sid = rec.state.sandboxId;
   const placed = await placeInCgroups(sid, cgroups, vm, o);
   if (placed.isErr()) return err(placed.error);
   crashPoint('place-vmm');
-  const agent = await dialAgent(rec, vm, o);
+  const agent = await dialAgent(rec, vm, o, requestTimeoutMs);
   if (agent.isErr()) return agent;
   lap('boot');
   // Kata tells the guest its network before CreateSandbox (kata_agent.go startSandbox).
@@ -294,7 +305,15 @@ export function startVm(
     const vm = await startQemu(rec, plan, config, o, (why) => onExit(why));
     if (vm.isErr()) return err(vm.error);
     started = vm.value;
-    const agent = await bringUp(rec, plan, vm.value, cgroups.value, o, lap);
+    const agent = await bringUp(
+      rec,
+      plan,
+      vm.value,
+      cgroups.value,
+      o,
+      lap,
+      config.agent.requestTimeoutMs,
+    );
     if (agent.isErr()) return err(agent.error);
     return ok({ vm: vm.value, agent: agent.value, cgroups: cgroups.value, unexpectedExit });
   };
