@@ -6,11 +6,8 @@
 import { closeSync, constants, fstatSync, lstatSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type { DescMessage, MessageInitShape } from '@bufbuild/protobuf';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { pino, type Logger } from 'pino';
-import { TaskExitSchema } from '../gen/containerd/events/task_pb.js';
 import { Status } from '../gen/containerd/types/task/task_pb.js';
-import { wait } from '../lifecycle/container.js';
 import type { Sandbox, SandboxOptions } from '../lifecycle/sandbox.js';
 import type { Register } from './address.js';
 import { podRecord, writePodRecord, type PodRecord, type ProcessRecord } from './daemon-record.js';
@@ -147,34 +144,9 @@ export class PodHost {
     if (p.status === Status.RUNNING) {
       // containerd's FIFOs are still there (it holds them for the task's life): opened again.
       p.bridge = new StdioBridge(sb.agent, containerId, r.execId, r.stdio, this.log, r.terminal);
-      void this.watchExit(sb, p);
+      void this.pod.watchExit(sb, p);
     }
     return p;
-  }
-
-  /** As Pod's own exit watch: the agent's WaitProcess, output drained, TaskExit published. */
-  private async watchExit(sb: Sandbox, p: ShimProcess): Promise<void> {
-    const status =
-      p.execId === ''
-        ? await wait(sb, p.containerId)
-        : await sb.agent.waitProcess(p.containerId, p.execId);
-    if (status.isErr())
-      this.log.warn(
-        { id: p.containerId, execId: p.execId, err: status.error.message },
-        'wait failed',
-      );
-    await Promise.race([p.bridge?.done, new Promise((r) => setTimeout(r, 5_000).unref())]);
-    p.status = Status.STOPPED;
-    p.exitStatus = status.isOk() ? status.value : 255;
-    p.exitedAt = new Date();
-    await this.events.publish('/tasks/exit', TaskExitSchema, {
-      containerId: p.containerId,
-      id: p.execId || p.containerId,
-      pid: p.pid,
-      exitStatus: p.exitStatus,
-      exitedAt: timestampFromDate(p.exitedAt),
-    });
-    p.markExited();
   }
 
   /** Closes the pod's event connection and log. */

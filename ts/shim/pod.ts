@@ -241,7 +241,11 @@ export class Pod {
     return ok(p.pid);
   }
 
-  private async watchExit(sb: Sandbox, p: ShimProcess): Promise<void> {
+  /**
+   * The exit watch: WaitProcess in the guest, output drained, TaskExit published. Also the shim
+   * daemon's, for the running processes of a re-attached pod.
+   */
+  async watchExit(sb: Sandbox, p: ShimProcess): Promise<void> {
     const status =
       p.execId === ''
         ? await wait(sb, p.containerId)
